@@ -1,0 +1,2 @@
+//! tinygpt runtime (work in progress).
+#![cfg_attr(not(feature = "std"), no_std)]
