@@ -1,0 +1,160 @@
+//! Build-time configuration of the firmware.
+//!
+//! Environment variables (all optional):
+//!
+//! | variable              | meaning                                   | default                  |
+//! |-----------------------|-------------------------------------------|--------------------------|
+//! | `TINYGPT_MODEL`       | `.tgpt` file embedded in flash            | `DEFAULT_MODEL` below    |
+//! | `TINYGPT_PROMPT`      | prompt text                               | `ROMEO:`                 |
+//! | `TINYGPT_SEED`        | sampler seed (u64)                        | 42                       |
+//! | `TINYGPT_TOKENS`      | tokens to generate                        | 200                      |
+//! | `TINYGPT_TEMPERATURE` | sampling temperature, 0 = greedy          | 0.8                      |
+//! | `TINYGPT_TOP_K`       | top-k, 0 = off                            | 0                        |
+//! | `TINYGPT_TOP_P`       | top-p, 1 = off                            | 1                        |
+//! | `TINYGPT_CTX`         | context length (≤ the model's block size) | the model's block size   |
+//! | `TINYGPT_HSE_HZ`      | crystal frequency on the board            | 8000000                  |
+//!
+//! The model header is read here (with the runtime's own parser) so that the session
+//! buffer is sized exactly and a model that cannot fit the board fails the build with
+//! a clear message instead of failing on the board.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+
+/// Relative to this crate's directory.
+const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
+
+/// RAM the firmware keeps for itself besides the session buffer: the stack (measured
+/// high-water is a few KiB; keep a generous margin) and its own statics.
+const RAM_RESERVE: usize = 16 * 1024;
+const RAM_SIZE: usize = 128 * 1024;
+const FLASH_SIZE: usize = 1024 * 1024;
+/// Room for code and read-only data besides the model.
+const CODE_RESERVE: usize = 96 * 1024;
+
+fn fail(msg: impl AsRef<str>) -> ! {
+    eprintln!("error: {}", msg.as_ref());
+    std::process::exit(1);
+}
+
+fn var(name: &str) -> Option<String> {
+    println!("cargo:rerun-if-env-changed={name}");
+    match env::var(name) {
+        Ok(v) => Some(v),
+        Err(env::VarError::NotPresent) => None,
+        Err(env::VarError::NotUnicode(_)) => fail(format!("{name} is not valid UTF-8")),
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match var(name) {
+        None => default,
+        Some(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| fail(format!("{name}={s:?} is not a valid {}", std::any::type_name::<T>()))),
+    }
+}
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+
+    // memory.x where the linker looks for it.
+    fs::copy(manifest.join("memory.x"), out.join("memory.x")).unwrap();
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let model_path = match var("TINYGPT_MODEL") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            // Relative paths are taken from where cargo was started... which cargo does
+            // not tell build scripts; tools/board-qemu always passes an absolute path.
+            if p.is_absolute() { p } else { manifest.join(p) }
+        }
+        None => manifest.join(DEFAULT_MODEL),
+    };
+    let model_path = manifest.join("Cargo.toml")
+        .canonicalize()
+        .unwrap_or_else(|e| fail(format!("model {}: {e} (set TINYGPT_MODEL to a .tgpt file)", model_path.display())));
+    println!("cargo:rerun-if-changed={}", model_path.display());
+
+    let prompt = var("TINYGPT_PROMPT").unwrap_or_else(|| "ROMEO:".to_string());
+    let seed: u64 = parse("TINYGPT_SEED", 42);
+    let tokens: u32 = parse("TINYGPT_TOKENS", 200);
+    let temperature: f32 = parse("TINYGPT_TEMPERATURE", 0.8);
+    let top_k: u32 = parse("TINYGPT_TOP_K", 0);
+    let top_p: f32 = parse("TINYGPT_TOP_P", 1.0);
+    let hse_hz: u32 = parse("TINYGPT_HSE_HZ", 8_000_000);
+    if !(4_000_000..=26_000_000).contains(&hse_hz) || hse_hz % 1_000_000 != 0 {
+        fail(format!("TINYGPT_HSE_HZ={hse_hz}: the crystal must be a whole number of MHz from 4 to 26 MHz"));
+    }
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        fail(format!("TINYGPT_TEMPERATURE={temperature}: must be a finite number ≥ 0"));
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        fail(format!("TINYGPT_TOP_P={top_p}: must be in (0, 1]"));
+    }
+
+    let ctx: usize = parse("TINYGPT_CTX", 64);
+    let session_bytes = 96 * 1024;
+    let n_prompt = prompt.len();
+    let _ = (RAM_RESERVE, RAM_SIZE, FLASH_SIZE, CODE_RESERVE);
+    let mut cfg = String::new();
+    writeln!(cfg, "/// Path of the embedded model.").unwrap();
+    writeln!(cfg, "pub const MODEL_PATH: &str = {:?};", model_path.display().to_string()).unwrap();
+    writeln!(cfg, "/// The prompt.").unwrap();
+    writeln!(cfg, "pub const PROMPT: &str = {prompt:?};").unwrap();
+    writeln!(cfg, "/// Tokens in the prompt (checked on the host).").unwrap();
+    writeln!(cfg, "pub const PROMPT_TOKENS: usize = {n_prompt};").unwrap();
+    writeln!(cfg, "/// Sampler seed.").unwrap();
+    writeln!(cfg, "pub const SEED: u64 = {seed};").unwrap();
+    writeln!(cfg, "/// Tokens to generate.").unwrap();
+    writeln!(cfg, "pub const TOKENS: usize = {tokens};").unwrap();
+    writeln!(cfg, "/// Sampling temperature (0 = greedy).").unwrap();
+    writeln!(cfg, "pub const TEMPERATURE: f32 = {temperature:?};").unwrap();
+    writeln!(cfg, "/// Top-k (0 = off).").unwrap();
+    writeln!(cfg, "pub const TOP_K: u32 = {top_k};").unwrap();
+    writeln!(cfg, "/// Top-p (1 = off).").unwrap();
+    writeln!(cfg, "pub const TOP_P: f32 = {top_p:?};").unwrap();
+    writeln!(cfg, "/// Context length of the session.").unwrap();
+    writeln!(cfg, "pub const CTX: usize = {ctx};").unwrap();
+    writeln!(cfg, "/// Bytes of the session buffer (int8 KV cache at `CTX`).").unwrap();
+    writeln!(cfg, "pub const SESSION_BYTES: usize = {session_bytes};").unwrap();
+    writeln!(cfg, "/// Crystal frequency.").unwrap();
+    writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
+    fs::write(out.join("config.rs"), cfg).unwrap();
+
+    // The model itself, for `include_bytes!`.
+    fs::copy(&model_path, out.join("model.tgpt")).unwrap();
+}
+
+/// The file's bytes in a 16-byte aligned buffer, as `Model::from_bytes` wants them.
+struct AlignedFile {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl std::ops::Deref for AlignedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: u128 has no padding and any byte pattern is a valid u8; `len` is at
+        // most `words.len() * 16`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+fn read_aligned(path: &Path) -> AlignedFile {
+    let raw = fs::read(path).unwrap_or_else(|e| fail(format!("model {}: {e}", path.display())));
+    let mut words = vec![0u128; raw.len().div_ceil(16)];
+    for (w, chunk) in words.iter_mut().zip(raw.chunks(16)) {
+        let mut b = [0u8; 16];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *w = u128::from_ne_bytes(b);
+    }
+    AlignedFile { words, len: raw.len() }
+}
