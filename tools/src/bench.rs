@@ -1,0 +1,117 @@
+//! `tinygpt bench`: prompt-processing and generation speed on one thread, medians of several runs.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tinygpt_runtime::{Sampler, SamplerConfig, Session};
+
+use crate::cli::BenchArgs;
+use crate::modelfile::{self, ModelFile};
+use crate::out::thousands;
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let file = ModelFile::open(&a.run.model)?;
+    let model = file.model()?;
+    let cfg = *model.config();
+    let ctx = modelfile::context_len(&model, a.run.ctx)?;
+    let n_prompt = a.n_prompt.unwrap_or(ctx.min(128));
+    let n_gen = a.n_gen.unwrap_or(ctx.min(128));
+    for (what, n) in [("-p", n_prompt), ("-n", n_gen)] {
+        if n > ctx {
+            bail!("{what} {n} is larger than the context ({ctx} tokens); each test starts from an empty context");
+        }
+    }
+    let kv = a.run.kv.into();
+    let mut buf = modelfile::session_buffer(&model, ctx, kv)?;
+    let mut session = modelfile::session(&model, &mut buf, ctx, kv)?;
+
+    // A fixed, varied prompt: token ids spread over the vocabulary.
+    let vocab = cfg.vocab_size as u64;
+    let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2_654_435_761 + 7) % vocab) as u32).collect();
+
+    // One untimed run of each test warms caches and page-faults the mapped weights in.
+    prompt_run(&mut session, &prompt)?;
+    gen_run(&mut session, n_gen)?;
+    let mut pp = Vec::with_capacity(a.repetitions);
+    let mut tg = Vec::with_capacity(a.repetitions);
+    for _ in 0..a.repetitions {
+        pp.push(prompt_run(&mut session, &prompt)?);
+        tg.push(gen_run(&mut session, n_gen)?);
+    }
+
+    let mut s = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "model: {}  {} {}  {} params  ctx {ctx}  kv {}  1 thread  {} runs (median)",
+        file.path().display(),
+        cfg.arch.name(),
+        cfg.dtype.name(),
+        thousands(model.param_count()),
+        kv.name(),
+        a.repetitions
+    );
+    let _ = writeln!(s, "{:<8}{:>8}{:>12}{:>12}{:>12}{:>12}", "test", "tokens", "tokens/s", "ms/token", "min t/s", "max t/s");
+    for (name, n, times) in [(format!("pp{n_prompt}"), n_prompt, &mut pp), (format!("tg{n_gen}"), n_gen, &mut tg)] {
+        times.sort();
+        let med = median(times).as_secs_f64();
+        let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-12);
+        let _ = writeln!(
+            s,
+            "{name:<8}{n:>8}{:>12.1}{:>12.4}{:>12.1}{:>12.1}",
+            n as f64 / med.max(1e-12),
+            med * 1e3 / n as f64,
+            rate(times[times.len() - 1]),
+            rate(times[0])
+        );
+    }
+    std::io::stdout().lock().write_all(s.as_bytes()).context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// Feeds `prompt` from an empty context.
+fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<Duration> {
+    session.reset();
+    let t = Instant::now();
+    for &tok in prompt {
+        std::hint::black_box(session.step(tok).map_err(|e| anyhow!("{e}"))?);
+    }
+    Ok(t.elapsed())
+}
+
+/// Generates `n` tokens from an empty context: a forward pass and a sample (temperature 0.8,
+/// top-k 40) per token.
+fn gen_run(session: &mut Session<'_, '_>, n: usize) -> Result<Duration> {
+    session.reset();
+    let mut sampler = Sampler::new(SamplerConfig::default(), 1);
+    let mut tok = 0u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        session.step(tok).map_err(|e| anyhow!("{e}"))?;
+        tok = session.sample(&mut sampler);
+    }
+    Ok(t.elapsed())
+}
+
+/// The median of sorted durations (the mean of the middle two for an even count).
+fn median(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let d = |ms| Duration::from_millis(ms);
+        assert_eq!(median(&[d(1), d(5), d(9)]), d(5));
+        assert_eq!(median(&[d(1), d(3), d(5), d(100)]), d(4));
+    }
+}
