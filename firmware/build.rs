@@ -21,8 +21,10 @@
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use tinygpt_runtime::writer::read_aligned;
+use tinygpt_runtime::{KvDType, Model};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -32,8 +34,9 @@ const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
 const RAM_RESERVE: usize = 16 * 1024;
 const RAM_SIZE: usize = 128 * 1024;
 const FLASH_SIZE: usize = 1024 * 1024;
-/// Room for code and read-only data besides the model.
-const CODE_RESERVE: usize = 96 * 1024;
+/// Room for code and read-only data besides the model (about 90 KiB at opt-level "s";
+/// this is a floor for an early message, the linker has the last word).
+const CODE_RESERVE: usize = 64 * 1024;
 
 fn fail(msg: impl AsRef<str>) -> ! {
     eprintln!("error: {}", msg.as_ref());
@@ -78,7 +81,7 @@ fn main() {
         }
         None => manifest.join(DEFAULT_MODEL),
     };
-    let model_path = manifest.join("Cargo.toml")
+    let model_path = model_path
         .canonicalize()
         .unwrap_or_else(|e| fail(format!("model {}: {e} (set TINYGPT_MODEL to a .tgpt file)", model_path.display())));
     println!("cargo:rerun-if-changed={}", model_path.display());
@@ -100,10 +103,39 @@ fn main() {
         fail(format!("TINYGPT_TOP_P={top_p}: must be in (0, 1]"));
     }
 
-    let ctx: usize = parse("TINYGPT_CTX", 64);
-    let session_bytes = 96 * 1024;
-    let n_prompt = prompt.len();
-    let _ = (RAM_RESERVE, RAM_SIZE, FLASH_SIZE, CODE_RESERVE);
+    let bytes = read_aligned(&model_path).unwrap_or_else(|e| fail(format!("model {}: {e}", model_path.display())));
+    let model = Model::from_bytes(&bytes)
+        .unwrap_or_else(|e| fail(format!("model {}: {e}", model_path.display())));
+    let block_size = model.config().block_size as usize;
+    let ctx: usize = parse("TINYGPT_CTX", block_size);
+    if ctx == 0 || ctx > block_size {
+        fail(format!("TINYGPT_CTX={ctx}: must be from 1 to the model's block size {block_size}"));
+    }
+    let session_bytes = model.session_bytes(ctx, KvDType::I8);
+    if session_bytes + RAM_RESERVE > RAM_SIZE {
+        fail(format!(
+            "model {}: a session at context {ctx} with an int8 KV cache needs {session_bytes} bytes of RAM; \
+             the board has {RAM_SIZE} and keeps {RAM_RESERVE} for stack and statics (try a smaller TINYGPT_CTX)",
+            model_path.display()
+        ));
+    }
+    if bytes.len() + CODE_RESERVE > FLASH_SIZE {
+        fail(format!(
+            "model {}: {} bytes do not fit in {FLASH_SIZE} bytes of flash with {CODE_RESERVE} kept for code",
+            model_path.display(),
+            bytes.len()
+        ));
+    }
+    // Refuse a prompt the tokenizer cannot encode now rather than on the board.
+    let mut ids = vec![0u32; prompt.len().max(1)];
+    let n_prompt = model
+        .tokenizer()
+        .encode(&prompt, &mut ids)
+        .unwrap_or_else(|e| fail(format!("TINYGPT_PROMPT={prompt:?}: {e}")));
+    if n_prompt > ctx {
+        fail(format!("TINYGPT_PROMPT is {n_prompt} tokens, longer than the context {ctx}"));
+    }
+
     let mut cfg = String::new();
     writeln!(cfg, "/// Path of the embedded model.").unwrap();
     writeln!(cfg, "pub const MODEL_PATH: &str = {:?};", model_path.display().to_string()).unwrap();
@@ -131,30 +163,4 @@ fn main() {
 
     // The model itself, for `include_bytes!`.
     fs::copy(&model_path, out.join("model.tgpt")).unwrap();
-}
-
-/// The file's bytes in a 16-byte aligned buffer, as `Model::from_bytes` wants them.
-struct AlignedFile {
-    words: Vec<u128>,
-    len: usize,
-}
-
-impl std::ops::Deref for AlignedFile {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: u128 has no padding and any byte pattern is a valid u8; `len` is at
-        // most `words.len() * 16`.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
-    }
-}
-
-fn read_aligned(path: &Path) -> AlignedFile {
-    let raw = fs::read(path).unwrap_or_else(|e| fail(format!("model {}: {e}", path.display())));
-    let mut words = vec![0u128; raw.len().div_ceil(16)];
-    for (w, chunk) in words.iter_mut().zip(raw.chunks(16)) {
-        let mut b = [0u8; 16];
-        b[..chunk.len()].copy_from_slice(chunk);
-        *w = u128::from_ne_bytes(b);
-    }
-    AlignedFile { words, len: raw.len() }
 }

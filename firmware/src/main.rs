@@ -1,4 +1,8 @@
 //! tinygpt on an STM32F405/F407: the model in flash, generated text on USART1.
+//!
+//! Boot, bring the board up (see `board`), print a banner, run the runtime's `generate`
+//! loop (the same one the `tinygpt` CLI uses, so the text matches the host byte for byte),
+//! print the cost per token and the memory budgets, then exit (QEMU) or idle (silicon).
 #![no_std]
 #![no_main]
 
@@ -14,40 +18,170 @@ use core::fmt::Write as _;
 use core::panic::PanicInfo;
 
 use cortex_m_rt::{entry, exception, ExceptionFrame};
+use tinygpt_runtime::{generate, KvDType, Model, Sampler, SamplerConfig, Session};
 
+use board::{Board, Platform};
+
+/// Aligns what it wraps to 16 bytes, as `Model::from_bytes` requires.
 #[repr(C, align(16))]
-struct SessionBuf([u8; config::SESSION_BYTES]);
-static mut SESSION_BUF: SessionBuf = SessionBuf([0; config::SESSION_BYTES]);
+struct Aligned<T: ?Sized>(T);
+
+/// The model file, in flash, used in place.
+static MODEL_FILE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.tgpt")));
+
+/// Activations, KV cache (int8) and token history; sized by build.rs from the model header.
+static mut SESSION_BUF: Aligned<[u8; config::SESSION_BYTES]> = Aligned([0; config::SESSION_BYTES]);
 
 #[entry]
 fn main() -> ! {
     let mut board = board::init();
-    let _ = writeln!(board.serial, "tinygpt-firmware skeleton");
-    // SAFETY: the only reference ever taken to SESSION_BUF.
-    let buf: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(SESSION_BUF)).0 };
-    let t0 = board::ticks();
-    let mut acc = 0u32;
-    for i in 0..1_000_000usize {
-        acc = acc.wrapping_add(unsafe { core::ptr::read_volatile(&buf[i % 1000]) } as u32 ^ i as u32);
-    }
-    let t1 = board::ticks();
-    for n in [0u32, 1_000, 1_000_000, 10_000_000] {
-        let a = board::ticks();
-        unsafe { core::arch::asm!("1: subs {0}, #1", "bhs 1b", inout(reg) n => _) };
-        let b = board::ticks();
-        let _ = writeln!(board.serial, "asm loop n={n}: 2n+? ticks {} cost {}", b - a, board::cost(board.platform, b - a));
-    }
-    let _ = writeln!(board.serial, "acc {acc} ticks {} cost {}", t1 - t0, board::cost(board.platform, t1 - t0));
-    let _ = writeln!(
-        board.serial,
-        "flash {} static {} stack {} room {}",
-        stack::flash_used(),
-        stack::static_ram(),
-        stack::high_water(),
-        stack::stack_room()
-    );
+    let status = match run(&mut board) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    };
     board.serial.flush();
-    board::exit(board.platform, 0)
+    board::exit(board.platform, status)
+}
+
+fn run(board: &mut Board) -> Result<(), ()> {
+    let platform = board.platform;
+    let out = &mut board.serial;
+    let _ = write!(out, "\ntinygpt-firmware {} on STM32F405, ", env!("CARGO_PKG_VERSION"));
+    let _ = match (platform, board.clock) {
+        (Platform::Qemu, _) => writeln!(out, "QEMU (no clock set-up, core at 168 MHz)"),
+        (Platform::Silicon, board::ClockSource::Hse) => {
+            writeln!(out, "168 MHz from a {} MHz crystal", board::HSE_HZ / 1_000_000)
+        }
+        (Platform::Silicon, _) => writeln!(out, "168 MHz from HSI (the crystal did not start)"),
+    };
+
+    let model = match Model::from_bytes(&MODEL_FILE.0) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = writeln!(out, "error: model: {e}");
+            return Err(());
+        }
+    };
+    let cfg = *model.config();
+    let meta = model.metadata();
+    let _ = writeln!(
+        out,
+        "model: {}, {} parameters, {} weights, {:?} {}x{} (heads {}/{}, hidden {}), vocab {}, context {} of {}",
+        meta.name,
+        model.param_count(),
+        cfg.dtype.name(),
+        cfg.arch,
+        cfg.n_layer,
+        cfg.n_embd,
+        cfg.n_head,
+        cfg.n_kv_head,
+        cfg.n_hidden,
+        cfg.vocab_size,
+        config::CTX,
+        cfg.block_size,
+    );
+    let _ = writeln!(
+        out,
+        "seed {}, {} tokens, temperature {}, top-k {}, top-p {}, KV cache int8",
+        config::SEED,
+        config::TOKENS,
+        config::TEMPERATURE,
+        config::TOP_K,
+        config::TOP_P
+    );
+
+    // SAFETY: the only reference ever taken to SESSION_BUF (`run` is called once).
+    let buf: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(SESSION_BUF)).0 };
+    let needed = model.session_bytes(config::CTX, KvDType::I8);
+    if needed > buf.len() {
+        let _ = writeln!(out, "error: the session needs {needed} bytes of RAM, the buffer has {}", buf.len());
+        return Err(());
+    }
+    let mut session = match Session::new(&model, buf, config::CTX, KvDType::I8) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(out, "error: session: {e}");
+            return Err(());
+        }
+    };
+    let mut prompt = [0u32; config::PROMPT_TOKENS];
+    match model.tokenizer().encode(config::PROMPT, &mut prompt) {
+        Ok(n) if n == prompt.len() => {}
+        Ok(n) => {
+            let _ = writeln!(out, "error: the prompt is {n} tokens, the build expected {}", prompt.len());
+            return Err(());
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: prompt: {e}");
+            return Err(());
+        }
+    }
+    let sampler_cfg = SamplerConfig { temperature: config::TEMPERATURE, top_k: config::TOP_K, top_p: config::TOP_P };
+    let mut sampler = Sampler::new(sampler_cfg, config::SEED);
+
+    // The text goes out as it comes. The prompt is echoed first; the clock reading taken
+    // once all of it is out separates prompt processing from generation.
+    let _ = writeln!(out, "---");
+    let prompt_len = config::PROMPT.len();
+    let mut emitted = 0usize;
+    let mut t_prompt = None;
+    let t0 = board::ticks();
+    let result = generate(&mut session, &mut sampler, &prompt, config::TOKENS, |text| {
+        out.write_bytes(text.as_bytes());
+        emitted += text.len();
+        if t_prompt.is_none() && emitted >= prompt_len {
+            t_prompt = Some(board::ticks());
+        }
+    });
+    let t1 = board::ticks();
+    let _ = writeln!(out, "\n---");
+    let stats = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(out, "error: generate: {e}");
+            return Err(());
+        }
+    };
+
+    let unit = platform.cost_unit();
+    let total = board::cost(platform, t1 - t0);
+    let gen = board::cost(platform, t1 - t_prompt.unwrap_or(t0));
+    let steps = (stats.prompt_tokens + stats.generated) as u64;
+    let _ = writeln!(out, "tokens: {} prompt + {} generated", stats.prompt_tokens, stats.generated);
+    let _ = writeln!(out, "cost: {total} {unit} in all, {} {unit}/token", total / steps.max(1));
+    if stats.generated > 0 {
+        let _ = writeln!(out, "generation: {} {unit}/token", gen / stats.generated as u64);
+    }
+    if platform == Platform::Silicon {
+        let ms = (t1 - t0) / u64::from(board::SYSCLK_HZ / 1000);
+        let _ = writeln!(out, "time: {ms} ms");
+    }
+
+    let flash = stack::flash_used();
+    let statics = stack::static_ram();
+    let high_water = stack::high_water();
+    let ram = statics + high_water;
+    let _ = writeln!(
+        out,
+        "flash: {flash} of {} bytes (model {} bytes)",
+        stack::FLASH_SIZE,
+        MODEL_FILE.0.len()
+    );
+    let _ = writeln!(
+        out,
+        "ram: {ram} of {} bytes (static {statics}, session buffer {}, stack high-water {high_water})",
+        stack::RAM_SIZE,
+        config::SESSION_BYTES
+    );
+    if high_water >= stack::stack_room() {
+        let _ = writeln!(out, "error: the stack used all {} bytes left to it and may have overwritten statics", stack::stack_room());
+        return Err(());
+    }
+    if flash > stack::FLASH_SIZE || ram > stack::RAM_SIZE {
+        let _ = writeln!(out, "error: over budget");
+        return Err(());
+    }
+    Ok(())
 }
 
 #[panic_handler]
