@@ -1,2 +1,29 @@
-//! tinygpt runtime (work in progress).
+//! `tinygpt-runtime`: runs `.tgpt` models with fixed-size buffers and no heap.
+//!
+//! A model file is borrowed in place ([`Model::from_bytes`]); a [`Session`] carves its activations
+//! and KV cache out of a buffer the caller provides ([`Model::session_bytes`] tells how large).
+//! There is one forward pass, generic over the weight storage (f32, f16, int8) and the KV cache
+//! element type. The `std` feature adds the [`writer`].
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod error;
+pub mod format;
+pub mod model;
+pub mod ops;
+pub mod rng;
+pub mod sampler;
+pub mod tokenizer;
+pub mod weights;
+#[cfg(feature = "std")]
+pub mod writer;
+
+pub use error::Error;
+pub use format::{Arch, Config, DType, Header, KvDType, Metadata, TokenizerKind, FORMAT_VERSION, MAGIC};
+pub use model::{eval_loss, generate, GenStats, Model, Session};
+pub use rng::Rng;
+pub use sampler::{ProbIndex, Sampler, SamplerConfig};
+pub use tokenizer::{Decoder, Tokenizer};

@@ -1,0 +1,592 @@
+//! The model borrowed from a file, and a session that runs the one forward pass.
+
+use half::f16;
+
+use crate::error::Error;
+use crate::format::{
+    self, tensor_bytes, tensor_shape, Arch, Config, DType, Header, KvDType, LayerTensor, Layout, Metadata,
+    TensorId,
+};
+use crate::ops::{self, add_assign, dot_f32, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
+use crate::sampler::{ProbIndex, Sampler};
+use crate::tokenizer::{Decoder, Tokenizer};
+use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
+
+/// Alignment the model bytes must have in memory.
+pub const MODEL_ALIGN: usize = 16;
+/// Alignment of every region a [`Session`] carves out of its buffer.
+const REGION_ALIGN: usize = 16;
+
+/// A validated model whose weights are used in place from the file bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    header: Header<'a>,
+    data: &'a [u8],
+    layout: Layout,
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates `bytes` (magic, version, checksum, header, tokenizer, every size).
+    ///
+    /// `bytes` must start at a 16-byte aligned address (an mmap, or `include_bytes!` in an aligned
+    /// wrapper). Nothing is copied.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        if bytes.as_ptr() as usize % MODEL_ALIGN != 0 {
+            return Err(Error::Misaligned);
+        }
+        let p = format::parse(bytes)?;
+        Ok(Model { header: p.header, data: p.data, layout: p.layout })
+    }
+
+    /// Architecture numbers.
+    pub fn config(&self) -> &Config {
+        &self.header.config
+    }
+    /// Descriptive metadata.
+    pub fn metadata(&self) -> &Metadata<'a> {
+        &self.header.meta
+    }
+    /// The whole header.
+    pub fn header(&self) -> &Header<'a> {
+        &self.header
+    }
+    /// The tokenizer stored in the file.
+    pub fn tokenizer(&self) -> Tokenizer<'a> {
+        Tokenizer::new(self.header.tokenizer, self.header.config.vocab_size)
+    }
+    /// Offsets of the tensors in the data section.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Number of parameters (tied embeddings counted once).
+    pub fn param_count(&self) -> u64 {
+        let mut n = 0u64;
+        format::for_each_tensor(&self.header.config, |id| n += tensor_shape(&self.header.config, id).numel() as u64);
+        n
+    }
+
+    /// Bytes of weight storage by kind: `(matrices in the file's dtype, f32 vectors)`.
+    pub fn weight_bytes(&self) -> (u64, u64) {
+        let cfg = &self.header.config;
+        let (mut m, mut v) = (0u64, 0u64);
+        format::for_each_tensor(cfg, |id| {
+            let s = tensor_shape(cfg, id);
+            let b = tensor_bytes(s, cfg.dtype, cfg.group_size as usize).unwrap_or(0) as u64;
+            if s.vector {
+                v += b
+            } else {
+                m += b
+            }
+        });
+        (m, v)
+    }
+
+    /// Bytes a [`Session`] needs for a context of `ctx_len` tokens and KV cache type `kv`
+    /// (including slack to align an arbitrary buffer).
+    pub fn session_bytes(&self, ctx_len: usize, kv: KvDType) -> usize {
+        SessionLayout::new(&self.header.config, ctx_len, kv).map(|l| l.total + REGION_ALIGN - 1).unwrap_or(usize::MAX)
+    }
+
+    fn bytes_of(&self, id: TensorId) -> &'a [u8] {
+        let cfg = &self.header.config;
+        let off = self.layout.offset(id);
+        // Sizes were checked against the data section when the file was parsed.
+        let len = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, cfg.group_size as usize).unwrap_or(0);
+        &self.data[off..off + len]
+    }
+    fn matrix<M: Matrix<'a>>(&self, id: TensorId) -> M {
+        let s = tensor_shape(&self.header.config, id);
+        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize)
+    }
+    fn vector(&self, id: TensorId) -> &'a [f32] {
+        bytemuck::cast_slice(self.bytes_of(id))
+    }
+}
+
+/// Sizes (in elements) of every region of a session buffer.
+#[derive(Debug, Clone, Copy)]
+struct SessionLayout {
+    ctx: usize,
+    kv_elems: usize,
+    kv_elem_bytes: usize,
+    kv_scales: usize,
+    total: usize,
+}
+
+fn region(n_elems: usize, elem: usize) -> Option<usize> {
+    format::align_up(n_elems.checked_mul(elem)?, REGION_ALIGN)
+}
+
+impl SessionLayout {
+    fn new(cfg: &Config, ctx: usize, kv: KvDType) -> Option<Self> {
+        let e = cfg.n_embd as usize;
+        let h = cfg.n_hidden as usize;
+        let v = cfg.vocab_size as usize;
+        let gs = cfg.group_size as usize;
+        let wide = e.max(h);
+        let kv_elems = (cfg.n_layer as usize).checked_mul(ctx)?.checked_mul(cfg.kv_dim())?;
+        let kv_elem_bytes = match kv {
+            KvDType::F32 => 4,
+            KvDType::F16 => 2,
+            KvDType::I8 => 1,
+        };
+        let kv_scales = match kv {
+            KvDType::I8 => (cfg.n_layer as usize).checked_mul(ctx)?.checked_mul(cfg.n_kv_head as usize)?,
+            _ => 0,
+        };
+        let f32s = [e, e, e, h, h, e, cfg.kv_dim(), cfg.kv_dim(), ctx, v, cfg.head_dim(), cfg.head_dim()];
+        let mut total = 0usize;
+        for n in f32s {
+            total = total.checked_add(region(n, 4)?)?;
+        }
+        total = total.checked_add(region(wide, 1)?)?; // xq
+        total = total.checked_add(region(wide.div_ceil(gs), 4)?)?; // xs
+        total = total.checked_add(region(v, 8)?)?; // sampler scratch
+        total = total.checked_add(region(ctx, 4)?)?; // token history
+        total = total.checked_add(region(kv_elems, kv_elem_bytes)?.checked_mul(2)?)?;
+        total = total.checked_add(region(kv_scales, 4)?.checked_mul(2)?)?;
+        Some(SessionLayout { ctx, kv_elems, kv_elem_bytes, kv_scales, total })
+    }
+}
+
+/// Hands out aligned, typed regions of a byte buffer.
+struct Carver<'s> {
+    rest: &'s mut [u8],
+}
+
+impl<'s> Carver<'s> {
+    fn take<T: bytemuck::Pod>(&mut self, n: usize) -> &'s mut [T] {
+        let bytes = region(n, core::mem::size_of::<T>()).unwrap_or(0);
+        let rest = core::mem::take(&mut self.rest);
+        let (head, tail) = rest.split_at_mut(bytes);
+        self.rest = tail;
+        let head: &'s mut [T] = bytemuck::cast_slice_mut(head);
+        let len = head.len();
+        &mut head[..n.min(len)]
+    }
+}
+
+/// Statistics of one [`generate`] call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenStats {
+    /// Prompt tokens fed.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub generated: usize,
+}
+
+/// A running model: activations, KV cache and token history, all in a caller-provided buffer.
+///
+/// When the context is full, the newest `ctx_len / 2` tokens are kept, re-run from position 0, and
+/// generation continues. This never fails and is the same on every target.
+pub struct Session<'s, 'a> {
+    model: &'s Model<'a>,
+    kv: KvDType,
+    ctx: usize,
+    pos: usize,
+    /// Residual stream `[n_embd]`.
+    x: &'s mut [f32],
+    /// Normed input of a sub-block `[n_embd]`.
+    xb: &'s mut [f32],
+    /// Attention output before `wo` `[n_embd]`.
+    xb2: &'s mut [f32],
+    /// MLP hidden `[n_hidden]`.
+    hb: &'s mut [f32],
+    /// SwiGLU second branch `[n_hidden]`.
+    hb2: &'s mut [f32],
+    /// Query `[n_embd]`.
+    q: &'s mut [f32],
+    /// Key of the current position `[kv_dim]`.
+    k: &'s mut [f32],
+    /// Value of the current position `[kv_dim]`.
+    v: &'s mut [f32],
+    /// Attention scores of one head `[ctx]`.
+    att: &'s mut [f32],
+    /// Next-token logits `[vocab_size]`.
+    logits: &'s mut [f32],
+    /// RoPE frequency per pair `[head_dim / 2]`, then cos and sin for the current position.
+    rope_freq: &'s mut [f32],
+    rope_cs: &'s mut [f32],
+    /// int8 quantization of the current matvec input `[max(n_embd, n_hidden)]` and its scales.
+    xq: &'s mut [i8],
+    xs: &'s mut [f32],
+    /// Sampler scratch `[vocab_size]`.
+    probs: &'s mut [ProbIndex],
+    /// Tokens at positions `0..pos` `[ctx]`.
+    tokens: &'s mut [u32],
+    /// `[n_layer, ctx, kv_dim]` in the KV element type.
+    key_cache: &'s mut [u8],
+    value_cache: &'s mut [u8],
+    /// int8 KV only: `[n_layer, ctx, n_kv_head]` scales.
+    key_scales: &'s mut [f32],
+    value_scales: &'s mut [f32],
+}
+
+impl<'s, 'a> Session<'s, 'a> {
+    /// Builds a session for `ctx_len` tokens (`1..=block_size`) in `buf`
+    /// (at least [`Model::session_bytes`] bytes; any alignment).
+    pub fn new(model: &'s Model<'a>, buf: &'s mut [u8], ctx_len: usize, kv: KvDType) -> Result<Self, Error> {
+        let cfg = *model.config();
+        let max = cfg.block_size as usize;
+        if ctx_len == 0 || ctx_len > max {
+            return Err(Error::ContextLength { requested: ctx_len, max });
+        }
+        let needed = model.session_bytes(ctx_len, kv);
+        if buf.len() < needed {
+            return Err(Error::BufferTooSmall { needed, got: buf.len() });
+        }
+        let lay = SessionLayout::new(&cfg, ctx_len, kv).ok_or(Error::BufferTooSmall { needed, got: buf.len() })?;
+        let skip = buf.as_ptr().align_offset(REGION_ALIGN);
+        let mut c = Carver { rest: &mut buf[skip..] };
+        let (e, h, v, kvd, hd) =
+            (cfg.n_embd as usize, cfg.n_hidden as usize, cfg.vocab_size as usize, cfg.kv_dim(), cfg.head_dim());
+        let wide = e.max(h);
+        let s = Session {
+            model,
+            kv,
+            ctx: lay.ctx,
+            pos: 0,
+            x: c.take(e),
+            xb: c.take(e),
+            xb2: c.take(e),
+            hb: c.take(h),
+            hb2: c.take(h),
+            q: c.take(e),
+            k: c.take(kvd),
+            v: c.take(kvd),
+            att: c.take(ctx_len),
+            logits: c.take(v),
+            rope_freq: c.take(hd / 2),
+            rope_cs: c.take(hd),
+            xq: c.take(wide),
+            xs: c.take(wide.div_ceil(cfg.group_size as usize)),
+            probs: c.take(v),
+            tokens: c.take(ctx_len),
+            key_cache: c.take(lay.kv_elems * lay.kv_elem_bytes),
+            value_cache: c.take(lay.kv_elems * lay.kv_elem_bytes),
+            key_scales: c.take(lay.kv_scales),
+            value_scales: c.take(lay.kv_scales),
+        };
+        for (i, f) in s.rope_freq.iter_mut().enumerate() {
+            *f = 1.0 / math::powf(cfg.rope_theta, (2 * i) as f32 / hd as f32);
+        }
+        Ok(s)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'s Model<'a> {
+        self.model
+    }
+    /// Context length.
+    pub fn ctx_len(&self) -> usize {
+        self.ctx
+    }
+    /// Number of tokens in the context (the position of the next token).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+    /// KV cache element type.
+    pub fn kv_dtype(&self) -> KvDType {
+        self.kv
+    }
+    /// Forgets the context.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+    /// Logits computed by the last [`Session::step`].
+    pub fn logits(&self) -> &[f32] {
+        self.logits
+    }
+
+    /// Feeds `token` at the next position and returns the logits for the token after it.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
+        if token >= self.model.config().vocab_size {
+            return Err(Error::InvalidToken(token));
+        }
+        if self.pos == self.ctx {
+            let keep = self.ctx / 2;
+            self.tokens.copy_within(self.ctx - keep..self.ctx, 0);
+            for i in 0..keep {
+                let t = self.tokens[i];
+                self.forward(t, i);
+            }
+            self.pos = keep;
+        }
+        self.tokens[self.pos] = token;
+        self.forward(token, self.pos);
+        self.pos += 1;
+        Ok(self.logits)
+    }
+
+    /// Samples the next token from the current logits.
+    pub fn sample(&mut self, sampler: &mut Sampler) -> u32 {
+        sampler.sample(self.logits, self.probs)
+    }
+
+    /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
+    fn forward(&mut self, token: u32, pos: usize) {
+        match (self.model.config().dtype, self.kv) {
+            (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
+            (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
+            (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+        }
+    }
+
+    fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
+        match kv {
+            KvDType::F32 => self.forward_typed::<M, f32>(token, pos),
+            KvDType::F16 => self.forward_typed::<M, f16>(token, pos),
+            KvDType::I8 => self.forward_typed::<M, i8>(token, pos),
+        }
+    }
+
+    /// The forward pass, generic over the weight storage `M` and the KV element `K`.
+    fn forward_typed<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+        let model = self.model;
+        let cfg = *model.config();
+        let (hd, kvd, ctx) = (cfg.head_dim(), cfg.kv_dim(), self.ctx);
+        let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
+        let n_kv = cfg.n_kv_head as usize;
+        let gs = cfg.group_size as usize;
+        let eps = cfg.norm_eps;
+        let norm = |out: &mut [f32], x: &[f32], w: &[f32]| match cfg.arch {
+            Arch::Gpt2 => layernorm(out, x, w, eps),
+            Arch::Llama => rmsnorm(out, x, w, eps),
+        };
+
+        // Token (and position) embedding.
+        model.matrix::<M>(TensorId::TokEmbeddings).row(token as usize, self.x);
+        if cfg.arch == Arch::Gpt2 {
+            model.matrix::<M>(TensorId::PosEmbeddings).row(pos, self.xb);
+            add_assign(self.x, self.xb);
+        }
+        if cfg.arch == Arch::Llama {
+            let (cos, sin) = self.rope_cs.split_at_mut(hd / 2);
+            for ((f, c), s) in self.rope_freq.iter().zip(cos.iter_mut()).zip(sin.iter_mut()) {
+                (*c, *s) = math::cos_sin(pos as f32 * f);
+            }
+        }
+        let (cos, sin) = self.rope_cs.split_at(hd / 2);
+        let scale = 1.0 / math::sqrtf(hd as f32);
+
+        for l in 0..cfg.n_layer {
+            let w = |t| TensorId::Layer(l, t);
+            // Attention.
+            norm(self.xb, self.x, model.vector(w(LayerTensor::AttnNorm)));
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+            model.matrix::<M>(w(LayerTensor::Wq)).matvec(self.q, &inp);
+            model.matrix::<M>(w(LayerTensor::Wk)).matvec(self.k, &inp);
+            model.matrix::<M>(w(LayerTensor::Wv)).matvec(self.v, &inp);
+            if cfg.arch == Arch::Llama {
+                for head in self.q.chunks_exact_mut(hd).chain(self.k.chunks_exact_mut(hd)) {
+                    rope(head, cos, sin);
+                }
+            }
+            let lbase = l as usize * ctx;
+            {
+                let kc: &mut [K] = bytemuck::cast_slice_mut(self.key_cache);
+                let vc: &mut [K] = bytemuck::cast_slice_mut(self.value_cache);
+                let at = (lbase + pos) * kvd;
+                for h in 0..n_kv {
+                    let si = (lbase + pos) * n_kv + h;
+                    let ks = K::store(&mut kc[at + h * hd..at + (h + 1) * hd], &self.k[h * hd..(h + 1) * hd]);
+                    let vs = K::store(&mut vc[at + h * hd..at + (h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
+                    if K::SCALED {
+                        self.key_scales[si] = ks;
+                        self.value_scales[si] = vs;
+                    }
+                }
+            }
+            let kc: &[K] = bytemuck::cast_slice(self.key_cache);
+            let vc: &[K] = bytemuck::cast_slice(self.value_cache);
+            for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
+                let kvh = h / n_rep;
+                let att = &mut self.att[..=pos];
+                for (t, a) in att.iter_mut().enumerate() {
+                    let at = (lbase + t) * kvd + kvh * hd;
+                    let s = if K::SCALED { self.key_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
+                    *a = K::dot(qh, &kc[at..at + hd]) * s * scale;
+                }
+                softmax(att);
+                out.fill(0.0);
+                for (t, &a) in att.iter().enumerate() {
+                    let at = (lbase + t) * kvd + kvh * hd;
+                    let s = if K::SCALED { self.value_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
+                    K::axpy(out, a * s, &vc[at..at + hd]);
+                }
+            }
+            let inp = prepare::<M>(self.xb2, self.xq, self.xs, gs);
+            model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
+            add_assign(self.x, self.xb);
+
+            // MLP.
+            norm(self.xb, self.x, model.vector(w(LayerTensor::FfnNorm)));
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+            model.matrix::<M>(w(LayerTensor::W1)).matvec(self.hb, &inp);
+            match cfg.arch {
+                Arch::Gpt2 => self.hb.iter_mut().for_each(|h| *h = gelu(*h)),
+                Arch::Llama => {
+                    model.matrix::<M>(w(LayerTensor::W3)).matvec(self.hb2, &inp);
+                    for (a, &b) in self.hb.iter_mut().zip(self.hb2.iter()) {
+                        *a = silu(*a) * b;
+                    }
+                }
+            }
+            let inp = prepare::<M>(self.hb, self.xq, self.xs, gs);
+            model.matrix::<M>(w(LayerTensor::W2)).matvec(self.xb, &inp);
+            add_assign(self.x, self.xb);
+        }
+
+        norm(self.xb, self.x, model.vector(TensorId::Norm));
+        let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+        let classifier = if cfg.tie_embeddings { TensorId::TokEmbeddings } else { TensorId::Output };
+        model.matrix::<M>(classifier).matvec(self.logits, &inp);
+    }
+}
+
+/// Quantizes `x` when the weight type needs it and bundles it as a matvec input.
+fn prepare<'x, 'a, M: Matrix<'a>>(x: &'x [f32], xq: &'x mut [i8], xs: &'x mut [f32], gs: usize) -> Input<'x> {
+    if M::QUANTIZED_INPUT {
+        let n = x.len();
+        let g = n.div_ceil(gs);
+        quantize(&mut xq[..n], &mut xs[..g], x, gs);
+        Input { f: x, q: &xq[..n], s: &xs[..g] }
+    } else {
+        Input { f: x, q: &[], s: &[] }
+    }
+}
+
+/// Element type of the KV cache.
+trait KvElem: bytemuck::Pod {
+    /// Whether each head vector carries a scale.
+    const SCALED: bool;
+    /// Stores `src` into `dst`; returns the scale (1 when unscaled).
+    fn store(dst: &mut [Self], src: &[f32]) -> f32;
+    /// `Σ q[i]·k[i]` (before the scale).
+    fn dot(q: &[f32], k: &[Self]) -> f32;
+    /// `out += a · v`.
+    fn axpy(out: &mut [f32], a: f32, v: &[Self]);
+}
+
+impl KvElem for f32 {
+    const SCALED: bool = false;
+    fn store(dst: &mut [f32], src: &[f32]) -> f32 {
+        dst.copy_from_slice(src);
+        1.0
+    }
+    fn dot(q: &[f32], k: &[f32]) -> f32 {
+        dot_f32(q, k)
+    }
+    fn axpy(out: &mut [f32], a: f32, v: &[f32]) {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += a * x;
+        }
+    }
+}
+
+impl KvElem for f16 {
+    const SCALED: bool = false;
+    fn store(dst: &mut [f16], src: &[f32]) -> f32 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f16::from_f32(s);
+        }
+        1.0
+    }
+    fn dot(q: &[f32], k: &[f16]) -> f32 {
+        ops::dot_f16(q, k)
+    }
+    fn axpy(out: &mut [f32], a: f32, v: &[f16]) {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += a * x.to_f32();
+        }
+    }
+}
+
+impl KvElem for i8 {
+    const SCALED: bool = true;
+    fn store(dst: &mut [i8], src: &[f32]) -> f32 {
+        ops::quantize_group(dst, src)
+    }
+    fn dot(q: &[f32], k: &[i8]) -> f32 {
+        let mut acc = [0.0f32; ops::LANES];
+        let mut cq = q.chunks_exact(ops::LANES);
+        let mut ck = k.chunks_exact(ops::LANES);
+        for (a, b) in (&mut cq).zip(&mut ck) {
+            for j in 0..ops::LANES {
+                acc[j] += a[j] * b[j] as f32;
+            }
+        }
+        for (j, (a, &b)) in cq.remainder().iter().zip(ck.remainder()).enumerate() {
+            acc[j] += a * b as f32;
+        }
+        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    }
+    fn axpy(out: &mut [f32], a: f32, v: &[i8]) {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += a * x as f32;
+        }
+    }
+}
+
+/// Feeds `prompt`, then samples `n_new` tokens, calling `on_text` with the prompt's text and then
+/// each piece of generated text as soon as it is complete UTF-8. Stops early at the end-of-text
+/// token. The CLI and the firmware both call this, so they print the same text.
+pub fn generate(
+    session: &mut Session<'_, '_>,
+    sampler: &mut Sampler,
+    prompt: &[u32],
+    n_new: usize,
+    mut on_text: impl FnMut(&str),
+) -> Result<GenStats, Error> {
+    if prompt.is_empty() {
+        return Err(Error::EmptyPrompt);
+    }
+    let tok = session.model().tokenizer();
+    let mut dec = Decoder::new();
+    for &t in prompt {
+        session.step(t)?;
+        dec.push(&tok, t, &mut on_text);
+    }
+    let mut stats = GenStats { prompt_tokens: prompt.len(), generated: 0 };
+    for i in 0..n_new {
+        let next = session.sample(sampler);
+        stats.generated += 1;
+        if Some(next) == tok.eot() {
+            break;
+        }
+        dec.push(&tok, next, &mut on_text);
+        if i + 1 < n_new {
+            session.step(next)?;
+        }
+    }
+    dec.finish(&mut on_text);
+    Ok(stats)
+}
+
+/// Cross-entropy of `tokens` under the model: the text is cut into consecutive windows of
+/// `ctx_len` inputs (the last may be shorter); each window starts from an empty context and
+/// predicts the token after every input. Returns `(sum of -ln p, number of predictions)`; every
+/// token but the first is predicted exactly once.
+pub fn eval_loss(session: &mut Session<'_, '_>, tokens: &[u32]) -> Result<(f64, u64), Error> {
+    let ctx = session.ctx_len();
+    let (mut sum, mut count) = (0.0f64, 0u64);
+    let mut start = 0;
+    while start + 1 < tokens.len() {
+        let end = (start + ctx).min(tokens.len() - 1);
+        session.reset();
+        for i in start..end {
+            let logits = session.step(tokens[i])?;
+            let target = tokens[i + 1] as usize;
+            if target >= logits.len() {
+                return Err(Error::InvalidToken(tokens[i + 1]));
+            }
+            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let lse = libm::log(logits.iter().map(|&v| libm::exp(v as f64 - max)).sum::<f64>()) + max;
+            sum += lse - logits[target] as f64;
+            count += 1;
+        }
+        start = end;
+    }
+    Ok((sum, count))
+}

@@ -1,0 +1,301 @@
+//! Building blocks of the forward pass. Each takes its output first and never allocates.
+//!
+//! Every target runs the same code in the same order, so the same model gives the same numbers on
+//! x86_64, ARM Linux and the Cortex-M4. Float dot products use eight interleaved partial sums that
+//! are combined in a fixed tree; int8 dot products are exact integer sums per group.
+
+/// Math functions: `libm` by default, `micromath` approximations with the `fast-math` feature.
+pub mod math {
+    /// e^x.
+    #[inline]
+    pub fn expf(x: f32) -> f32 {
+        #[cfg(feature = "fast-math")]
+        {
+            micromath::F32Ext::exp(x)
+        }
+        #[cfg(not(feature = "fast-math"))]
+        {
+            libm::expf(x)
+        }
+    }
+    /// √x.
+    #[inline]
+    pub fn sqrtf(x: f32) -> f32 {
+        #[cfg(feature = "fast-math")]
+        {
+            micromath::F32Ext::sqrt(x)
+        }
+        #[cfg(not(feature = "fast-math"))]
+        {
+            libm::sqrtf(x)
+        }
+    }
+    /// Cosine and sine of `x`.
+    #[inline]
+    pub fn cos_sin(x: f32) -> (f32, f32) {
+        #[cfg(feature = "fast-math")]
+        {
+            (micromath::F32Ext::cos(x), micromath::F32Ext::sin(x))
+        }
+        #[cfg(not(feature = "fast-math"))]
+        {
+            (libm::cosf(x), libm::sinf(x))
+        }
+    }
+    /// The error function (libm in both modes: GELU's accuracy matters more than its speed).
+    #[inline]
+    pub fn erff(x: f32) -> f32 {
+        libm::erff(x)
+    }
+    /// x^y.
+    #[inline]
+    pub fn powf(x: f32, y: f32) -> f32 {
+        libm::powf(x, y)
+    }
+    /// Round half away from zero.
+    #[inline]
+    pub fn roundf(x: f32) -> f32 {
+        libm::roundf(x)
+    }
+}
+
+use math::*;
+
+/// Number of partial sums in float dot products (fixed: it defines the summation order).
+pub const LANES: usize = 8;
+
+/// `Σ a[i]·b[i]` in the runtime's canonical order: lane `j` sums elements `i ≡ j (mod 8)` of the
+/// full chunks, the tail is added to lanes `0..`, then lanes combine as `((0+1)+(2+3))+((4+5)+(6+7))`.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[j] += x * y;
+    }
+    combine(acc)
+}
+
+#[inline]
+fn combine(acc: [f32; LANES]) -> f32 {
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+/// Like [`dot_f32`], with `b` in half precision.
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j].to_f32();
+        }
+    }
+    for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[j] += x * y.to_f32();
+    }
+    combine(acc)
+}
+
+/// Exact integer dot product of two int8 vectors.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        crate::ops::dsp::dot_i8(a, b)
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        dot_i8_ref(a, b)
+    }
+}
+
+/// The plain reference int8 dot product; fast versions are tested against it.
+#[inline]
+pub fn dot_i8_ref(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+mod dsp {
+    //! Cortex-M4 DSP extension: two 16×16 multiply-accumulates per `SMLAD`.
+
+    #[inline(always)]
+    fn smlad(x: u32, y: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: SMLAD only reads its three registers and writes one; no memory access.
+        unsafe {
+            core::arch::asm!("smlad {r}, {x}, {y}, {a}", r = lateout(reg) r, x = in(reg) x, y = in(reg) y,
+                             a = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[inline(always)]
+    fn sxtb16(x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: register-only instruction.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[inline(always)]
+    fn sxtb16_ror8(x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: register-only instruction.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
+                             options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// Same result as `dot_i8_ref` (integer sums are exact).
+    #[inline]
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut acc = 0i32;
+        let mut i = 0;
+        while i + 4 <= n {
+            let wa = u32::from_le_bytes([a[i] as u8, a[i + 1] as u8, a[i + 2] as u8, a[i + 3] as u8]);
+            let wb = u32::from_le_bytes([b[i] as u8, b[i + 1] as u8, b[i + 2] as u8, b[i + 3] as u8]);
+            // Even bytes (0, 2) and odd bytes (1, 3) sign-extended into 16-bit halves.
+            acc = smlad(sxtb16(wa), sxtb16(wb), acc);
+            acc = smlad(sxtb16_ror8(wa), sxtb16_ror8(wb), acc);
+            i += 4;
+        }
+        while i < n {
+            acc += a[i] as i32 * b[i] as i32;
+            i += 1;
+        }
+        acc
+    }
+}
+
+/// Symmetric int8 quantization of one group: returns the scale `max|x| / 127` and writes
+/// `q[i] = round(x[i] / scale)`. An all-zero group gets scale 0 and zeros (no division by zero).
+#[inline]
+pub fn quantize_group(q: &mut [i8], x: &[f32]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        q.iter_mut().for_each(|v| *v = 0);
+        return if amax.is_finite() { 0.0 } else { f32::NAN };
+    }
+    let scale = amax / 127.0;
+    let inv = 127.0 / amax;
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = roundf(v * inv).clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Quantizes `x` group by group into `q` and `scales` (the last group may be shorter).
+pub fn quantize(q: &mut [i8], scales: &mut [f32], x: &[f32], group_size: usize) {
+    for ((qg, s), xg) in q.chunks_mut(group_size).zip(scales.iter_mut()).zip(x.chunks(group_size)) {
+        *s = quantize_group(qg, xg);
+    }
+}
+
+/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * w`.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let ss = dot_f32(x, x) / x.len() as f32;
+    let inv = 1.0 / sqrtf(ss + eps);
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+
+/// LayerNorm without bias: `out = (x - mean) / sqrt(var + eps) * w` (biased variance, as torch).
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / sqrtf(var + eps);
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = (v - mean) * inv * g;
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = expf(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Exact GELU (erf form), as torch `nn.GELU()`.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erff(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// SiLU: `x · sigmoid(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + expf(-x))
+}
+
+/// `out[i] += x[i]`.
+#[inline]
+pub fn add_assign(out: &mut [f32], x: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o += v;
+    }
+}
+
+/// RoPE on interleaved pairs of one head vector: `(v[2i], v[2i+1])` rotated by `cos_sin[i]`.
+#[inline]
+pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
+    for ((pair, &c), &s) in v.chunks_exact_mut(2).zip(cos).zip(sin) {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * c - b * s;
+        pair[1] = a * s + b * c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_zero_group_has_zero_scale() {
+        let mut q = [5i8; 7];
+        assert_eq!(quantize_group(&mut q, &[0.0; 7]), 0.0);
+        assert_eq!(q, [0; 7]);
+    }
+
+    #[test]
+    fn quantize_short_last_group() {
+        let x = [1.0f32, -2.0, 0.5, 4.0, -8.0];
+        let (mut q, mut s) = ([0i8; 5], [0f32; 2]);
+        quantize(&mut q, &mut s, &x, 3);
+        assert_eq!(s, [2.0 / 127.0, 8.0 / 127.0]);
+        assert_eq!(q, [64, -127, 32, 64, -127]);
+    }
+
+    #[test]
+    fn dot_f32_matches_f64_sum() {
+        let a: [f32; 19] = core::array::from_fn(|i| (i as f32 * 0.37).sin());
+        let b: [f32; 19] = core::array::from_fn(|i| (i as f32 * 0.11).cos());
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        assert!((dot_f32(&a, &b) as f64 - exact).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,341 @@
+//! Writing `.tgpt` files (`std` feature): quantization, layout, checksum, atomic writes.
+
+use std::fs;
+use std::io::{self, Write};
+use std::ops::Deref;
+use std::path::Path;
+
+use half::f16;
+
+use crate::format::{
+    self, align_up, for_each_tensor, groups_per_row, tensor_shape, Config, DType, Header, Metadata, TokenizerHeader,
+    TokenizerKind, FORMAT_VERSION, MAGIC, PREAMBLE_LEN, TENSOR_ALIGN, TRAILER_LEN,
+};
+use crate::ops::quantize_group;
+use crate::Error;
+
+/// A tokenizer to store in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizerData {
+    /// One token per character, ids in the order given.
+    Char {
+        /// The vocabulary.
+        chars: Vec<char>,
+    },
+    /// Byte-level BPE: ids 0..256 are the bytes; id `256 + i` is `merges[i]`, the concatenation of
+    /// its pair. Merges are in rank order (earlier merges apply first).
+    ByteBpe {
+        /// The merges.
+        merges: Vec<(u32, u32)>,
+    },
+}
+
+impl TokenizerData {
+    /// Number of tokens.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            TokenizerData::Char { chars } => chars.len(),
+            TokenizerData::ByteBpe { merges } => 256 + merges.len(),
+        }
+    }
+
+    /// The bytes of every token, in id order (`Err` if a merge refers to a later token).
+    pub fn token_strings(&self) -> Result<Vec<Vec<u8>>, WriteError> {
+        match self {
+            TokenizerData::Char { chars } => Ok(chars.iter().map(|c| c.to_string().into_bytes()).collect()),
+            TokenizerData::ByteBpe { merges } => {
+                let mut toks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+                for (i, &(a, b)) in merges.iter().enumerate() {
+                    let (a, b) = (a as usize, b as usize);
+                    if a >= toks.len() || b >= toks.len() {
+                        return Err(WriteError::Tokenizer(format!("merge {i} refers to a later token")));
+                    }
+                    let t = [toks[a].as_slice(), toks[b].as_slice()].concat();
+                    toks.push(t);
+                }
+                Ok(toks)
+            }
+        }
+    }
+}
+
+/// Metadata to store in a file (see [`Metadata`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetaData {
+    /// Model name.
+    pub name: String,
+    /// Corpus it was trained on.
+    pub corpus: String,
+    /// Optimizer steps.
+    pub train_steps: u64,
+    /// Training tokens seen.
+    pub tokens_seen: u64,
+    /// Validation loss of the f32 export.
+    pub val_loss_f32: Option<f32>,
+    /// Validation loss of the f16 export.
+    pub val_loss_f16: Option<f32>,
+    /// Validation loss of the int8 export.
+    pub val_loss_i8: Option<f32>,
+    /// Version of the writing program.
+    pub trainer_version: String,
+}
+
+impl MetaData {
+    /// Copies borrowed metadata read from a file.
+    pub fn from_file(m: &Metadata<'_>) -> Self {
+        MetaData {
+            name: m.name.to_owned(),
+            corpus: m.corpus.to_owned(),
+            train_steps: m.train_steps,
+            tokens_seen: m.tokens_seen,
+            val_loss_f32: m.val_loss_f32,
+            val_loss_f16: m.val_loss_f16,
+            val_loss_i8: m.val_loss_i8,
+            trainer_version: m.trainer_version.to_owned(),
+        }
+    }
+}
+
+/// Why a file could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The configuration is invalid.
+    Config(Error),
+    /// A tensor the configuration needs was not provided.
+    MissingTensor(String),
+    /// A tensor has the wrong number of elements.
+    TensorSize {
+        /// Tensor name.
+        name: String,
+        /// Elements expected.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+    /// A tensor contains NaN or infinity.
+    NonFinite(String),
+    /// The tokenizer does not fit the configuration.
+    Tokenizer(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Config(e) => write!(f, "{e}"),
+            WriteError::MissingTensor(n) => write!(f, "missing tensor {n}"),
+            WriteError::TensorSize { name, expected, found } => {
+                write!(f, "tensor {name} has {found} elements, expected {expected}")
+            }
+            WriteError::NonFinite(n) => write!(f, "tensor {n} contains NaN or infinity"),
+            WriteError::Tokenizer(m) => write!(f, "tokenizer: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<Error> for WriteError {
+    fn from(e: Error) -> Self {
+        WriteError::Config(e)
+    }
+}
+
+/// Names and shapes (`[rows, cols]`, or `[n]` for vectors) of every tensor of `cfg`, in file order.
+pub fn tensor_layout(cfg: &Config) -> Vec<(String, Vec<usize>)> {
+    let mut v = Vec::new();
+    for_each_tensor(cfg, |id| {
+        let s = tensor_shape(cfg, id);
+        let shape = if s.vector { vec![s.cols] } else { vec![s.rows, s.cols] };
+        v.push((id.to_string(), shape));
+    });
+    v
+}
+
+fn u32s(xs: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    xs.into_iter().flat_map(u32::to_le_bytes).collect()
+}
+
+/// Quantizes a `[rows, cols]` matrix: `rows * groups` f32 scales, then `rows * cols` i8 values.
+pub fn quantize_matrix(w: &[f32], rows: usize, cols: usize, group_size: usize) -> (Vec<f32>, Vec<i8>) {
+    let groups = groups_per_row(cols, group_size);
+    let mut scales = vec![0f32; rows * groups];
+    let mut q = vec![0i8; rows * cols];
+    for r in 0..rows {
+        let row = &w[r * cols..(r + 1) * cols];
+        let qrow = &mut q[r * cols..(r + 1) * cols];
+        for (g, (qg, xg)) in qrow.chunks_mut(group_size).zip(row.chunks(group_size)).enumerate() {
+            scales[r * groups + g] = quantize_group(qg, xg);
+        }
+    }
+    (scales, q)
+}
+
+/// Builds a complete `.tgpt` file. Weights come from `get(name)` as f32 and are stored in
+/// `cfg.dtype`; norm vectors stay f32.
+pub fn encode_model(
+    cfg: &Config,
+    tok: &TokenizerData,
+    meta: &MetaData,
+    get: &dyn Fn(&str) -> Option<Vec<f32>>,
+) -> Result<Vec<u8>, WriteError> {
+    cfg.validate()?;
+    if tok.vocab_size() != cfg.vocab_size as usize {
+        return Err(WriteError::Tokenizer(format!(
+            "tokenizer has {} tokens but vocab_size is {}",
+            tok.vocab_size(),
+            cfg.vocab_size
+        )));
+    }
+    let strings = tok.token_strings()?;
+    let token_bytes: Vec<u8> = strings.concat();
+    let mut offsets = vec![0u32];
+    for s in &strings {
+        offsets.push(offsets.last().copied().unwrap_or(0) + s.len() as u32);
+    }
+    let (kind, merges, by_pair) = match tok {
+        TokenizerData::Char { chars } => {
+            let mut sorted = chars.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != chars.len() {
+                return Err(WriteError::Tokenizer("duplicate character in vocabulary".into()));
+            }
+            (TokenizerKind::Char, Vec::new(), Vec::new())
+        }
+        TokenizerData::ByteBpe { merges } => {
+            let mut order: Vec<u32> = (0..merges.len() as u32).collect();
+            order.sort_by_key(|&r| merges[r as usize]);
+            if order.windows(2).any(|w| merges[w[0] as usize] == merges[w[1] as usize]) {
+                return Err(WriteError::Tokenizer("duplicate merge".into()));
+            }
+            (TokenizerKind::ByteBpe, u32s(merges.iter().flat_map(|&(a, b)| [a, b])), u32s(order))
+        }
+    };
+    let offsets = u32s(offsets);
+    let header = Header {
+        config: *cfg,
+        tokenizer: TokenizerHeader {
+            kind,
+            n_special: 0,
+            eot: None,
+            token_bytes: &token_bytes,
+            token_offsets: &offsets,
+            merges: &merges,
+            merges_by_pair: &by_pair,
+        },
+        meta: Metadata {
+            name: &meta.name,
+            corpus: &meta.corpus,
+            train_steps: meta.train_steps,
+            tokens_seen: meta.tokens_seen,
+            val_loss_f32: meta.val_loss_f32,
+            val_loss_f16: meta.val_loss_f16,
+            val_loss_i8: meta.val_loss_i8,
+            trainer_version: &meta.trainer_version,
+        },
+    };
+    let header_bytes = postcard::to_allocvec(&header)
+        .map_err(|e| WriteError::Tokenizer(format!("header does not encode: {e}")))?;
+    let data_offset = align_up(PREAMBLE_LEN + header_bytes.len(), TENSOR_ALIGN).expect("small");
+    let mut out = Vec::with_capacity(data_offset + 1024);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(data_offset as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    out.resize(data_offset, 0);
+
+    let gs = cfg.group_size as usize;
+    let mut err = None;
+    for_each_tensor(cfg, |id| {
+        if err.is_some() {
+            return;
+        }
+        let name = id.to_string();
+        let s = tensor_shape(cfg, id);
+        let Some(w) = get(&name) else {
+            err = Some(WriteError::MissingTensor(name));
+            return;
+        };
+        if w.len() != s.numel() {
+            err = Some(WriteError::TensorSize { name, expected: s.numel(), found: w.len() });
+            return;
+        }
+        if w.iter().any(|v| !v.is_finite()) {
+            err = Some(WriteError::NonFinite(name));
+            return;
+        }
+        match (s.vector, cfg.dtype) {
+            (true, _) | (false, DType::F32) => w.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            (false, DType::F16) => w.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+            (false, DType::I8) => {
+                let (scales, q) = quantize_matrix(&w, s.rows, s.cols, gs);
+                scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                out.extend(q.iter().map(|&v| v as u8));
+            }
+        }
+        let padded = align_up(out.len(), TENSOR_ALIGN).expect("small");
+        out.resize(padded, 0);
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let crc = format::CRC32.checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len(), data_offset + format::Layout::new(cfg)?.data_len + TRAILER_LEN);
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// A reader never sees a half-written file, and an existing file survives a failed write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// File bytes held at a 16-byte aligned address, as [`crate::Model::from_bytes`] needs.
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes` into aligned storage.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        AlignedBytes { words, len: bytes.len() }
+    }
+}
+
+impl Deref for AlignedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+}
+
+/// Reads a whole file into aligned memory.
+pub fn read_aligned(path: &Path) -> io::Result<AlignedBytes> {
+    Ok(AlignedBytes::new(&fs::read(path)?))
+}
