@@ -65,7 +65,7 @@ pub struct RunOpts {
     #[arg(short = 'm', long = "model", value_name = "FILE")]
     pub model: PathBuf,
     /// Context length in tokens [default: the model's block_size]
-    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = parse_positive)]
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub ctx: Option<usize>,
     /// KV-cache element type
     #[arg(long = "kv", value_name = "TYPE", value_enum, default_value = "f32")]
@@ -83,19 +83,19 @@ pub struct GenerateArgs {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Number of tokens to generate
-    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 256)]
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 256, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
     pub n_predict: usize,
     /// Temperature; 0 picks the most likely token every time
-    #[arg(long = "temp", value_name = "T", default_value_t = 0.8, value_parser = parse_temp)]
+    #[arg(long = "temp", value_name = "T", default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
     pub temp: f32,
     /// Sample only from the K most likely tokens; 0 disables
-    #[arg(long = "top-k", value_name = "K", default_value_t = 40)]
+    #[arg(long = "top-k", value_name = "K", default_value_t = 40, value_parser = parse_count::<u32>, allow_negative_numbers = true)]
     pub top_k: u32,
     /// Sample only from the most likely tokens whose probabilities add up to P; 1 disables
-    #[arg(long = "top-p", value_name = "P", default_value_t = 1.0, value_parser = parse_top_p)]
+    #[arg(long = "top-p", value_name = "P", default_value_t = 1.0, value_parser = parse_top_p, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Random seed
-    #[arg(short = 's', long = "seed", value_name = "SEED", default_value_t = DEFAULT_SEED)]
+    #[arg(short = 's', long = "seed", value_name = "SEED", default_value_t = DEFAULT_SEED, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
     pub seed: u64,
     /// Print timing and token counts to stderr when done
     #[arg(short = 'v', long = "verbose")]
@@ -123,13 +123,13 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub run: RunOpts,
     /// Prompt tokens to process [default: min(128, context)]
-    #[arg(short = 'p', long = "n-prompt", value_name = "N", value_parser = parse_positive)]
+    #[arg(short = 'p', long = "n-prompt", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub n_prompt: Option<usize>,
     /// Tokens to generate [default: min(128, context)]
-    #[arg(short = 'n', long = "n-gen", value_name = "N", value_parser = parse_positive)]
+    #[arg(short = 'n', long = "n-gen", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub n_gen: Option<usize>,
     /// Timed runs of each test (the median is reported)
-    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 5, value_parser = parse_positive)]
+    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 5, value_parser = parse_positive, allow_negative_numbers = true)]
     pub repetitions: usize,
 }
 
@@ -137,8 +137,19 @@ fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
-        Err(e) => Err(format!("not a whole number ({e})")),
+        Err(_) if s.trim_start().starts_with('-') => Err("must be at least 1".to_owned()),
+        Err(_) => Err("not a whole number, or too large".to_owned()),
     }
+}
+
+fn parse_count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse::<T>().map_err(|_| {
+        if s.trim_start().starts_with('-') {
+            "must be 0 or more".to_owned()
+        } else {
+            "not a whole number, or too large".to_owned()
+        }
+    })
 }
 
 fn parse_float(s: &str) -> Result<f32, String> {
@@ -174,15 +185,30 @@ pub fn report_usage_error(e: clap::Error) -> ExitCode {
             let _ = e.print();
             ExitCode::SUCCESS
         }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `tinygpt` alone: the overview, on stderr, as a usage error.
+            eprint!("{}", e.render());
+            ExitCode::from(2)
+        }
         _ => {
+            // clap writes the error, indented details and tips, then a usage block: keep everything
+            // before the usage block on one line.
             let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let first = lines.next().unwrap_or("invalid command line").trim_start_matches("error: ").to_owned();
-            let tips: Vec<&str> = lines.filter_map(|l| l.strip_prefix("tip: ")).collect();
-            let mut msg = first;
-            for t in tips {
-                msg.push_str("; ");
-                msg.push_str(t);
+            let mut msg = String::new();
+            for line in text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")) {
+                if line.is_empty() || line.starts_with("For more information") {
+                    continue;
+                }
+                let line = line.trim_start_matches("error: ");
+                if let Some(tip) = line.strip_prefix("tip: ") {
+                    msg.push_str("; ");
+                    msg.push_str(tip);
+                } else {
+                    if !msg.is_empty() {
+                        msg.push(' ');
+                    }
+                    msg.push_str(line);
+                }
             }
             msg.push_str(" (see 'tinygpt --help')");
             crate::out::error_line(&msg);

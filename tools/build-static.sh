@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the static `tinygpt` binaries:
+#   x86_64-unknown-linux-musl     static, stripped
+#   aarch64-unknown-linux-musl    static, stripped, linked with rust-lld
+#   armv7-unknown-linux-gnueabihf static (crt-static) glibc, stripped, linked with arm-linux-gnueabihf-gcc
+# Installs missing rustup targets and Debian packages first (idempotent), then prints the sizes.
+#
+# Usage: tools/build-static.sh [TARGET...]     (default: all three)
+# The binaries end up in $CARGO_TARGET_DIR (default target/)/<triple>/release/tinygpt.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ALL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
+
+# --- prerequisites --------------------------------------------------------------------------
+need_pkgs=()
+for t in "${TARGETS[@]}"; do
+  case "$t" in
+    x86_64-unknown-linux-musl) ;;            # rustup ships musl's crt and libc for this target
+    aarch64-unknown-linux-musl) ;;           # self-contained musl + rust-lld
+    armv7-unknown-linux-gnueabihf) need_pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross) ;;
+    *) echo "error: unsupported target '$t' (supported: ${ALL_TARGETS[*]})" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+installed_targets="$(rustup target list --installed)"
+for t in "${TARGETS[@]}"; do
+  grep -qx "$t" <<<"$installed_targets" || rustup target add "$t"
+done
+
+# --- cross configuration (environment only; .cargo/config.toml stays untouched) ---------------
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="-C target-feature=+crt-static"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
+# Release profile of the workspace (opt-level 3, fat LTO, panic=abort), plus stripped symbols.
+export CARGO_PROFILE_RELEASE_STRIP=symbols
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+for t in "${TARGETS[@]}"; do
+  echo "building tinygpt for $t" >&2
+  cargo build --release -p tinygpt --bin tinygpt --target "$t"
+done
+
+# --- report -------------------------------------------------------------------------------------
+printf '%-32s %10s  %s\n' target bytes linkage
+for t in "${TARGETS[@]}"; do
+  bin="$target_dir/$t/release/tinygpt"
+  size=$(stat -c %s "$bin")
+  kind=$(file -b "$bin" 2>/dev/null | grep -oE 'static-pie linked|statically linked' | head -n1 || true)
+  printf '%-32s %10s  %s\n' "$t" "$size" "${kind:-see: file $bin}"
+done

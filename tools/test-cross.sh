@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Cross-target check: the aarch64 and 32-bit ARM builds of `tinygpt`, run under qemu-user, must print
+# byte-identical output (and exit with the same status) as the native x86_64 build, for the same
+# model, prompt, seed and settings. Models: synthetic ones of both architectures in every dtype
+# (character and BPE vocabularies), plus any trained model in models/*.tgpt.
+#
+# Usage: tools/test-cross.sh        (builds with tools/build-static.sh first)
+# Prints one line per check and a final "N passed, N failed"; exits non-zero on any mismatch.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+# qemu-user (Debian qemu-user-static), installed only when missing.
+if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-arm-static >/dev/null; then
+  echo "installing Debian package qemu-user-static" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user-static
+fi
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "error: this check runs on an x86_64 host (native build: x86_64-unknown-linux-musl)" >&2
+  exit 2
+fi
+
+tools/build-static.sh >&2
+cargo build --release -p tinygpt --example make-model >&2
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+native=("$target_dir/x86_64-unknown-linux-musl/release/tinygpt")
+aarch64=(qemu-aarch64-static "$target_dir/aarch64-unknown-linux-musl/release/tinygpt")
+armv7=(qemu-arm-static "$target_dir/armv7-unknown-linux-gnueabihf/release/tinygpt")
+make_model="$target_dir/release/examples/make-model"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# --- models ---------------------------------------------------------------------------------------
+models=()
+for arch in llama gpt2; do
+  for dtype in f32 f16 int8; do
+    "$make_model" --shape tiny --arch "$arch" --dtype "$dtype" --seed 11 -o "$work/tiny-$arch-$dtype.tgpt"
+    models+=("$work/tiny-$arch-$dtype.tgpt")
+  done
+  "$make_model" --shape 260k --arch "$arch" --dtype int8 -o "$work/260k-$arch-int8.tgpt"
+  models+=("$work/260k-$arch-int8.tgpt")
+done
+"$make_model" --shape tiny --arch llama --dtype f32 --bpe-merges 200 --group-size 24 -o "$work/tiny-llama-bpe.tgpt"
+models+=("$work/tiny-llama-bpe.tgpt")
+shopt -s nullglob
+for m in models/*.tgpt; do models+=("$root/$m"); done
+shopt -u nullglob
+
+printf 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n' > "$work/eval.txt"
+
+# --- checks ---------------------------------------------------------------------------------------
+passed=0
+failed=0
+run_case() { # name, then tinygpt arguments
+  local name="$1"; shift
+  local ok=1 ref_rc rc
+  set +e
+  "${native[@]}" "$@" >"$work/native.out" 2>"$work/native.err"; ref_rc=$?
+  for t in aarch64 armv7; do
+    local -n runner="$t"
+    "${runner[@]}" "$@" >"$work/$t.out" 2>"$work/$t.err"; rc=$?
+    if [ "$rc" -ne "$ref_rc" ] || ! cmp -s "$work/native.out" "$work/$t.out"; then
+      ok=0
+      echo "FAIL $name: $t differs from native (exit $rc vs $ref_rc)"
+      cmp "$work/native.out" "$work/$t.out" | head -n 1 || true
+    fi
+  done
+  set -e
+  if [ "$ok" -eq 1 ]; then
+    passed=$((passed + 1))
+    echo "ok   $name ($(wc -c <"$work/native.out") bytes, exit $ref_rc)"
+  else
+    failed=$((failed + 1))
+  fi
+}
+
+for m in "${models[@]}"; do
+  b="$(basename "$m" .tgpt)"
+  run_case "$b generate seed 7" generate -m "$m" -p "ROMEO:" -n 120 -s 7
+  run_case "$b generate greedy" generate -m "$m" -p "ROMEO:" -n 120 --temp 0
+  run_case "$b generate top-p kv-int8" generate -m "$m" -n 120 -s 3 --temp 1.1 --top-k 0 --top-p 0.9 --kv i8
+  run_case "$b generate ctx-shift kv-f16" generate -m "$m" -n 150 -s 5 -c 32 --kv f16
+  run_case "$b eval" eval -m "$m" -f "$work/eval.txt" -c 32
+done
+run_case "unknown character" generate -m "$work/tiny-llama-f32.tgpt" -p "naïve"
+run_case "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
