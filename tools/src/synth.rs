@@ -17,7 +17,8 @@ pub const SHAKESPEARE_CHARS: &str =
 pub enum Vocab {
     /// Character vocabulary made of these characters (in this order).
     Chars(String),
-    /// Byte-level BPE with this many random merges (vocabulary `256 + merges`).
+    /// Byte-level BPE with this many merges (vocabulary `256 + merges`), learned from a short
+    /// English sample, then random.
     Bpe(u32),
 }
 
@@ -171,17 +172,58 @@ impl Spec {
     }
 }
 
-/// `n` valid random BPE merges. Early merges join printable ASCII bytes, later ones may join
-/// earlier merges, so ordinary text does get merged.
+/// A little English text that the BPE merges of synthetic models are learned from.
+const MERGE_SAMPLE: &str = "First Citizen: Before we proceed any further, hear me speak. \
+All: Speak, speak. First Citizen: You are all resolved rather to die than to famish? \
+All: Resolved. resolved. First Citizen: First, you know Caius Marcius is chief enemy to the people. \
+All: We know't, we know't. First Citizen: Let us kill him, and we'll have corn at our own price. \
+Is't a verdict? All: No more talking on't; let it be done: away, away! \
+To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer \
+the slings and arrows of outrageous fortune, or to take arms against a sea of troubles.";
+
+/// `n` valid BPE merges: first the most frequent pairs of [`MERGE_SAMPLE`] (split into words that
+/// start at a space, as the runtime's encoder splits), then random pairs once the sample is used up.
 fn random_merges(n: u32, seed: u64) -> Vec<(u32, u32)> {
+    let mut words: Vec<Vec<u32>> = Vec::new();
+    for (i, w) in MERGE_SAMPLE.split(' ').enumerate() {
+        let mut ids: Vec<u32> = if i == 0 { Vec::new() } else { vec![u32::from(b' ')] };
+        ids.extend(w.bytes().map(u32::from));
+        words.push(ids);
+    }
+    let mut merges: Vec<(u32, u32)> = Vec::with_capacity(n as usize);
+    let mut seen = std::collections::HashSet::new();
+    while merges.len() < n as usize {
+        let mut counts: std::collections::BTreeMap<(u32, u32), u32> = std::collections::BTreeMap::new();
+        for w in &words {
+            for p in w.windows(2) {
+                *counts.entry((p[0], p[1])).or_default() += 1;
+            }
+        }
+        // Most frequent first; ties to the smallest pair, so the result is deterministic.
+        let Some((&pair, &c)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) else { break };
+        if c < 2 {
+            break;
+        }
+        let id = 256 + merges.len() as u32;
+        merges.push(pair);
+        seen.insert(pair);
+        for w in &mut words {
+            let mut i = 0;
+            while i + 1 < w.len() {
+                if (w[i], w[i + 1]) == pair {
+                    w[i] = id;
+                    w.remove(i + 1);
+                }
+                i += 1;
+            }
+        }
+    }
     let mut rng = SplitMix(seed ^ 0x9e37_79b9_7f4a_7c15);
     let base: Vec<u32> = (b' '..=b'~').map(u32::from).collect();
-    let mut merges = Vec::with_capacity(n as usize);
-    let mut seen = std::collections::HashSet::new();
     while merges.len() < n as usize {
         let i = merges.len() as u32;
         let pick = |rng: &mut SplitMix| {
-            if i > 0 && rng.next_u64() % 3 == 0 {
+            if rng.next_u64() % 3 == 0 {
                 256 + (rng.next_u64() % u64::from(i)) as u32
             } else {
                 base[(rng.next_u64() % base.len() as u64) as usize]
