@@ -1,18 +1,19 @@
 //! Build-time configuration of the firmware.
 //!
-//! Environment variables (all optional):
+//! Environment variables (all optional; the defaults are those of `tinygpt generate`):
 //!
 //! | variable              | meaning                                   | default                  |
 //! |-----------------------|-------------------------------------------|--------------------------|
 //! | `TINYGPT_MODEL`       | `.tgpt` file embedded in flash            | `DEFAULT_MODEL` below    |
-//! | `TINYGPT_PROMPT`      | prompt text                               | `ROMEO:`                 |
+//! | `TINYGPT_PROMPT`      | prompt text                               | a newline                |
 //! | `TINYGPT_SEED`        | sampler seed (u64)                        | 42                       |
-//! | `TINYGPT_TOKENS`      | tokens to generate                        | 200                      |
+//! | `TINYGPT_TOKENS`      | tokens to generate                        | 256                      |
 //! | `TINYGPT_TEMPERATURE` | sampling temperature, 0 = greedy          | 0.8                      |
-//! | `TINYGPT_TOP_K`       | top-k, 0 = off                            | 0                        |
+//! | `TINYGPT_TOP_K`       | top-k, 0 = off                            | 40                       |
 //! | `TINYGPT_TOP_P`       | top-p, 1 = off                            | 1                        |
 //! | `TINYGPT_CTX`         | context length (≤ the model's block size) | the model's block size   |
 //! | `TINYGPT_HSE_HZ`      | crystal frequency on the board            | 8000000                  |
+//! | `TINYGPT_TEST_PANIC`  | `1`: panic after the banner (tests the failure path) | off           |
 //!
 //! The model header is read here (with the runtime's own parser) so that the session
 //! buffer is sized exactly and a model that cannot fit the board fails the build with
@@ -86,13 +87,17 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("model {}: {e} (set TINYGPT_MODEL to a .tgpt file)", model_path.display())));
     println!("cargo:rerun-if-changed={}", model_path.display());
 
-    let prompt = var("TINYGPT_PROMPT").unwrap_or_else(|| "ROMEO:".to_string());
+    let prompt = var("TINYGPT_PROMPT").unwrap_or_else(|| "\n".to_string());
+    if prompt.is_empty() {
+        fail("TINYGPT_PROMPT is empty: give at least one character");
+    }
     let seed: u64 = parse("TINYGPT_SEED", 42);
-    let tokens: u32 = parse("TINYGPT_TOKENS", 200);
+    let tokens: u32 = parse("TINYGPT_TOKENS", 256);
     let temperature: f32 = parse("TINYGPT_TEMPERATURE", 0.8);
-    let top_k: u32 = parse("TINYGPT_TOP_K", 0);
+    let top_k: u32 = parse("TINYGPT_TOP_K", 40);
     let top_p: f32 = parse("TINYGPT_TOP_P", 1.0);
     let hse_hz: u32 = parse("TINYGPT_HSE_HZ", 8_000_000);
+    let test_panic = var("TINYGPT_TEST_PANIC").is_some_and(|v| v == "1");
     if !(4_000_000..=26_000_000).contains(&hse_hz) || hse_hz % 1_000_000 != 0 {
         fail(format!("TINYGPT_HSE_HZ={hse_hz}: the crystal must be a whole number of MHz from 4 to 26 MHz"));
     }
@@ -157,6 +162,8 @@ fn main() {
     writeln!(cfg, "pub const CTX: usize = {ctx};").unwrap();
     writeln!(cfg, "/// Bytes of the session buffer (int8 KV cache at `CTX`).").unwrap();
     writeln!(cfg, "pub const SESSION_BYTES: usize = {session_bytes};").unwrap();
+    writeln!(cfg, "/// Panic after the banner (tests the failure path).").unwrap();
+    writeln!(cfg, "pub const TEST_PANIC: bool = {test_panic};").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Sizes of a 32-bit little-endian ARM ELF (the firmware), read with the standard library only.
 
-  elf.py budgets ELF     flash and static RAM use, from the section headers:
+  elf.py budgets ELF     flash and static RAM use, from the program headers:
                          prints `flash BYTES` and `ram BYTES` lines
   elf.py symbols ELF [N] the N largest symbols (default 25): size, section, demangled-ish name
 
-Flash counts every allocated section stored in flash (address in 0x08000000..+1 MiB) plus
-the load image of initialised RAM data (.data); RAM counts every allocated section that lives
-in RAM (0x20000000..+128 KiB): .data, .bss, .uninit. It is the same arithmetic as
-`arm-none-eabi-size -A`, without needing binutils for ARM.
+Flash is the extent of the loadable segments stored in flash (0x08000000..+1 MiB): vectors,
+code, read-only data (the model) and the initial values of .data. RAM is the extent of the
+segments that live in RAM (0x20000000..+128 KiB): .data, .bss, .uninit. Padding between
+sections counts, as it does in the firmware's own figures; binutils for ARM is not needed.
 """
 import struct
 import sys
@@ -18,6 +18,7 @@ RAM = (0x2000_0000, 128 * 1024)
 SHF_ALLOC = 0x2
 SHT_NOBITS = 8
 SHT_SYMTAB = 2
+PT_LOAD = 1
 
 
 def die(msg):
@@ -47,18 +48,27 @@ def inside(addr, region):
     return region[0] <= addr < region[0] + region[1]
 
 
+def segments(data):
+    phoff, = struct.unpack_from("<I", data, 0x1C)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x2A)
+    for i in range(phnum):
+        typ, off, vaddr, paddr, filesz, memsz, flags, align = struct.unpack_from(
+            "<IIIIIIII", data, phoff + i * phentsize)
+        if typ == PT_LOAD:
+            yield vaddr, paddr, filesz, memsz
+
+
 def budgets(data):
-    flash = ram = 0
-    for s in sections(data):
-        if not s["flags"] & SHF_ALLOC or s["size"] == 0:
-            continue
-        if inside(s["addr"], FLASH):
-            flash += s["size"]
-        elif inside(s["addr"], RAM):
-            ram += s["size"]
-            if s["type"] != SHT_NOBITS:
-                flash += s["size"]  # its initial values are copied from flash at boot
-    return flash, ram
+    """Extent used in each memory: from its origin to the end of the last byte placed there,
+    alignment padding included (as the firmware measures it from its linker symbols)."""
+    sections(data)  # validates the header
+    flash_end, ram_end = FLASH[0], RAM[0]
+    for vaddr, paddr, filesz, memsz in segments(data):
+        if filesz and inside(paddr, FLASH):
+            flash_end = max(flash_end, paddr + filesz)  # code, rodata, .data's initial values
+        if memsz and inside(vaddr, RAM):
+            ram_end = max(ram_end, vaddr + memsz)  # .data, .bss, .uninit
+    return flash_end - FLASH[0], ram_end - RAM[0]
 
 
 def symbols(data, n):

@@ -90,6 +90,10 @@ fn run(board: &mut Board) -> Result<(), ()> {
         config::TOP_P
     );
 
+    if config::TEST_PANIC {
+        panic!("TINYGPT_TEST_PANIC is set");
+    }
+
     // SAFETY: the only reference ever taken to SESSION_BUF (`run` is called once).
     let buf: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(SESSION_BUF)).0 };
     let needed = model.session_bytes(config::CTX, KvDType::I8);
@@ -188,7 +192,11 @@ fn run(board: &mut Board) -> Result<(), ()> {
 fn panic(info: &PanicInfo) -> ! {
     // SAFETY: the panic path owns the console from here on.
     let mut serial = unsafe { board::Serial::conjure() };
-    let _ = write!(serial, "\npanic: {info}\n");
+    let _ = write!(serial, "\npanic: {}", info.message());
+    if let Some(at) = info.location() {
+        let _ = write!(serial, " (at {}:{})", at.file(), at.line());
+    }
+    let _ = writeln!(serial);
     serial.flush();
     board::exit(board::probe_platform(), 1)
 }

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Board checks: the STM32F405 firmware in QEMU (tools/board-qemu) against the host CLI.
+#
+#   tools/test-board.sh
+#
+# For several models (random tiny gpt2 and llama, a random board-size gpt2 near the flash
+# limit, and every shipped model in models/ that fits the board) it
+#   - builds the firmware for the model and runs it in QEMU (netduinoplus2, -icount shift=0);
+#   - checks the budgets: flash used ≤ 1 MiB and static RAM + measured stack high-water
+#     ≤ 128 KiB, as printed by the firmware, and the flash and static RAM figures against the
+#     ELF's own section headers (firmware/scripts/elf.py);
+#   - runs `tinygpt generate` on the host with the same model, prompt, seed, token count,
+#     sampler and int8 KV cache, and checks that its stdout appears verbatim in the serial
+#     output (the serial console ends lines with CR LF; CRs are dropped before comparing).
+# Then the failure paths: a prompt the vocabulary cannot encode, a session too large for the
+# RAM, a firmware panic, a run past its time limit, a bad command line; and that instruction
+# counts repeat exactly and that a different seed changes the board's text.
+#
+# Prints one line per check and a final `N passed, N failed`; exits 1 if any check failed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+board="$root/tools/board-qemu"
+elfpy="$root/firmware/scripts/elf.py"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL $*"; failed=$((failed + 1)); }
+finish() {
+    echo "$passed passed, $failed failed"
+    [[ $failed -eq 0 ]]
+    exit $?
+}
+
+# --- host side ----------------------------------------------------------------------
+target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+             python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || target_dir=
+[[ -n $target_dir ]] || target_dir="$root/target"
+echo "building the host CLI and model makers" >&2
+if ! (cd "$root" && cargo build --release -q -p tinygpt --bin tinygpt --example make-model) >&2; then
+    bad "host CLI builds"
+    finish
+fi
+tinygpt="$target_dir/release/tinygpt"
+make_model="$target_dir/release/examples/make-model"
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+# firmware/.cargo/config.toml makes thumbv7em the default there; name the host target.
+if ! (cd "$root/firmware/host-tools" && cargo build --release -q --target "$host_triple") >&2; then
+    bad "firmware host tools build"
+    finish
+fi
+ht_dir=$(cd "$root/firmware/host-tools" && cargo metadata --format-version 1 --no-deps |
+         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+board_model="$ht_dir/$host_triple/release/make-model"
+
+models=()
+if "$make_model" --shape tiny --arch gpt2 --dtype int8 -o "$work/tiny-gpt2.tgpt" >&2 &&
+   "$make_model" --shape tiny --arch llama --dtype int8 --seed 5 -o "$work/tiny-llama.tgpt" >&2 &&
+   "$board_model" --out "$work/board-gpt2.tgpt" --name board-random --layers 4 --embd 128 --heads 4 \
+       --block 64 --group 32 --seed 3 >&2 &&
+   "$board_model" --out "$work/too-much-ram.tgpt" --layers 4 --embd 128 --heads 4 --block 128 >&2; then
+    ok "random models written"
+    models+=("$work/tiny-gpt2.tgpt" "$work/tiny-llama.tgpt" "$work/board-gpt2.tgpt")
+else
+    bad "random models written"
+fi
+for m in "$root"/models/*.tgpt; do
+    [[ -f $m ]] && models+=("$m")
+done
+
+# value_of LABEL FILE: the first number after "LABEL" on its line of the serial output.
+value_of() {
+    sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1
+}
+
+# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
+run_pair() {
+    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
+    local name
+    name="$(basename "$model") seed $seed"
+    local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
+    "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
+        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
+    local rc=$?
+    if [[ $rc -ne 0 ]]; then
+        bad "$name: board-qemu exit $rc"
+        tail -n 5 "$work/board.err" "$serial" | sed 's/^/    /'
+        return
+    fi
+    ok "$name: firmware ran in QEMU and exited 0"
+
+    # Budgets as the firmware measured them.
+    local flash ram statics stack
+    flash=$(value_of "flash:" "$serial")
+    ram=$(value_of "ram:" "$serial")
+    statics=$(sed -n 's/^ram: .*(static \([0-9]*\),.*/\1/p' "$serial")
+    stack=$(sed -n 's/^ram: .*stack high-water \([0-9]*\).*/\1/p' "$serial")
+    if [[ -n $flash && -n $ram && -n $statics && -n $stack && $stack -gt 0 ]] &&
+       [[ $flash -le 1048576 && $ram -le 131072 && $ram -eq $((statics + stack)) ]]; then
+        ok "$name: budgets flash $flash ≤ 1048576, static $statics + stack $stack = $ram ≤ 131072"
+    else
+        bad "$name: budgets (flash '$flash', ram '$ram', static '$statics', stack '$stack')"
+    fi
+    # The same figures from the ELF's section headers.
+    local elf_flash elf_ram
+    elf_flash=$(python3 "$elfpy" budgets "$elf" | sed -n 's/^flash //p')
+    elf_ram=$(python3 "$elfpy" budgets "$elf" | sed -n 's/^ram //p')
+    if [[ -n $elf_flash && $elf_flash == "$flash" && $elf_ram == "$statics" ]]; then
+        ok "$name: ELF sections agree (flash $elf_flash, static RAM $elf_ram)"
+    else
+        bad "$name: ELF says flash '$elf_flash' static '$elf_ram', firmware says '$flash' '$statics'"
+    fi
+    # Cost per token is reported.
+    if grep -Eq "^cost: [0-9]+ instructions in all, [1-9][0-9]* instructions/token" "$serial"; then
+        ok "$name: $(grep -o '[0-9]* instructions/token' "$serial" | head -n 1)"
+    else
+        bad "$name: no instructions/token line"
+    fi
+
+    # Board equals host.
+    if ! "$tinygpt" generate -m "$model" -p "$prompt" -n "$tokens" -s "$seed" --temp "$temp" --top-k "$topk" \
+         --kv i8 >"$host" 2>"$work/host.err"; then
+        bad "$name: host CLI failed: $(head -n 1 "$work/host.err")"
+        return
+    fi
+    if python3 - "$serial" "$host" <<'EOF'
+import sys
+serial = open(sys.argv[1], "rb").read().replace(b"\r", b"")
+host = open(sys.argv[2], "rb").read()
+# The board prints the text between two "---" lines; the host's whole stdout must be there.
+sys.exit(0 if host and (b"---\n" + host + b"\n---\n") in serial else 1)
+EOF
+    then
+        ok "$name: board text equals host stdout ($(wc -c <"$host") bytes)"
+    else
+        bad "$name: board text differs from host stdout"
+        echo "    host:  $(head -c 120 "$host" | tr '\n' '|')"
+        echo "    board: $(sed -n '/^---/,/^---/p' "$serial" | tr -d '\r' | head -c 120 | tr '\n' '|')"
+    fi
+}
+
+for m in "${models[@]}"; do
+    run_pair "$m" "ROMEO:" 7 40 0.8 40
+done
+
+# --- properties of the measurement and of the oracle ----------------------------------
+tiny="$work/tiny-gpt2.tgpt"
+if [[ -f $tiny ]]; then
+    # icount makes the instruction count exact: two runs of one image agree to the instruction.
+    "$board" --model "$tiny" --prompt "ROMEO:" --seed 7 --tokens 40 --temperature 0.8 --top-k 40 \
+        >"$work/a.txt" 2>/dev/null
+    "$board" --model "$tiny" --prompt "ROMEO:" --seed 7 --tokens 40 --temperature 0.8 --top-k 40 \
+        >"$work/b.txt" 2>/dev/null
+    a=$(grep '^cost:' "$work/a.txt"); b=$(grep '^cost:' "$work/b.txt")
+    if [[ -n $a && $a == "$b" ]]; then ok "instruction counts repeat exactly ($a)"; else bad "instruction counts differ: '$a' vs '$b'"; fi
+
+    # The comparison can fail: another seed gives other text on the board.
+    "$tinygpt" generate -m "$tiny" -p "ROMEO:" -n 40 -s 7 --temp 0.8 --top-k 40 --kv i8 >"$work/host7.txt" 2>/dev/null
+    "$board" --model "$tiny" --prompt "ROMEO:" --seed 8 --tokens 40 --temperature 0.8 --top-k 40 \
+        >"$work/seed8.txt" 2>/dev/null
+    if [[ -s $work/host7.txt ]] && ! tr -d '\r' <"$work/seed8.txt" | grep -qF -- "$(tail -c 30 "$work/host7.txt")"; then
+        ok "seed 8 on the board does not reproduce the host's seed-7 text"
+    else
+        bad "seed 8 on the board printed the host's seed-7 text (or the host run failed)"
+    fi
+
+    # Failure paths.
+    "$board" --model "$tiny" --prompt "ROMEO~" --tokens 4 >"$work/out.txt" 2>"$work/err.txt"
+    rc=$?
+    if [[ $rc -eq 3 ]] && grep -q "TINYGPT_PROMPT" "$work/err.txt"; then
+        ok "a prompt the vocabulary lacks fails the build (exit 3) and says why"
+    else
+        bad "unencodable prompt: exit $rc"
+    fi
+
+    TINYGPT_TEST_PANIC=1 "$board" --model "$tiny" --prompt "A" --tokens 4 --timeout 60 >"$work/out.txt" 2>/dev/null
+    rc=$?
+    if [[ $rc -eq 1 ]] && grep -q "^panic: .*TINYGPT_TEST_PANIC" "$work/out.txt"; then
+        ok "a firmware panic prints its message and exits 1"
+    else
+        bad "panic path: exit $rc"
+    fi
+
+    start=$SECONDS
+    "$board" --model "$work/board-gpt2.tgpt" --prompt "A" --tokens 100000 --timeout 3 >/dev/null 2>"$work/err.txt"
+    rc=$?
+    elapsed=$((SECONDS - start))
+    if [[ $rc -eq 124 ]] && grep -q "time limit\|limit" "$work/err.txt"; then
+        ok "a run past --timeout is stopped (exit 124, ${elapsed} s including the build)"
+    else
+        bad "time limit: exit $rc after ${elapsed} s"
+    fi
+fi
+
+if [[ -f $work/too-much-ram.tgpt ]]; then
+    "$board" --model "$work/too-much-ram.tgpt" --tokens 4 >/dev/null 2>"$work/err.txt"
+    rc=$?
+    if [[ $rc -eq 3 ]] && grep -q "needs [0-9]* bytes of RAM" "$work/err.txt"; then
+        ok "a session too large for the RAM fails the build (exit 3) and says why"
+    else
+        bad "oversized session: exit $rc"
+    fi
+fi
+
+"$board" --tokens many >/dev/null 2>"$work/err.txt"
+rc=$?
+if [[ $rc -eq 2 ]] && [[ $(wc -l <"$work/err.txt") -eq 1 ]]; then
+    ok "a bad command line gives one error line and exit 2"
+else
+    bad "bad command line: exit $rc"
+fi
+
+finish
