@@ -1,0 +1,172 @@
+//! Untrusted bytes: every truncation and many byte flips give `Err`, never a panic; the writer's
+//! output round-trips.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use tinygpt_runtime::writer::{encode_model, AlignedBytes, MetaData, TokenizerData};
+use tinygpt_runtime::{Arch, DType, Error, Model, FORMAT_VERSION};
+
+fn small_model(arch: Arch, dtype: DType) -> Vec<u8> {
+    let mut cfg = config(arch, dtype);
+    (cfg.n_layer, cfg.n_embd, cfg.n_hidden, cfg.block_size) = (1, 16, 24, 8);
+    cfg.n_head = 2;
+    cfg.n_kv_head = if arch == Arch::Llama { 1 } else { 2 };
+    cfg.vocab_size = 20;
+    let w = random_weights(&cfg, 3);
+    build(&cfg, &char_tokenizer(20), &w).to_vec()
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16)] {
+        let full = small_model(arch, dtype);
+        assert!(Model::from_bytes(&AlignedBytes::new(&full)).is_ok());
+        for len in 0..full.len() {
+            let b = AlignedBytes::new(&full[..len]);
+            assert!(Model::from_bytes(&b).is_err(), "truncated at {len} of {} parsed", full.len());
+        }
+    }
+}
+
+#[test]
+fn every_single_byte_flip_is_an_error() {
+    let full = small_model(Arch::Llama, DType::I8);
+    for i in 0..full.len() {
+        let mut b = full.clone();
+        b[i] ^= 0x5A;
+        assert!(Model::from_bytes(&AlignedBytes::new(&b)).is_err(), "flip at {i} parsed");
+    }
+}
+
+#[test]
+fn specific_errors_name_the_problem() {
+    let full = small_model(Arch::Gpt2, DType::F32);
+    let mut bad = full.clone();
+    bad[0] = b'X';
+    assert_eq!(Model::from_bytes(&AlignedBytes::new(&bad)).unwrap_err(), Error::BadMagic);
+    let mut v2 = full.clone();
+    v2[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        Model::from_bytes(&AlignedBytes::new(&v2)).unwrap_err(),
+        Error::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION }
+    );
+    let mut flipped = full.clone();
+    let n = flipped.len();
+    flipped[n - 10] ^= 1;
+    assert!(matches!(Model::from_bytes(&AlignedBytes::new(&flipped)).unwrap_err(), Error::Checksum { .. }));
+    // Misaligned input.
+    let a = AlignedBytes::new(&[&[0u8][..], &full].concat());
+    assert_eq!(Model::from_bytes(&a[1..]).unwrap_err(), Error::Misaligned);
+    let e = Error::UnsupportedVersion { found: 2, supported: 1 };
+    assert_eq!(e.to_string(), "unsupported .tgpt format version 2 (this build reads version 1)");
+}
+
+/// Re-seals a file after editing it, so the checksum passes and deeper checks are exercised.
+fn reseal(b: &mut [u8]) {
+    let n = b.len() - 4;
+    let crc = crc32(&b[..n]);
+    b[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    // Plain bitwise CRC-32 (ISO-HDLC), independent of the runtime's table-driven one.
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+#[test]
+fn checksum_is_standard_crc32() {
+    let full = small_model(Arch::Gpt2, DType::F16);
+    let n = full.len() - 4;
+    assert_eq!(crc32(&full[..n]).to_le_bytes(), full[n..]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Corrupted header and table bytes that still pass the checksum never panic.
+    #[test]
+    fn resealed_corruption_never_panics(pos in 0usize..400, val in any::<u8>(), which in 0usize..3) {
+        let full = small_model([Arch::Gpt2, Arch::Llama, Arch::Llama][which], [DType::F32, DType::I8, DType::F16][which]);
+        let mut b = full.clone();
+        let p = pos % (b.len() - 4);
+        b[p] = val;
+        reseal(&mut b);
+        let _ = Model::from_bytes(&AlignedBytes::new(&b));
+    }
+
+    /// Random bytes behind a valid preamble and checksum never panic.
+    #[test]
+    fn random_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..600), hlen in 0u32..700) {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"TINYGPT\0");
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&hlen.to_le_bytes());
+        b.extend_from_slice(&(((24 + hlen as usize + 31) / 32 * 32) as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&[0; 4]);
+        reseal(&mut b);
+        let _ = Model::from_bytes(&AlignedBytes::new(&b));
+    }
+
+    /// Any valid configuration and tokenizer round-trips through the writer and reader.
+    #[test]
+    fn format_round_trip(
+        llama in any::<bool>(), dt in 0usize..3, n_layer in 1u32..3, n_kv in 1u32..3, rep in 1u32..3,
+        hd2 in 1u32..5, n_hidden in 1u32..40, block in 1u32..20, gs in 1u32..40, tie in any::<bool>(),
+        name in "[a-zA-Z0-9 ]{0,20}", steps in any::<u64>(), loss in proptest::option::of(0.0f32..10.0),
+    ) {
+        let arch = if llama { Arch::Llama } else { Arch::Gpt2 };
+        let n_head = if llama { n_kv * rep } else { n_kv };
+        let cfg = tinygpt_runtime::Config {
+            arch, n_layer, n_head, n_kv_head: n_kv, n_embd: n_head * hd2 * 2, n_hidden, block_size: block,
+            vocab_size: 30, norm_eps: 1e-5, rope_theta: 10000.0, tie_embeddings: tie,
+            dtype: [DType::F32, DType::F16, DType::I8][dt], group_size: gs,
+        };
+        let w = random_weights(&cfg, 1);
+        let meta = MetaData { name: name.clone(), corpus: "c".into(), train_steps: steps, tokens_seen: 5,
+                              val_loss_f32: loss, val_loss_f16: None, val_loss_i8: loss, trainer_version: "v".into() };
+        let bytes = encode_model(&cfg, &char_tokenizer(30), &meta, &|n| w.get(n).cloned()).unwrap();
+        let a = AlignedBytes::new(&bytes);
+        let m = Model::from_bytes(&a).unwrap();
+        prop_assert_eq!(*m.config(), cfg);
+        prop_assert_eq!(MetaData::from_file(m.metadata()), meta);
+        prop_assert_eq!(m.tokenizer().vocab_size(), 30);
+    }
+}
+
+#[test]
+fn writer_rejects_bad_inputs() {
+    let cfg = config(Arch::Gpt2, DType::F32);
+    let w = random_weights(&cfg, 1);
+    let meta = MetaData::default();
+    let tok = char_tokenizer(cfg.vocab_size as usize);
+    let missing = encode_model(&cfg, &tok, &meta, &|n| if n == "norm" { None } else { w.get(n).cloned() });
+    assert_eq!(missing.unwrap_err().to_string(), "missing tensor norm");
+    let nan = encode_model(&cfg, &tok, &meta, &|n| {
+        let mut v = w.get(n).cloned()?;
+        if n == "layers.1.wo" {
+            v[3] = f32::NAN;
+        }
+        Some(v)
+    });
+    assert_eq!(nan.unwrap_err().to_string(), "tensor layers.1.wo contains NaN or infinity");
+    let short = encode_model(&cfg, &tok, &meta, &|n| w.get(n).map(|v| v[1..].to_vec()));
+    assert!(short.unwrap_err().to_string().contains("elements, expected"));
+    let wrong_vocab = encode_model(&cfg, &char_tokenizer(10), &meta, &|n| w.get(n).cloned());
+    assert!(wrong_vocab.is_err());
+    let dup = TokenizerData::Char { chars: vec!['a'; cfg.vocab_size as usize] };
+    assert!(encode_model(&cfg, &dup, &meta, &|n| w.get(n).cloned()).is_err());
+    let mut bad = cfg;
+    bad.n_head = 5;
+    assert!(encode_model(&bad, &tok, &meta, &|n| w.get(n).cloned()).is_err());
+}
