@@ -39,6 +39,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         pp.push(prompt_run(&mut session, &prompt)?);
         tg.push(gen_run(&mut session, n_gen)?);
     }
+    let (mut pp_wall, mut pp_cpu): (Vec<Duration>, Vec<Duration>) = pp.into_iter().unzip();
+    let (mut tg_wall, mut tg_cpu): (Vec<Duration>, Vec<Duration>) = tg.into_iter().unzip();
 
     let mut s = String::new();
     use std::fmt::Write as _;
@@ -52,46 +54,84 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         kv.name(),
         a.repetitions
     );
-    let _ = writeln!(s, "{:<8}{:>8}{:>12}{:>12}{:>12}{:>12}", "test", "tokens", "tokens/s", "ms/token", "min t/s", "max t/s");
-    for (name, n, times) in [(format!("pp{n_prompt}"), n_prompt, &mut pp), (format!("tg{n_gen}"), n_gen, &mut tg)] {
-        times.sort();
-        let med = median(times).as_secs_f64();
+    let _ = writeln!(
+        s,
+        "{:<8}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}",
+        "test", "tokens", "tokens/s", "ms/token", "min t/s", "max t/s", "cpu t/s"
+    );
+    let rows = [
+        (format!("pp{n_prompt}"), n_prompt, &mut pp_wall, &mut pp_cpu),
+        (format!("tg{n_gen}"), n_gen, &mut tg_wall, &mut tg_cpu),
+    ];
+    for (name, n, wall, cpu) in rows {
+        wall.sort();
+        cpu.sort();
         let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-12);
+        let med = median(wall);
         let _ = writeln!(
             s,
-            "{name:<8}{n:>8}{:>12.1}{:>12.4}{:>12.1}{:>12.1}",
-            n as f64 / med.max(1e-12),
-            med * 1e3 / n as f64,
-            rate(times[times.len() - 1]),
-            rate(times[0])
+            "{name:<8}{n:>8}{:>12.1}{:>12.4}{:>12.1}{:>12.1}{:>12.1}",
+            rate(med),
+            med.as_secs_f64() * 1e3 / n as f64,
+            rate(wall[wall.len() - 1]),
+            rate(wall[0]),
+            rate(median(cpu))
         );
     }
     std::io::stdout().lock().write_all(s.as_bytes()).context("cannot write to stdout")?;
     Ok(())
 }
 
+/// Wall-clock and thread CPU time of one run.
+struct Timer {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Timer {
+    fn start() -> Self {
+        Timer { cpu: thread_cpu_time(), wall: Instant::now() }
+    }
+    fn stop(self) -> (Duration, Duration) {
+        let wall = self.wall.elapsed();
+        (wall, thread_cpu_time().saturating_sub(self.cpu))
+    }
+}
+
+/// CPU time this thread has used. On a shared machine it leaves out the time the thread waited
+/// for a core, which wall-clock time includes.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Feeds `prompt` from an empty context.
-fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<Duration> {
+fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<(Duration, Duration)> {
     session.reset();
-    let t = Instant::now();
+    let t = Timer::start();
     for &tok in prompt {
         std::hint::black_box(session.step(tok).map_err(|e| anyhow!("{e}"))?);
     }
-    Ok(t.elapsed())
+    Ok(t.stop())
 }
 
 /// Generates `n` tokens from an empty context: a forward pass and a sample (temperature 0.8,
 /// top-k 40) per token.
-fn gen_run(session: &mut Session<'_, '_>, n: usize) -> Result<Duration> {
+fn gen_run(session: &mut Session<'_, '_>, n: usize) -> Result<(Duration, Duration)> {
     session.reset();
     let mut sampler = Sampler::new(SamplerConfig::default(), 1);
     let mut tok = 0u32;
-    let t = Instant::now();
+    let t = Timer::start();
     for _ in 0..n {
         session.step(tok).map_err(|e| anyhow!("{e}"))?;
         tok = session.sample(&mut sampler);
     }
-    Ok(t.elapsed())
+    Ok(t.stop())
 }
 
 /// The median of sorted durations (the mean of the middle two for an even count).
