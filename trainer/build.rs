@@ -1,0 +1,29 @@
+//! Adds an rpath to libtorch's library directory so `tinygpt-train` and its tests find libtorch
+//! without LD_LIBRARY_PATH, and records the libtorch version for the start-up banner.
+//! LIBTORCH is set by the workspace's `.cargo/config.toml`.
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let mut version = String::from("unknown");
+    if let Some(dir) = std::env::var_os("LIBTORCH") {
+        let dir = PathBuf::from(dir);
+        let lib = dir.join("lib");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        let header = dir.join("include/torch/headeronly/version.h");
+        println!("cargo:rerun-if-changed={}", header.display());
+        if let Ok(text) = std::fs::read_to_string(&header) {
+            let num = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("#define {key} ")))
+                    .map(|v| v.trim().to_string())
+            };
+            if let (Some(a), Some(b), Some(c)) =
+                (num("TORCH_VERSION_MAJOR"), num("TORCH_VERSION_MINOR"), num("TORCH_VERSION_PATCH"))
+            {
+                version = format!("{a}.{b}.{c}");
+            }
+        }
+    }
+    println!("cargo:rustc-env=TINYGPT_LIBTORCH_VERSION={version}");
+}

@@ -1,0 +1,10 @@
+//! `tinygpt-train`: trains tinygpt models with tch/libtorch (CUDA or CPU), evaluates them, and
+//! exports `.tgpt` files that the runtime runs with the same numbers.
+
+pub mod config;
+pub mod data;
+pub mod export;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod train;

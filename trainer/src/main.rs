@@ -1,0 +1,203 @@
+//! `tinygpt-train`: train, export and sample tinygpt models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tinygpt_runtime::writer::{self, MetaData};
+use tinygpt_runtime::DType;
+
+use tinygpt_train::config::TrainConfig;
+use tinygpt_train::export::{self, parse_dtype};
+use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
+
+#[derive(Parser)]
+#[command(name = "tinygpt-train", version, about = "Train a tiny GPT with libtorch and export .tgpt files")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model (or continue one with --resume).
+    Train {
+        /// TOML configuration (optional with --resume: the checkpoint's configuration is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a configuration key: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Corpus file (overrides `corpus` in the configuration).
+        #[arg(long)]
+        corpus: Option<String>,
+        /// Output directory for checkpoints, log and plot (default: runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// auto (CUDA when present), cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Export a run's best checkpoint as a .tgpt file, with validation losses measured by the runtime.
+    Export {
+        /// A run directory (its best.pt, else last.pt) or a checkpoint file.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Weight storage: f32, f16 or int8.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// int8 group size along each row.
+        #[arg(long, default_value_t = 64)]
+        group_size: u32,
+        /// Evaluate on at most this many validation tokens (default: the whole split).
+        #[arg(long)]
+        eval_tokens: Option<usize>,
+        /// Corpus to take the validation split from (default: the one the run was trained on).
+        #[arg(long)]
+        corpus: Option<String>,
+        /// Skip the runtime evaluation (no losses in the metadata).
+        #[arg(long)]
+        no_eval: bool,
+    },
+    /// Generate text from a run's best checkpoint with the runtime (same text as `tinygpt generate`
+    /// on its f32 export).
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(short = 'p', long, default_value = "\n")]
+        prompt: String,
+        #[arg(short = 'n', long, default_value_t = 200)]
+        n: usize,
+        /// Temperature (0: greedy).
+        #[arg(long, default_value_t = 0.8)]
+        temp: f32,
+        /// Keep the K most likely tokens (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: u32,
+        #[arg(short = 's', long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn banner(device: tch::Device) {
+    println!("{TRAINER_VERSION}: device {}, libtorch {LIBTORCH_VERSION}", train::device_name(device));
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Train { config, set, corpus, out, resume, device } => {
+            let mut cfg = match (&config, resume, &out) {
+                (Some(path), _, _) => TrainConfig::load(path, &set)?,
+                (None, true, Some(dir)) => {
+                    let ck = train::load_checkpoint(&dir.join("last.pt")).context("--resume")?;
+                    ck.state.config.with_overrides(&set)?
+                }
+                (None, true, None) => bail!("--resume needs --out DIR (the run to continue)"),
+                (None, false, _) => bail!("train needs --config FILE"),
+            };
+            if let Some(c) = corpus {
+                cfg.corpus = c;
+                cfg.validate()?;
+            }
+            let out = out.unwrap_or_else(|| Path::new("runs").join(&cfg.name));
+            let threads = train::set_threads(cfg.threads);
+            let dev = train::select_device(&device)?;
+            let _ = threads;
+            banner(dev);
+            let s = train::train(&cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
+            println!(
+                "{}: {} steps; median {:.2} ms/iter, {:.0} tokens/s; best val loss {}; checkpoints in {}",
+                s.reason,
+                s.steps,
+                s.median_ms_per_iter,
+                s.tokens_per_s,
+                s.best_val.map_or("-".into(), |v| format!("{v:.4}")),
+                out.display()
+            );
+            if s.reason == "interrupted" {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
+        Cmd::Export { checkpoint, dtype, out, group_size, eval_tokens, corpus, no_eval } => {
+            let dtype = parse_dtype(&dtype)?;
+            if group_size == 0 {
+                bail!("--group-size must be at least 1");
+            }
+            train::set_threads(0);
+            let path = train::checkpoint_in(&checkpoint)?;
+            let ck = train::load_checkpoint(&path)?;
+            let (model, tok) = train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
+            let mut cfg = ck.state.config.clone();
+            let mut meta = MetaData {
+                name: cfg.name.clone(),
+                corpus: String::new(),
+                train_steps: ck.state.step,
+                tokens_seen: ck.state.tokens_seen,
+                val_loss_f32: None,
+                val_loss_f16: None,
+                val_loss_i8: None,
+                trainer_version: TRAINER_VERSION.into(),
+            };
+            if let Some(c) = corpus {
+                cfg.corpus = c;
+            }
+            println!("exporting {} (step {}) as {}", path.display(), ck.state.step, dtype.name());
+            if !no_eval {
+                let data = train::prepare_data(&cfg, Some(ck.state.vocab.clone()))
+                    .context("reading the validation split (use --corpus PATH, or --no-eval)")?;
+                meta.corpus = data.corpus_name.clone();
+                let n = eval_tokens.unwrap_or(data.val.len()).clamp(2, data.val.len());
+                let val = &data.val[..n];
+                println!("validation: {n} of {} tokens (runtime eval_loss, windows of {})", data.val.len(), cfg.block_size);
+                let tch_loss = tch::no_grad(|| train::eval_loss(&model, val, cfg.block_size as usize, 64));
+                let l = export::losses_per_dtype(&model, &tok, &meta, group_size, val, &[DType::F32, DType::F16, DType::I8])?;
+                meta.val_loss_f32 = l.f32.map(|v| v as f32);
+                meta.val_loss_f16 = l.f16.map(|v| v as f32);
+                meta.val_loss_i8 = l.i8.map(|v| v as f32);
+                println!("val loss: tch {tch_loss:.4}; runtime f32 {:.4}, f16 {:.4}, int8 {:.4} (group {group_size})",
+                    l.f32.unwrap_or(f64::NAN), l.f16.unwrap_or(f64::NAN), l.i8.unwrap_or(f64::NAN));
+            } else {
+                let (_, name) = train::corpus_text(&cfg).unwrap_or((String::new(), cfg.corpus.clone()));
+                meta.corpus = name;
+            }
+            let bytes = export::encode(&model, &tok, &meta, dtype, group_size)?;
+            let m = export::load(&bytes)?;
+            writer::write_atomic(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} bytes, {} parameters)", out.display(), bytes.len(), m.param_count());
+            Ok(())
+        }
+        Cmd::Sample { checkpoint, prompt, n, temp, top_k, seed } => {
+            train::set_threads(0);
+            let path = train::checkpoint_in(&checkpoint)?;
+            let ck = train::load_checkpoint(&path)?;
+            let (model, tok) = train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
+            let ids = tok.encode(&prompt)?;
+            if ids.is_empty() {
+                bail!("the prompt is empty");
+            }
+            let bytes = export::encode(&model, &tok, &MetaData::default(), DType::F32, 64)?;
+            let text = export::runtime_generate(&bytes, &ids, n, temp, top_k, seed)?;
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tinygpt-train: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! The training loop: batches, AdamW, schedule, evaluation, checkpoints, logs, samples.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Reduction, Tensor};
+use tinygpt_runtime::writer::MetaData;
+use tinygpt_runtime::DType;
+
+use crate::config::TrainConfig;
+use crate::data::{self, TextTokenizer, Vocab};
+use crate::export;
+use crate::model::{Gpt, ModelDims};
+use crate::optim::AdamW;
+use crate::plot;
+
+/// Version string stored in checkpoints and exported files.
+pub const TRAINER_VERSION: &str = concat!("tinygpt-train ", env!("CARGO_PKG_VERSION"));
+/// libtorch version the trainer was built against.
+pub const LIBTORCH_VERSION: &str = env!("TINYGPT_LIBTORCH_VERSION");
+
+/// Picks the device: `auto` (CUDA when present), `cpu` or `cuda`.
+pub fn select_device(choice: &str) -> Result<Device> {
+    match choice {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                bail!("--device cuda: no CUDA device is available (this libtorch build or machine has none); use --device cpu")
+            }
+        }
+        other => bail!("unknown device {other:?}: expected auto, cpu or cuda"),
+    }
+}
+
+/// Sets libtorch's CPU thread count (0: all available cores); returns it.
+pub fn set_threads(n: u32) -> i32 {
+    let n = if n == 0 { std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1) } else { n };
+    tch::set_num_threads(n as i32);
+    n as i32
+}
+
+/// Describes the device for the start-up line.
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        Device::Cuda(i) => format!("cuda:{i} ({} device(s))", tch::Cuda::device_count()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Everything a checkpoint stores besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub trainer_version: String,
+    pub config: TrainConfig,
+    pub vocab: Vocab,
+    /// Completed optimizer steps.
+    pub step: u64,
+    pub tokens_seen: u64,
+    pub best_val: Option<f64>,
+    pub best_step: u64,
+    pub last_val: Option<f64>,
+    pub evals_since_best: u32,
+    /// Learning-rate multiplier from reduce-on-plateau.
+    pub lr_scale: f64,
+}
+
+/// A checkpoint read from disk.
+pub struct Checkpoint {
+    pub state: TrainState,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+const STATE_KEY: &str = "state_json";
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes a checkpoint atomically (temporary file, fsync, rename).
+pub fn save_checkpoint(path: &Path, state: &TrainState, model: &Gpt, opt: &AdamW) -> Result<()> {
+    let json = serde_json::to_vec(state)?;
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    named.push((STATE_KEY.into(), Tensor::from_slice(&json)));
+    for (name, t) in model.named_params() {
+        named.push((format!("model.{name}"), t.to_device(Device::Cpu)));
+    }
+    for (name, m, v) in opt.named_state() {
+        named.push((format!("adam_m.{name}"), m.to_device(Device::Cpu)));
+        named.push((format!("adam_v.{name}"), v.to_device(Device::Cpu)));
+    }
+    let tmp = tmp_path(path);
+    let result = (|| -> Result<()> {
+        Tensor::save_multi(&named, &tmp).map_err(|e| anyhow!("{e}"))?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write checkpoint {}", path.display()))
+}
+
+/// Reads a checkpoint file.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if !path.exists() {
+        bail!("no checkpoint at {}", path.display());
+    }
+    let list = Tensor::load_multi(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
+    let mut tensors: HashMap<String, Tensor> = list.into_iter().collect();
+    let json = tensors.remove(STATE_KEY).with_context(|| format!("{} is not a tinygpt checkpoint", path.display()))?;
+    let bytes = Vec::<u8>::try_from(&json).map_err(|e| anyhow!("{e}"))?;
+    let state: TrainState =
+        serde_json::from_slice(&bytes).with_context(|| format!("checkpoint {} has an unreadable state", path.display()))?;
+    Ok(Checkpoint { state, tensors })
+}
+
+/// The checkpoint file to export or sample from in a run directory: `best.pt`, else `last.pt`.
+pub fn checkpoint_in(dir: &Path) -> Result<PathBuf> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    for name in ["best.pt", "last.pt"] {
+        let p = dir.join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("no checkpoint in {} (expected best.pt or last.pt from `tinygpt-train train --out {}`)", dir.display(), dir.display())
+}
+
+fn copy_into(dst: &Tensor, src: &Tensor, name: &str) -> Result<()> {
+    if dst.size() != src.size() {
+        bail!("checkpoint tensor {name} has shape {:?}, the model needs {:?}", src.size(), dst.size());
+    }
+    tch::no_grad(|| {
+        let mut d = dst.shallow_clone();
+        d.copy_(&src.to_kind(dst.kind()).to_device(dst.device()));
+    });
+    Ok(())
+}
+
+/// Builds the model of a checkpoint on `device`.
+pub fn model_from_checkpoint(ck: &Checkpoint, device: Device, bf16: bool) -> Result<(Gpt, TextTokenizer)> {
+    let tok = TextTokenizer::new(ck.state.vocab.clone());
+    let dims = ModelDims::new(&ck.state.config, tok.vocab_size());
+    let model = Gpt::new(dims, device, bf16)?;
+    for (name, t) in model.named_params() {
+        let src = ck.tensors.get(&format!("model.{name}")).with_context(|| format!("checkpoint lacks tensor {name}"))?;
+        copy_into(&t, src, &name)?;
+    }
+    Ok((model, tok))
+}
+
+/// Corpus text of a configuration (the generated alphabet task, or the file).
+pub fn corpus_text(cfg: &TrainConfig) -> Result<(String, String)> {
+    if cfg.alphabet_task {
+        Ok((data::alphabet_corpus(2000), "alphabet task (generated)".into()))
+    } else {
+        let p = Path::new(&cfg.corpus);
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| cfg.corpus.clone());
+        Ok((data::read_corpus(p)?, name))
+    }
+}
+
+/// Tokenized data of a run.
+pub struct Prepared {
+    pub tok: TextTokenizer,
+    pub train: Vec<u32>,
+    pub val: Vec<u32>,
+    pub corpus_name: String,
+}
+
+/// Reads the corpus, builds (or reuses) the tokenizer, encodes and splits.
+pub fn prepare_data(cfg: &TrainConfig, vocab: Option<Vocab>) -> Result<Prepared> {
+    let (text, corpus_name) = corpus_text(cfg)?;
+    let tok = match vocab {
+        Some(v) => TextTokenizer::new(v),
+        None if cfg.tokenizer == "bpe" => {
+            // Train on the training part only, so validation text stays unseen.
+            let mut cut = ((text.len() as f64) * (1.0 - cfg.val_fraction)) as usize;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            TextTokenizer::train_bpe(&text[..cut], cfg.bpe_vocab_size)?
+        }
+        None => TextTokenizer::train_char(&text),
+    };
+    let ids = tok.encode(&text).context("the corpus does not encode with the checkpoint's tokenizer")?;
+    let (train, val) = data::split(&ids, cfg.val_fraction, cfg.block_size as usize)?;
+    Ok(Prepared { tok, train, val, corpus_name })
+}
+
+/// splitmix64: batch offsets come from (seed, step, micro-step) alone, so a resumed run draws the
+/// same batches as an uninterrupted one without saving any generator state.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A training batch `(inputs, targets)`, both `[batch, block]`, on the CPU.
+pub fn get_batch(data: &Tensor, n: usize, block: usize, batch: usize, seed: u64, step: u64, micro: u32) -> (Tensor, Tensor) {
+    let mut s = mix(seed ^ mix(step.wrapping_mul(0x1000_0000_01B3) ^ micro as u64));
+    let span = (n - block) as u64;
+    let offsets: Vec<i64> = (0..batch)
+        .map(|_| {
+            s = mix(s);
+            (s % span) as i64
+        })
+        .collect();
+    let idx = Tensor::from_slice(&offsets).view([batch as i64, 1])
+        + Tensor::arange(block as i64, (Kind::Int64, Device::Cpu)).view([1, block as i64]);
+    let x = data.index_select(0, &idx.view([-1])).view([batch as i64, block as i64]);
+    let y = data.index_select(0, &(idx + 1).view([-1])).view([batch as i64, block as i64]);
+    (x, y)
+}
+
+/// Mean cross-entropy over `tokens` with the runtime's `eval_loss` definition: consecutive windows
+/// of `ctx` inputs, each predicting the next token at every position (every token but the first is
+/// predicted once).
+pub fn eval_loss(model: &Gpt, tokens: &[u32], ctx: usize, batch: usize) -> f64 {
+    let n = tokens.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let device = model.vs.device();
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let data = Tensor::from_slice(&ids);
+    let v = model.dims.vocab_size;
+    let sum_ce = |inp: Tensor, tgt: Tensor| -> f64 {
+        let logits = model.forward(&inp.to_device(device), false);
+        logits
+            .view([-1, v])
+            .cross_entropy_loss::<Tensor>(&tgt.to_device(device).view([-1]), None, Reduction::Sum, -100, 0.0)
+            .double_value(&[])
+    };
+    tch::no_grad(|| {
+        let full = (n - 1) / ctx;
+        let mut sum = 0.0;
+        let mut w = 0;
+        while w < full {
+            let cnt = (full - w).min(batch);
+            let start = (w * ctx) as i64;
+            let len = (cnt * ctx) as i64;
+            let inp = data.narrow(0, start, len).view([cnt as i64, ctx as i64]);
+            let tgt = data.narrow(0, start + 1, len).view([cnt as i64, ctx as i64]);
+            sum += sum_ce(inp, tgt);
+            w += cnt;
+        }
+        let start = full * ctx;
+        if start + 1 < n {
+            let len = (n - 1 - start) as i64;
+            sum += sum_ce(data.narrow(0, start as i64, len).view([1, len]), data.narrow(0, start as i64 + 1, len).view([1, len]));
+        }
+        sum / (n - 1) as f64
+    })
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HANDLER: OnceLock<bool> = OnceLock::new();
+
+fn install_ctrlc() {
+    HANDLER.get_or_init(|| ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).is_ok());
+}
+
+/// Options of `tinygpt-train train` besides the configuration.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+    /// Print the progress bar and samples (off in tests).
+    pub verbose: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub steps: u64,
+    /// `(step, train loss)` for every step of this invocation.
+    pub train_losses: Vec<(u64, f64)>,
+    /// `(step, val loss)` for every evaluation of this invocation.
+    pub val_losses: Vec<(u64, f64)>,
+    pub best_val: Option<f64>,
+    pub median_ms_per_iter: f64,
+    pub tokens_per_s: f64,
+    /// Why it stopped: `finished`, `early stop`, `paused`, `interrupted`.
+    pub reason: String,
+    pub params: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogRow {
+    step: u64,
+    split: String,
+    loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    ms_per_iter: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    tokens_per_s: Option<f64>,
+}
+
+fn read_log(path: &Path) -> Vec<LogRow> {
+    fs::read_to_string(path)
+        .map(|s| s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+fn note(pb: &ProgressBar, verbose: bool, msg: &str) {
+    if !verbose {
+        return;
+    }
+    if pb.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        pb.println(msg);
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
+/// Trains (or resumes) a run.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
+    let last_path = opts.out.join("last.pt");
+    let best_path = opts.out.join("best.pt");
+    let log_path = opts.out.join("log.jsonl");
+
+    let resumed = if opts.resume { Some(load_checkpoint(&last_path).context("--resume")?) } else { None };
+    if !opts.resume && last_path.exists() {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or choose another --out",
+            opts.out.display()
+        );
+    }
+    let vocab = resumed.as_ref().map(|c| c.state.vocab.clone());
+    let data = prepare_data(cfg, vocab)?;
+    let device = opts.device;
+    let bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && device.is_cuda());
+
+    tch::manual_seed(cfg.seed as i64);
+    let dims = ModelDims::new(cfg, data.tok.vocab_size());
+    let model = Gpt::new(dims, device, bf16)?;
+    let mut opt = AdamW::new(&model, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
+    let mut state = TrainState {
+        trainer_version: TRAINER_VERSION.into(),
+        config: cfg.clone(),
+        vocab: data.tok.vocab().clone(),
+        step: 0,
+        tokens_seen: 0,
+        best_val: None,
+        best_step: 0,
+        last_val: None,
+        evals_since_best: 0,
+        lr_scale: 1.0,
+    };
+    if let Some(ck) = &resumed {
+        for (name, t) in model.named_params() {
+            let src = ck.tensors.get(&format!("model.{name}")).with_context(|| format!("checkpoint lacks tensor {name}"))?;
+            copy_into(&t, src, &name)?;
+        }
+        opt.load(&ck.tensors, ck.state.step)?;
+        let keep_cfg = state.config.clone();
+        state = ck.state.clone();
+        state.config = keep_cfg;
+    }
+    // Keep the log consistent with the checkpoint: drop rows written after it.
+    let mut rows: Vec<LogRow> = if opts.resume { read_log(&log_path) } else { Vec::new() };
+    rows.retain(|r| r.step <= state.step);
+    {
+        let mut f = fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
+        for r in &rows {
+            writeln!(f, "{}", serde_json::to_string(r)?)?;
+        }
+    }
+    let mut log = fs::OpenOptions::new().append(true).open(&log_path)?;
+
+    let params = model.param_count();
+    if opts.verbose {
+        println!(
+            "model: {} {} layers, {} heads ({} kv), {} wide, hidden {}, block {}, vocab {} ({}): {} parameters",
+            cfg.arch, cfg.n_layer, cfg.n_head, cfg.kv_heads(), cfg.n_embd, cfg.hidden(), cfg.block_size,
+            data.tok.vocab_size(), cfg.tokenizer, params
+        );
+        println!(
+            "data: {}: {} train / {} val tokens{}",
+            data.corpus_name,
+            data.train.len(),
+            data.val.len(),
+            if opts.resume { format!("; resuming at step {}", state.step) } else { String::new() }
+        );
+    }
+
+    install_ctrlc();
+    STOP.store(false, Ordering::SeqCst);
+
+    let train_ids: Vec<i64> = data.train.iter().map(|&t| t as i64).collect();
+    let train_data = Tensor::from_slice(&train_ids);
+    let (bs, block, accum) = (cfg.batch_size as usize, cfg.block_size as usize, cfg.grad_accum);
+    let tokens_per_iter = (bs * block) as u64 * accum as u64;
+    let params_list: Vec<Tensor> = model.named_params().into_iter().map(|(_, t)| t).collect();
+
+    let pb = if opts.verbose { ProgressBar::new(cfg.max_iters) } else { ProgressBar::hidden() };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(state.step);
+
+    let meta = |state: &TrainState| MetaData {
+        name: cfg.name.clone(),
+        corpus: data.corpus_name.clone(),
+        train_steps: state.step,
+        tokens_seen: state.tokens_seen,
+        val_loss_f32: None,
+        val_loss_f16: None,
+        val_loss_i8: None,
+        trainer_version: TRAINER_VERSION.into(),
+    };
+    let sample_prompt = data.tok.encode(&cfg.sample_prompt).ok().filter(|p| !p.is_empty()).unwrap_or_else(|| vec![data.val[0]]);
+
+    let mut summary = RunSummary {
+        steps: state.step,
+        train_losses: Vec::new(),
+        val_losses: Vec::new(),
+        best_val: state.best_val,
+        median_ms_per_iter: f64::NAN,
+        tokens_per_s: f64::NAN,
+        reason: "finished".into(),
+        params,
+    };
+    let mut iter_ms: Vec<f64> = Vec::new();
+    let mut window_start = Instant::now();
+    let mut window_iters = 0u64;
+
+    while state.step < cfg.max_iters {
+        if STOP.load(Ordering::SeqCst) {
+            save_checkpoint(&last_path, &state, &model, &opt)?;
+            note(&pb, true, &format!("interrupted: checkpoint saved at step {} in {}", state.step, last_path.display()));
+            summary.reason = "interrupted".into();
+            break;
+        }
+        let it = state.step;
+        let t0 = Instant::now();
+        let lr = cfg.lr_at(it) * state.lr_scale;
+        if cfg.dropout > 0.0 {
+            tch::manual_seed((mix(cfg.seed ^ mix(it)) >> 1) as i64);
+        }
+        let mut loss_sum = 0.0;
+        for micro in 0..accum {
+            let (x, y) = get_batch(&train_data, data.train.len(), block, bs, cfg.seed, it, micro);
+            let loss = model.loss(&x.to_device(device), &y.to_device(device), true);
+            let scaled = if accum > 1 { &loss / accum as f64 } else { loss.shallow_clone() };
+            scaled.backward();
+            loss_sum += loss.double_value(&[]);
+        }
+        let train_loss = loss_sum / accum as f64;
+        if !train_loss.is_finite() {
+            save_checkpoint(&last_path, &state, &model, &opt)?;
+            bail!("training diverged at step {it} (loss {train_loss}); lower learning_rate. Last good state: {}", last_path.display());
+        }
+        opt.clip_and_step(&params_list, lr, cfg.grad_clip);
+        state.step += 1;
+        state.tokens_seen += tokens_per_iter;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        iter_ms.push(ms);
+        window_iters += 1;
+        summary.train_losses.push((state.step, train_loss));
+        pb.set_position(state.step);
+
+        if state.step % cfg.log_interval == 0 || state.step == cfg.max_iters {
+            let secs = window_start.elapsed().as_secs_f64();
+            let tps = (window_iters * tokens_per_iter) as f64 / secs.max(1e-9);
+            pb.set_message(format!("loss {train_loss:.4} | {:.1}k tok/s", tps / 1e3));
+            let row = LogRow {
+                step: state.step,
+                split: "train".into(),
+                loss: train_loss,
+                lr: Some(lr),
+                ms_per_iter: Some(secs * 1e3 / window_iters as f64),
+                tokens_per_s: Some(tps),
+            };
+            writeln!(log, "{}", serde_json::to_string(&row)?)?;
+            window_start = Instant::now();
+            window_iters = 0;
+        }
+
+        let finished = state.step == cfg.max_iters;
+        if state.step % cfg.eval_interval == 0 || finished {
+            let val = eval_loss(&model, &data.val, block, cfg.eval_batch as usize);
+            summary.val_losses.push((state.step, val));
+            state.last_val = Some(val);
+            writeln!(log, "{}", serde_json::to_string(&LogRow { step: state.step, split: "val".into(), loss: val, lr: None, ms_per_iter: None, tokens_per_s: None })?)?;
+            let improved = state.best_val.is_none_or(|b| val < b);
+            if improved {
+                state.best_val = Some(val);
+                state.best_step = state.step;
+                state.evals_since_best = 0;
+            } else {
+                state.evals_since_best += 1;
+                if cfg.plateau_patience > 0 && state.evals_since_best % cfg.plateau_patience == 0 {
+                    state.lr_scale *= cfg.plateau_factor;
+                    note(&pb, opts.verbose, &format!("plateau: learning rate scaled to {:.3}x", state.lr_scale));
+                }
+            }
+            note(
+                &pb,
+                opts.verbose,
+                &format!(
+                    "step {}: train loss {train_loss:.4}, val loss {val:.4}{} (lr {lr:.2e})",
+                    state.step,
+                    if improved { " (best)" } else { "" }
+                ),
+            );
+            save_checkpoint(&last_path, &state, &model, &opt)?;
+            if improved {
+                save_checkpoint(&best_path, &state, &model, &opt)?;
+            }
+            let _ = plot::write_loss_svg(&opts.out.join("loss.svg"), &read_log(&log_path).iter().map(|r| (r.step, r.split == "val", r.loss)).collect::<Vec<_>>());
+            if cfg.sample_tokens > 0 && opts.verbose {
+                let text = export::encode(&model, &data.tok, &meta(&state), DType::F32, 64).and_then(|b| {
+                    export::runtime_generate(&b, &sample_prompt, cfg.sample_tokens as usize, cfg.sample_temperature as f32, cfg.sample_top_k, cfg.seed)
+                });
+                match text {
+                    Ok(t) => note(&pb, true, &format!("--- sample at step {} ---\n{t}\n---", state.step)),
+                    Err(e) => note(&pb, true, &format!("sample failed: {e:#}")),
+                }
+            }
+            if cfg.patience > 0 && state.evals_since_best >= cfg.patience && !finished {
+                note(&pb, opts.verbose, &format!("early stop: no improvement in {} evaluations", cfg.patience));
+                summary.reason = "early stop".into();
+                break;
+            }
+        }
+        if cfg.stop_at > 0 && state.step == cfg.stop_at && !finished {
+            save_checkpoint(&last_path, &state, &model, &opt)?;
+            summary.reason = "paused".into();
+            break;
+        }
+    }
+    if summary.reason == "finished" && state.step == cfg.max_iters && !last_path.exists() {
+        save_checkpoint(&last_path, &state, &model, &opt)?;
+    }
+    pb.finish_and_clear();
+    summary.steps = state.step;
+    summary.best_val = state.best_val;
+    summary.median_ms_per_iter = median(&mut iter_ms.clone());
+    summary.tokens_per_s = tokens_per_iter as f64 / (summary.median_ms_per_iter / 1e3);
+    Ok(summary)
+}
