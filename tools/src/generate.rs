@@ -35,7 +35,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     w.flush().context("cannot write to stdout")?;
     if a.verbose {
         let total = stats.prompt_tokens + stats.generated;
-        eprintln!(
+        // Stats are optional: a closed stderr is not an error.
+        let _ = writeln!(
+            io::stderr().lock(),
             "tinygpt: {} prompt tokens, {} generated tokens, context {ctx}, kv {}, {:.3} s, {:.1} tokens/s",
             stats.prompt_tokens,
             stats.generated,
