@@ -7,7 +7,7 @@ use crate::format::{
     self, tensor_bytes, tensor_shape, Arch, Config, DType, Header, KvDType, LayerTensor, Layout, Metadata,
     TensorId,
 };
-use crate::ops::{self, add_assign, dot_f32, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
+use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
 use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
@@ -406,15 +406,17 @@ impl<'s, 'a> Session<'s, 'a> {
                 for (t, a) in att.iter_mut().enumerate() {
                     let at = (lbase + t) * kvd + kvh * hd;
                     let s = if K::SCALED { self.key_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
-                    *a = K::dot(qh, &kc[at..at + hd]) * s * scale;
+                    *a = ops::dot(qh, &kc[at..at + hd]) * s * scale;
                 }
                 softmax(att);
-                out.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let at = (lbase + t) * kvd + kvh * hd;
-                    let s = if K::SCALED { self.value_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
-                    K::axpy(out, a * s, &vc[at..at + hd]);
-                }
+                let vscales = &self.value_scales;
+                ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd, |t| {
+                    if K::SCALED {
+                        vscales[(lbase + t) * n_kv + kvh]
+                    } else {
+                        1.0
+                    }
+                });
             }
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
@@ -458,15 +460,11 @@ fn prepare<'x, 'a, M: Matrix<'a>>(x: &'x [f32], xq: &'x mut [i8], xs: &'x mut [f
 }
 
 /// Element type of the KV cache.
-trait KvElem: bytemuck::Pod {
+trait KvElem: bytemuck::Pod + ops::FloatWeight {
     /// Whether each head vector carries a scale.
     const SCALED: bool;
     /// Stores `src` into `dst`; returns the scale (1 when unscaled).
     fn store(dst: &mut [Self], src: &[f32]) -> f32;
-    /// `Σ q[i]·k[i]` (before the scale).
-    fn dot(q: &[f32], k: &[Self]) -> f32;
-    /// `out += a · v`.
-    fn axpy(out: &mut [f32], a: f32, v: &[Self]);
 }
 
 impl KvElem for f32 {
@@ -474,14 +472,6 @@ impl KvElem for f32 {
     fn store(dst: &mut [f32], src: &[f32]) -> f32 {
         dst.copy_from_slice(src);
         1.0
-    }
-    fn dot(q: &[f32], k: &[f32]) -> f32 {
-        dot_f32(q, k)
-    }
-    fn axpy(out: &mut [f32], a: f32, v: &[f32]) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += a * x;
-        }
     }
 }
 
@@ -493,39 +483,12 @@ impl KvElem for f16 {
         }
         1.0
     }
-    fn dot(q: &[f32], k: &[f16]) -> f32 {
-        ops::dot_f16(q, k)
-    }
-    fn axpy(out: &mut [f32], a: f32, v: &[f16]) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += a * x.to_f32();
-        }
-    }
 }
 
 impl KvElem for i8 {
     const SCALED: bool = true;
     fn store(dst: &mut [i8], src: &[f32]) -> f32 {
         ops::quantize_group(dst, src)
-    }
-    fn dot(q: &[f32], k: &[i8]) -> f32 {
-        let mut acc = [0.0f32; ops::LANES];
-        let mut cq = q.chunks_exact(ops::LANES);
-        let mut ck = k.chunks_exact(ops::LANES);
-        for (a, b) in (&mut cq).zip(&mut ck) {
-            for j in 0..ops::LANES {
-                acc[j] += a[j] * b[j] as f32;
-            }
-        }
-        for (j, (a, &b)) in cq.remainder().iter().zip(ck.remainder()).enumerate() {
-            acc[j] += a * b as f32;
-        }
-        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-    }
-    fn axpy(out: &mut [f32], a: f32, v: &[i8]) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += a * x as f32;
-        }
     }
 }
 

@@ -64,10 +64,73 @@ use math::*;
 /// Number of partial sums in float dot products (fixed: it defines the summation order).
 pub const LANES: usize = 8;
 
+/// A float weight element: f32 or f16, widened to f32 for arithmetic.
+pub trait FloatWeight: Copy {
+    /// The value as f32.
+    fn f32(self) -> f32;
+}
+impl FloatWeight for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+impl FloatWeight for half::f16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl FloatWeight for i8 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self as f32
+    }
+}
+
+/// `out[i] = Σ_t a[t] · scale(t) · v(t)[i]` over rows `v(t) = cache[base(t)..base(t)+out.len()]`,
+/// summed in order of `t` for every element. Works on eight outputs at a time, kept in registers.
+#[inline(always)]
+pub fn weighted_sum<W: FloatWeight>(
+    out: &mut [f32],
+    a: &[f32],
+    cache: &[W],
+    base: impl Fn(usize) -> usize,
+    scale: impl Fn(usize) -> f32,
+) {
+    let n = out.len();
+    let mut c0 = 0;
+    while c0 < n {
+        let w = (n - c0).min(LANES);
+        let mut acc = [0.0f32; LANES];
+        if w == LANES {
+            for (t, &at) in a.iter().enumerate() {
+                let at = at * scale(t);
+                let b = base(t) + c0;
+                let v = &cache[b..b + LANES];
+                for j in 0..LANES {
+                    acc[j] += at * v[j].f32();
+                }
+            }
+        } else {
+            for (t, &at) in a.iter().enumerate() {
+                let at = at * scale(t);
+                let b = base(t) + c0;
+                for (x, v) in acc.iter_mut().zip(&cache[b..b + w]) {
+                    *x += at * v.f32();
+                }
+            }
+        }
+        out[c0..c0 + w].copy_from_slice(&acc[..w]);
+        c0 += w;
+    }
+}
+
 /// `Σ a[i]·b[i]` in the runtime's canonical order: lane `j` sums elements `i ≡ j (mod 8)` of the
 /// full chunks, the tail is added to lanes `0..`, then lanes combine as `((0+1)+(2+3))+((4+5)+(6+7))`.
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+/// Every float dot product of the runtime (matvec rows, attention scores) has this order.
+#[inline(always)]
+pub fn dot<W: FloatWeight>(a: &[f32], b: &[W]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; LANES];
@@ -75,37 +138,93 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
         for j in 0..LANES {
-            acc[j] += x[j] * y[j];
+            acc[j] += x[j] * y[j].f32();
         }
     }
     for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[j] += x * y;
+        acc[j] += x * y.f32();
     }
     combine(acc)
 }
 
+/// [`dot`] over f32.
 #[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b)
+}
+
+/// [`dot`] with half-precision `b`.
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    dot(a, b)
+}
+
+#[inline(always)]
 fn combine(acc: [f32; LANES]) -> f32 {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
-/// Like [`dot_f32`], with `b` in half precision.
+/// Rows processed together by [`matvec`]: they share the loads of `x`.
+const ROW_BLOCK: usize = 4;
+
+/// `out[r] = dot(x, w[r, ..])` for a row-major `[out.len(), x.len()]` matrix. Each row is summed
+/// exactly as [`dot`] does (same lanes, same order), four rows at a time.
 #[inline]
-pub fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for j in 0..LANES {
-            acc[j] += x[j] * y[j].to_f32();
+pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
+    let cols = x.len();
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let full = cols / LANES * LANES;
+    let mut rows = w.chunks_exact(cols * ROW_BLOCK);
+    let mut outs = out.chunks_exact_mut(ROW_BLOCK);
+    for (wb, ob) in (&mut rows).zip(&mut outs) {
+        let mut acc = [[0.0f32; LANES]; ROW_BLOCK];
+        let mut c = 0;
+        while c < full {
+            let xs = &x[c..c + LANES];
+            for (r, a) in acc.iter_mut().enumerate() {
+                let ws = &wb[r * cols + c..r * cols + c + LANES];
+                for j in 0..LANES {
+                    a[j] += xs[j] * ws[j].f32();
+                }
+            }
+            c += LANES;
+        }
+        for (r, (a, o)) in acc.iter_mut().zip(ob.iter_mut()).enumerate() {
+            for (j, (xv, wv)) in x[full..].iter().zip(&wb[r * cols + full..(r + 1) * cols]).enumerate() {
+                a[j] += xv * wv.f32();
+            }
+            *o = combine(*a);
         }
     }
-    for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[j] += x * y.to_f32();
+    for (o, row) in outs.into_remainder().iter_mut().zip(rows.remainder().chunks_exact(cols)) {
+        *o = dot(x, row);
     }
-    combine(acc)
+}
+
+/// `out[r] = Σ_g dot_i8(w[r, g], xq[g]) · (w_scale[r, g] · x_scale[g])`: int8 weights against
+/// int8-quantized activations, exact integer sums per group, f32 accumulation across groups in
+/// group order.
+#[inline]
+pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+    let cols = xq.len();
+    let groups = xs.len();
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    for (o, (qrow, srow)) in out.iter_mut().zip(wq.chunks_exact(cols).zip(ws.chunks_exact(groups))) {
+        let mut acc = 0.0f32;
+        let mut c = 0;
+        for (&s_w, &s_x) in srow.iter().zip(xs) {
+            let end = (c + group_size).min(cols);
+            acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w * s_x);
+            c = end;
+        }
+        *o = acc;
+    }
 }
 
 /// Exact integer dot product of two int8 vectors.

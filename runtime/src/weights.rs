@@ -3,7 +3,7 @@
 use half::f16;
 
 use crate::format::groups_per_row;
-use crate::ops::{dot_f16, dot_f32, dot_i8};
+use crate::ops::{matvec, matvec_i8};
 
 /// An activation vector prepared for a matvec: the f32 values, and (for int8 weights) their
 /// per-group int8 quantization. Prepared once, shared by every matvec that reads the same input.
@@ -61,9 +61,7 @@ impl<'a> Matrix<'a> for F32Matrix<'a> {
         F32Matrix { w: bytemuck::cast_slice(bytes), cols }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
-        for (o, row) in out.iter_mut().zip(self.w.chunks_exact(self.cols)) {
-            *o = dot_f32(row, x.f);
-        }
+        matvec(out, &self.w[..out.len() * self.cols], x.f);
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         out.copy_from_slice(&self.w[r * self.cols..(r + 1) * self.cols]);
@@ -76,9 +74,7 @@ impl<'a> Matrix<'a> for F16Matrix<'a> {
         F16Matrix { w: bytemuck::cast_slice(bytes), cols }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
-        for (o, row) in out.iter_mut().zip(self.w.chunks_exact(self.cols)) {
-            *o = dot_f16(x.f, row);
-        }
+        matvec(out, &self.w[..out.len() * self.cols], x.f);
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         for (o, v) in out.iter_mut().zip(&self.w[r * self.cols..(r + 1) * self.cols]) {
@@ -107,16 +103,8 @@ impl<'a> Matrix<'a> for I8Matrix<'a> {
         }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
-        let gs = self.group_size;
-        let rows = self.q.chunks_exact(self.cols).zip(self.scales.chunks_exact(self.groups));
-        for (o, (qrow, srow)) in out.iter_mut().zip(rows) {
-            let mut acc = 0.0f32;
-            let groups = qrow.chunks(gs).zip(x.q.chunks(gs)).zip(srow.iter().zip(x.s));
-            for ((wq, xq), (&ws, &xs)) in groups {
-                acc += dot_i8(wq, xq) as f32 * (ws * xs);
-            }
-            *o = acc;
-        }
+        let n = out.len();
+        matvec_i8(out, &self.q[..n * self.cols], &self.scales[..n * self.groups], x.q, x.s, self.group_size);
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         let qrow = &self.q[r * self.cols..(r + 1) * self.cols];
