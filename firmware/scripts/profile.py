@@ -11,8 +11,10 @@ with addr2line (DWARF inline information: the release build keeps debug info) an
 chain decides the phase: the outermost frame that names a phase wins, so an `expf`
 inside the sampler counts as sampling and one inside softmax-in-attention as attention.
 
-Prints a table of phases: instructions, share, and per token when --tokens is given
-(per token = instructions / (prompt + generated tokens), the firmware's own definition);
+Prints a table of phases inside the runtime's `generate` (the span the firmware's own cost
+line covers): instructions, share, and per token when --tokens is given (per token =
+instructions / (prompt + generated tokens), the firmware's own definition); then what runs
+outside it (boot, the model's checksum, printing the banner and the report);
 with --params, instructions per weight per token too; with --hot, the N most executed
 instruction addresses (to read next to a disassembly).
 """
@@ -25,7 +27,7 @@ import sys
 # (phase, substrings of a demangled function name), tested in this order on each frame
 # from the outermost inward.
 PHASES = [
-    ("sampling", ["Sampler", "Session::sample", "sampler::"]),
+    ("sampling", ["Sampler", "Session::sample", "sampler::", "slice::sort"]),
     ("matvec (weights x activations)", ["matvec"]),
     ("quantize activations", ["quantize", "::prepare"]),
     ("attention (q.k, softmax, v)", ["KvElem", "softmax"]),
@@ -33,9 +35,13 @@ PHASES = [
     ("MLP activation", ["gelu", "silu", "erff"]),
     ("RoPE", ["rope", "cos_sin"]),
     ("embedding rows, residual adds", ["::row", "add_assign"]),
-    ("text output (decoder, USART)", ["Decoder", "Serial", "core::fmt", "write_str"]),
+    ("text output (decoder, USART)", ["Decoder", "Serial", "run::{{closure}}"]),
+    ("math library calls (exp, erf, sqrt, ...)", ["libm::"]),
+    ("memory fill and copy", ["compiler_builtins::mem", "memset", "memcpy", "memmove"]),
 ]
 FORWARD = "forward_typed"
+# Frames that mark code run by generate (the runtime, the text callback, the console).
+INSIDE = ["tinygpt_runtime::", "run::{{closure}}", "Serial", "libm::", "slice::sort", "compiler_builtins"]
 
 TRACE_RE = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
 INSN_RE = re.compile(r"^0x([0-9a-f]+):")
@@ -97,15 +103,25 @@ def inline_chains(elf, addrs):
     return chains
 
 
+OUTSIDE = "outside generate: "
+
+
 def phase_of(chain):
-    outer_first = list(reversed(chain))
-    for frame in outer_first:
+    """Phase of one instruction from its inline chain (innermost first).
+
+    Addresses only know their inlining, not their callers, so "inside generate" means code of
+    the runtime (other than loading the model) or the firmware's text callback and console."""
+    if any("crc" in f or "Model::from_bytes" in f or "format::parse" in f for f in chain):
+        return OUTSIDE + "model check at boot (CRC)"
+    if not any(k in f for f in chain for k in INSIDE):
+        return OUTSIDE + "boot, banner, report"
+    for frame in reversed(chain):
         for phase, keys in PHASES:
             if any(k in frame for k in keys):
                 return phase
     if any(FORWARD in f for f in chain):
         return "forward pass, other (loops, indexing, scaling)"
-    return "other (boot, banner, generate loop)"
+    return "generate loop, other"
 
 
 def main():
@@ -136,21 +152,28 @@ def main():
             chain = chains.get(a, [])
             print(f"  {a:#010x} {n:12d}  {chain[0] if chain else '?'}")
         print()
-    print(f"{'phase':48s} {'instructions':>14s} {'share':>7s}" + (f" {'per token':>11s}" if tokens else "")
-          + (f" {'per weight':>10s}" if tokens and params else ""))
-    for phase, n in phases.most_common():
-        row = f"{phase:48s} {n:14d} {100 * n / total:6.1f}%"
-        if tokens:
-            row += f" {n / tokens:11.0f}"
+    inside = {p: n for p, n in phases.items() if not p.startswith(OUTSIDE)}
+    gen_total = sum(inside.values())
+    per = bool(tokens)
+    print(f"{'phase (inside generate)':48s} {'instructions':>14s} {'share':>7s}"
+          + (f" {'per token':>11s}" if per else "") + (f" {'per weight':>10s}" if per and params else ""))
+
+    def row(name, n, share_of, per_token):
+        r = f"{name:48s} {n:14d} {100 * n / share_of:6.1f}%"
+        if per and per_token:
+            r += f" {n / tokens:11.0f}"
             if params:
-                row += f" {n / tokens / params:10.2f}"
-        print(row)
-    row = f"{'total':48s} {total:14d} {100.0:6.1f}%"
-    if tokens:
-        row += f" {total / tokens:11.0f}"
-        if params:
-            row += f" {total / tokens / params:10.2f}"
-    print(row)
+                r += f" {n / tokens / params:10.2f}"
+        print(r)
+
+    for phase, n in sorted(inside.items(), key=lambda kv: -kv[1]):
+        row(phase, n, gen_total, True)
+    row("total inside generate", gen_total, gen_total, True)
+    print()
+    for phase, n in sorted(phases.items(), key=lambda kv: -kv[1]):
+        if phase.startswith(OUTSIDE):
+            row(phase, n, total, False)
+    row("whole run", total, total, False)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@
 //! ```text
 //! make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N]
 //!            [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT]
+//!            [--untied]
 //! ```
+//!
+//! Defaults: gpt2, 2 layers, 4 heads (KV heads = heads), 64 wide, hidden 4x wide, block 64,
+//! int8 in groups of 32, classifier tied to the token embeddings (`--untied`: separate).
 //!
 //! The vocabulary is Tiny Shakespeare's 65 characters. Weights are uniform in ±1.5/√fan_in
 //! (a seeded xorshift generator, so a command line always gives the same file); norm weights
@@ -30,6 +34,7 @@ fn run() -> Result<()> {
     let (mut layers, mut heads, mut kv_heads, mut embd, mut hidden, mut block) = (2u32, 4u32, 0u32, 64u32, 0u32, 64u32);
     let (mut dtype, mut group, mut seed) = (DType::I8, 32u32, 1u64);
     let mut name = String::from("random");
+    let mut tie = true;
     let mut out: Option<PathBuf> = None;
 
     let mut args = std::env::args().skip(1);
@@ -62,8 +67,9 @@ fn run() -> Result<()> {
             "--group" => group = num(value()?)? as u32,
             "--seed" => seed = num(value()?)?,
             "--name" => name = value()?,
+            "--untied" => tie = false,
             "-h" | "--help" => {
-                println!("usage: make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N] [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT]");
+                println!("usage: make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N] [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT] [--untied]");
                 return Ok(());
             }
             f => bail!("unknown argument {f}"),
@@ -87,7 +93,7 @@ fn run() -> Result<()> {
         vocab_size: CHARS.chars().count() as u32,
         norm_eps: 1e-5,
         rope_theta: 10000.0,
-        tie_embeddings: arch == Arch::Gpt2,
+        tie_embeddings: tie,
         dtype,
         group_size: group,
     };
