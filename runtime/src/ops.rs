@@ -180,20 +180,25 @@ pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
     let mut rows = w.chunks_exact(cols * ROW_BLOCK);
     let mut outs = out.chunks_exact_mut(ROW_BLOCK);
     for (wb, ob) in (&mut rows).zip(&mut outs) {
+        let (w0, rest) = wb.split_at(cols);
+        let (w1, rest) = rest.split_at(cols);
+        let (w2, w3) = rest.split_at(cols);
         let mut acc = [[0.0f32; LANES]; ROW_BLOCK];
-        let mut c = 0;
-        while c < full {
-            let xs = &x[c..c + LANES];
-            for (r, a) in acc.iter_mut().enumerate() {
-                let ws = &wb[r * cols + c..r * cols + c + LANES];
-                for j in 0..LANES {
-                    a[j] += xs[j] * ws[j].f32();
-                }
+        let chunks = x[..full]
+            .chunks_exact(LANES)
+            .zip(w0.chunks_exact(LANES))
+            .zip(w1.chunks_exact(LANES))
+            .zip(w2.chunks_exact(LANES).zip(w3.chunks_exact(LANES)));
+        for (((xs, r0), r1), (r2, r3)) in chunks {
+            for j in 0..LANES {
+                acc[0][j] += xs[j] * r0[j].f32();
+                acc[1][j] += xs[j] * r1[j].f32();
+                acc[2][j] += xs[j] * r2[j].f32();
+                acc[3][j] += xs[j] * r3[j].f32();
             }
-            c += LANES;
         }
-        for (r, (a, o)) in acc.iter_mut().zip(ob.iter_mut()).enumerate() {
-            for (j, (xv, wv)) in x[full..].iter().zip(&wb[r * cols + full..(r + 1) * cols]).enumerate() {
+        for ((a, o), row) in acc.iter_mut().zip(ob.iter_mut()).zip([w0, w1, w2, w3]) {
+            for (j, (xv, wv)) in x[full..].iter().zip(&row[full..]).enumerate() {
                 a[j] += xv * wv.f32();
             }
             *o = combine(*a);
