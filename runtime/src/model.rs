@@ -383,6 +383,9 @@ impl<'s, 'a> Session<'s, 'a> {
                     rope(head, cos, sin);
                 }
             }
+            // Keys are cached transposed, `[layer][kv_head][i][t]`, so that the scores of one head
+            // are a sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are
+            // cached `[layer][t][kv_dim]`.
             let lbase = l as usize * ctx;
             {
                 let kc: &mut [K] = bytemuck::cast_slice_mut(self.key_cache);
@@ -390,8 +393,16 @@ impl<'s, 'a> Session<'s, 'a> {
                 let at = (lbase + pos) * kvd;
                 for h in 0..n_kv {
                     let si = (lbase + pos) * n_kv + h;
-                    let ks = K::store(&mut kc[at + h * hd..at + (h + 1) * hd], &self.k[h * hd..(h + 1) * hd]);
-                    let vs = K::store(&mut vc[at + h * hd..at + (h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
+                    let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
+                    let (ks, kinv) = K::params(kh);
+                    let kbase = ((l as usize * n_kv + h) * hd) * ctx + pos;
+                    for (i, &x) in kh.iter().enumerate() {
+                        kc[kbase + i * ctx] = K::encode(x, kinv);
+                    }
+                    let (vs, vinv) = K::params(vh);
+                    for (d, &x) in vc[at + h * hd..at + (h + 1) * hd].iter_mut().zip(vh) {
+                        *d = K::encode(x, vinv);
+                    }
                     if K::SCALED {
                         self.key_scales[si] = ks;
                         self.value_scales[si] = vs;
@@ -403,10 +414,11 @@ impl<'s, 'a> Session<'s, 'a> {
             for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
                 let kvh = h / n_rep;
                 let att = &mut self.att[..=pos];
+                let kbase = (l as usize * n_kv + kvh) * hd * ctx;
+                ops::scores(att, qh, &kc[kbase..kbase + hd * ctx], ctx);
                 for (t, a) in att.iter_mut().enumerate() {
-                    let at = (lbase + t) * kvd + kvh * hd;
                     let s = if K::SCALED { self.key_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
-                    *a = ops::dot(qh, &kc[at..at + hd]) * s * scale;
+                    *a *= s * scale;
                 }
                 softmax(att);
                 let vscales = &self.value_scales;
@@ -463,32 +475,42 @@ fn prepare<'x, 'a, M: Matrix<'a>>(x: &'x [f32], xq: &'x mut [i8], xs: &'x mut [f
 trait KvElem: bytemuck::Pod + ops::FloatWeight {
     /// Whether each head vector carries a scale.
     const SCALED: bool;
-    /// Stores `src` into `dst`; returns the scale (1 when unscaled).
-    fn store(dst: &mut [Self], src: &[f32]) -> f32;
+    /// `(scale, inverse scale)` for storing the head vector `src` (`(1, 1)` when unscaled).
+    fn params(src: &[f32]) -> (f32, f32);
+    /// One element, given the inverse scale.
+    fn encode(x: f32, inv: f32) -> Self;
 }
 
 impl KvElem for f32 {
     const SCALED: bool = false;
-    fn store(dst: &mut [f32], src: &[f32]) -> f32 {
-        dst.copy_from_slice(src);
-        1.0
+    fn params(_: &[f32]) -> (f32, f32) {
+        (1.0, 1.0)
+    }
+    #[inline(always)]
+    fn encode(x: f32, _: f32) -> f32 {
+        x
     }
 }
 
 impl KvElem for f16 {
     const SCALED: bool = false;
-    fn store(dst: &mut [f16], src: &[f32]) -> f32 {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = f16::from_f32(s);
-        }
-        1.0
+    fn params(_: &[f32]) -> (f32, f32) {
+        (1.0, 1.0)
+    }
+    #[inline(always)]
+    fn encode(x: f32, _: f32) -> f16 {
+        f16::from_f32(x)
     }
 }
 
 impl KvElem for i8 {
     const SCALED: bool = true;
-    fn store(dst: &mut [i8], src: &[f32]) -> f32 {
-        ops::quantize_group(dst, src)
+    fn params(src: &[f32]) -> (f32, f32) {
+        ops::quant_params(src)
+    }
+    #[inline(always)]
+    fn encode(x: f32, inv: f32) -> i8 {
+        ops::quant_one(x, inv)
     }
 }
 

@@ -88,6 +88,35 @@ impl FloatWeight for i8 {
     }
 }
 
+/// Attention scores of one head: `att[t] = Σ_i q[i] · kt[i·stride + t]` for `t < att.len()`, over a
+/// transposed key cache (row `i` holds element `i` of every position). Each score sums over `i` in
+/// order; eight positions are computed side by side.
+#[inline(always)]
+pub fn scores<W: FloatWeight>(att: &mut [f32], q: &[f32], kt: &[W], stride: usize) {
+    let n = att.len();
+    let mut t0 = 0;
+    while t0 < n {
+        let w = (n - t0).min(LANES);
+        let mut acc = [0.0f32; LANES];
+        if w == LANES {
+            for (i, &qi) in q.iter().enumerate() {
+                let row = &kt[i * stride + t0..i * stride + t0 + LANES];
+                for j in 0..LANES {
+                    acc[j] += qi * row[j].f32();
+                }
+            }
+        } else {
+            for (i, &qi) in q.iter().enumerate() {
+                for (a, k) in acc.iter_mut().zip(&kt[i * stride + t0..i * stride + t0 + w]) {
+                    *a += qi * k.f32();
+                }
+            }
+        }
+        att[t0..t0 + w].copy_from_slice(&acc[..w]);
+        t0 += w;
+    }
+}
+
 /// `out[i] = Σ_t a[t] · scale(t) · v(t)[i]` over rows `v(t) = cache[base(t)..base(t)+out.len()]`,
 /// summed in order of `t` for every element. Works on eight outputs at a time, kept in registers.
 #[inline(always)]
@@ -307,19 +336,30 @@ mod dsp {
     }
 }
 
+/// Scale and inverse scale of symmetric int8 quantization of `x`: `s = max|x| / 127` and `127 / max|x|`.
+/// An all-zero group gives `(0, 0)` (every value quantizes to 0, no division by zero).
+#[inline]
+pub fn quant_params(x: &[f32]) -> (f32, f32) {
+    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        return (if amax.is_finite() { 0.0 } else { f32::NAN }, 0.0);
+    }
+    (amax / 127.0, 127.0 / amax)
+}
+
+/// One value quantized with inverse scale `inv`: round half away from zero, clamped to ±127.
+#[inline(always)]
+pub fn quant_one(v: f32, inv: f32) -> i8 {
+    roundf(v * inv).clamp(-127.0, 127.0) as i8
+}
+
 /// Symmetric int8 quantization of one group: returns the scale `max|x| / 127` and writes
 /// `q[i] = round(x[i] / scale)`. An all-zero group gets scale 0 and zeros (no division by zero).
 #[inline]
 pub fn quantize_group(q: &mut [i8], x: &[f32]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-    if amax == 0.0 || !amax.is_finite() {
-        q.iter_mut().for_each(|v| *v = 0);
-        return if amax.is_finite() { 0.0 } else { f32::NAN };
-    }
-    let scale = amax / 127.0;
-    let inv = 127.0 / amax;
+    let (scale, inv) = quant_params(x);
     for (o, &v) in q.iter_mut().zip(x) {
-        *o = roundf(v * inv).clamp(-127.0, 127.0) as i8;
+        *o = quant_one(v, inv);
     }
     scale
 }
