@@ -88,6 +88,14 @@ for m in "${models[@]}"; do
   run_case "$b generate ctx-shift kv-f16" generate -m "$m" -n 150 -s 5 -c 32 --kv f16
   run_case "$b eval" eval -m "$m" -f "$work/eval.txt" -c 32
 done
+# Control: the comparison must see a difference when there is one (different seeds).
+"${native[@]}" generate -m "$work/tiny-llama-f32.tgpt" -n 60 -s 7 >"$work/native.out"
+"${aarch64[@]}" generate -m "$work/tiny-llama-f32.tgpt" -n 60 -s 8 >"$work/aarch64.out"
+if cmp -s "$work/native.out" "$work/aarch64.out"; then
+  failed=$((failed + 1)); echo "FAIL control: seeds 7 and 8 gave the same text, the comparison proves nothing"
+else
+  passed=$((passed + 1)); echo "ok   control: different seeds give different text"
+fi
 run_case "unknown character" generate -m "$work/tiny-llama-f32.tgpt" -p "naïve"
 run_case "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
 
