@@ -1,0 +1,126 @@
+//! The command line: the alphabet task end to end, and clear one-line errors for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tinygpt-train"))
+}
+
+fn configs() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with exactly one line on stderr that contains every `needle`, and no panic.
+fn assert_clean_error(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected failure; stderr: {e}");
+    assert!(!e.contains("panicked"), "panic: {e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "expected one line on stderr, got: {e}");
+    for n in needles {
+        assert!(e.contains(n), "stderr lacks {n:?}: {e}");
+    }
+}
+
+#[test]
+fn alphabet_task_end_to_end() {
+    let dir = common::tempdir();
+    let run = dir.path().join("run");
+    let o = bin()
+        .args(["train", "--config"])
+        .arg(configs().join("alphabet.toml"))
+        .arg("--out")
+        .arg(&run)
+        .args(["--device", "cpu", "--set", "sample_tokens=0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("tinygpt-train") && stdout.lines().next().unwrap().contains("libtorch"), "{stdout}");
+    for f in ["best.pt", "last.pt", "log.jsonl", "loss.svg"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+
+    let file = dir.path().join("alphabet.tgpt");
+    let o = bin().args(["export", "--checkpoint"]).arg(&run).args(["--dtype", "int8", "--out"]).arg(&file).output().unwrap();
+    assert!(o.status.success(), "export failed: {}", stderr(&o));
+
+    let bytes = tinygpt_runtime::writer::read_aligned(&file).unwrap();
+    let model = tinygpt_runtime::Model::from_bytes(&bytes).unwrap();
+    let meta = model.metadata();
+    let (f32l, i8l) = (meta.val_loss_f32.unwrap(), meta.val_loss_i8.unwrap());
+    assert!(f32l < 0.1, "alphabet val loss {f32l} is not near zero");
+    assert!(i8l < 0.1, "alphabet int8 val loss {i8l}");
+    assert_eq!(meta.train_steps, 150);
+
+    // Greedy continuation with the runtime's generate loop.
+    let mut prompt = [0u32; 4];
+    let n = model.tokenizer().encode("abcd", &mut prompt).unwrap();
+    let text = tinygpt_train::export::runtime_generate(&bytes, &prompt[..n], 30, 0.0, 0, 1).unwrap();
+    assert!(text.starts_with("abcdefghijklmnopqrstuvwxyz\nabc"), "greedy continuation: {text:?}");
+
+    let o = bin().args(["sample", "--checkpoint"]).arg(&run).args(["-p", "abcd", "-n", "8", "--temp", "0"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), "abcdefghijkl");
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let o = bin().args(["train", "--config"]).arg(configs().join("alphabet.toml")).args(["--set", "n_layers=3", "--device", "cpu"]).output().unwrap();
+    assert_clean_error(&o, &["n_layers"]);
+
+    let dir = common::tempdir();
+    let text = std::fs::read_to_string(configs().join("alphabet.toml")).unwrap() + "\nlearnin_rate = 1.0\n";
+    let cfg = common::write(dir.path(), "bad.toml", text.as_bytes());
+    let o = bin().args(["train", "--config"]).arg(&cfg).args(["--device", "cpu"]).output().unwrap();
+    assert_clean_error(&o, &["learnin_rate"]);
+
+    let o = bin().args(["train", "--config"]).arg(configs().join("alphabet.toml")).args(["--set", "n_head=3", "--device", "cpu"]).output().unwrap();
+    assert_clean_error(&o, &["n_head"]);
+
+    let o = bin().args(["train", "--config"]).arg(dir.path().join("missing.toml")).output().unwrap();
+    assert_clean_error(&o, &["missing.toml"]);
+}
+
+#[test]
+fn bad_corpora_are_clear_errors() {
+    let dir = common::tempdir();
+    let empty = common::write(dir.path(), "empty.txt", b"");
+    let binary = common::write(dir.path(), "binary.txt", &[b'a', b'b', 0xff, 0xfe, b'c']);
+    let tiny = common::write(dir.path(), "tiny.txt", b"hello");
+    let missing = dir.path().join("nope.txt");
+    let cases: [(&Path, &[&str]); 4] = [
+        (&empty, &["empty"]),
+        (&binary, &["not UTF-8", "offset 2"]),
+        (&missing, &["nope.txt"]),
+        (&tiny, &["block_size"]),
+    ];
+    for (path, needles) in cases {
+        let o = bin()
+            .args(["train", "--config"])
+            .arg(configs().join("nanogpt-cpu.toml"))
+            .arg("--corpus")
+            .arg(path)
+            .arg("--out")
+            .arg(dir.path().join("run"))
+            .args(["--device", "cpu"])
+            .output()
+            .unwrap();
+        assert_clean_error(&o, needles);
+    }
+}
+
+#[test]
+fn export_without_checkpoint_is_a_clear_error() {
+    let dir = common::tempdir();
+    let o = bin().args(["export", "--checkpoint"]).arg(dir.path()).args(["--out"]).arg(dir.path().join("x.tgpt")).output().unwrap();
+    assert_clean_error(&o, &["no checkpoint"]);
+    let o = bin().args(["export", "--checkpoint"]).arg(dir.path()).args(["--dtype", "f64", "--out", "x.tgpt"]).output().unwrap();
+    assert_clean_error(&o, &["f64"]);
+}
