@@ -200,6 +200,18 @@ const ROW_BLOCK: usize = 4;
 /// exactly as [`dot`] does (same lanes, same order), four rows at a time.
 #[inline]
 pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if simd::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
+        unsafe { simd::matvec_avx2(out, w, x) };
+        return;
+    }
+    matvec_portable(out, w, x)
+}
+
+/// The body of [`matvec`], compiled once per instruction set.
+#[inline(always)]
+fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
     let cols = x.len();
     if cols == 0 {
         out.fill(0.0);
@@ -243,6 +255,17 @@ pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// group order.
 #[inline]
 pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if simd::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
+        unsafe { simd::matvec_i8_avx2(out, wq, ws, xq, xs, group_size) };
+        return;
+    }
+    matvec_i8_portable(out, wq, ws, xq, xs, group_size)
+}
+
+#[inline(always)]
+fn matvec_i8_portable(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -261,8 +284,47 @@ pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
     }
 }
 
+/// x86_64 with `std`: the same kernels compiled with AVX2 enabled, chosen at run time. They run
+/// the same operations in the same order on wider vectors (no FMA contraction), so results are
+/// bit-identical to the portable kernels (`tests/simd.rs` checks this).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub mod simd {
+    use super::FloatWeight;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static PORTABLE: AtomicBool = AtomicBool::new(false);
+
+    /// Forces the portable kernels (for tests and comparisons).
+    pub fn set_portable(portable: bool) {
+        PORTABLE.store(portable, Ordering::Relaxed);
+    }
+
+    /// Whether the AVX2 kernels are used.
+    #[inline]
+    pub fn avx2() -> bool {
+        !PORTABLE.load(Ordering::Relaxed) && std::is_x86_feature_detected!("avx2")
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn matvec_avx2<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
+        super::matvec_portable(out, w, x)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn matvec_i8_avx2(
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group_size: usize,
+    ) {
+        super::matvec_i8_portable(out, wq, ws, xq, xs, group_size)
+    }
+}
+
 /// Exact integer dot product of two int8 vectors.
-#[inline]
+#[inline(always)]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     {
@@ -275,7 +337,7 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 /// The plain reference int8 dot product; fast versions are tested against it.
-#[inline]
+#[inline(always)]
 pub fn dot_i8_ref(a: &[i8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }

@@ -1,0 +1,105 @@
+//! Fast kernels against plain reference versions, bit for bit: the row-blocked matvec against one
+//! canonical dot product per row, int8 matvec against plain group sums, attention kernels against
+//! naive loops; and on x86_64 the AVX2 kernels against the portable ones.
+
+mod common;
+
+use proptest::prelude::*;
+use tinygpt_runtime::ops;
+
+fn vecf(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-4.0f32..4.0, n)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn matvec_equals_rowwise_dot(rows in 0usize..11, x in vecf(1..70), seed in any::<u64>()) {
+        let mut r = common::TestRng::new(seed);
+        let w: Vec<f32> = (0..rows * x.len()).map(|_| r.uniform()).collect();
+        let mut out = vec![0f32; rows];
+        ops::matvec(&mut out, &w, &x);
+        for (i, o) in out.iter().enumerate() {
+            let want = ops::dot_f32(&x, &w[i * x.len()..(i + 1) * x.len()]);
+            prop_assert_eq!(o.to_bits(), want.to_bits());
+        }
+    }
+
+    #[test]
+    fn matvec_i8_equals_plain_group_sums(rows in 0usize..9, cols in 1usize..90, gs in 1usize..40, seed in any::<u64>()) {
+        let mut r = common::TestRng::new(seed);
+        let groups = cols.div_ceil(gs);
+        let wq: Vec<i8> = (0..rows * cols).map(|_| (r.next_u64() % 255) as i8).collect();
+        let ws: Vec<f32> = (0..rows * groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let xq: Vec<i8> = (0..cols).map(|_| (r.next_u64() % 255) as i8).collect();
+        let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let mut out = vec![0f32; rows];
+        ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, gs);
+        for (i, o) in out.iter().enumerate() {
+            let mut acc = 0.0f32;
+            for g in 0..groups {
+                let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                let isum: i32 = (a..b).map(|c| wq[i * cols + c] as i32 * xq[c] as i32).sum();
+                acc += isum as f32 * (ws[i * groups + g] * xs[g]);
+            }
+            prop_assert_eq!(o.to_bits(), acc.to_bits());
+        }
+    }
+
+    #[test]
+    fn attention_kernels_equal_naive_loops(hd in 1usize..20, n in 1usize..40, seed in any::<u64>()) {
+        let mut r = common::TestRng::new(seed);
+        let stride = n + 3;
+        let q: Vec<f32> = (0..hd).map(|_| r.uniform()).collect();
+        let kt: Vec<f32> = (0..hd * stride).map(|_| r.uniform()).collect();
+        let mut att = vec![0f32; n];
+        ops::scores(&mut att, &q, &kt, stride);
+        for (t, a) in att.iter().enumerate() {
+            let mut s = 0.0f32;
+            for i in 0..hd {
+                s += q[i] * kt[i * stride + t];
+            }
+            prop_assert_eq!(a.to_bits(), s.to_bits());
+        }
+        let v: Vec<f32> = (0..n * (hd + 2)).map(|_| r.uniform()).collect();
+        let mut out = vec![0f32; hd];
+        ops::weighted_sum(&mut out, &att, &v, |t| t * (hd + 2), |t| 1.0 + t as f32);
+        for (i, o) in out.iter().enumerate() {
+            let mut s = 0.0f32;
+            for t in 0..n {
+                s += att[t] * (1.0 + t as f32) * v[t * (hd + 2) + i];
+            }
+            prop_assert_eq!(o.to_bits(), s.to_bits());
+        }
+    }
+}
+
+/// The AVX2 kernels give bit-identical logits to the portable ones, for every weight dtype.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_and_portable_logits_are_identical() {
+    use tinygpt_runtime::{Arch, DType, KvDType, Model, Session};
+    if !std::is_x86_feature_detected!("avx2") {
+        eprintln!("no AVX2 on this CPU: only the portable path exists");
+        return;
+    }
+    for arch in [Arch::Gpt2, Arch::Llama] {
+        for dtype in [DType::F32, DType::F16, DType::I8] {
+            let cfg = common::config(arch, dtype);
+            let w = common::random_weights(&cfg, 4);
+            let bytes = common::build(&cfg, &common::char_tokenizer(cfg.vocab_size as usize), &w);
+            let model = Model::from_bytes(&bytes).unwrap();
+            let run = |portable: bool| {
+                ops::simd::set_portable(portable);
+                let mut buf = vec![0u8; model.session_bytes(40, KvDType::F32)];
+                let mut s = Session::new(&model, &mut buf, 40, KvDType::F32).unwrap();
+                let v: Vec<u32> = (0..40).flat_map(|t| s.step((t * 7 % 70) as u32).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect();
+                v
+            };
+            let (fast, portable) = (run(false), run(true));
+            ops::simd::set_portable(false);
+            assert!(fast == portable, "{arch:?} {dtype:?}: AVX2 and portable logits differ");
+        }
+    }
+}
