@@ -266,6 +266,17 @@ pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
 
 #[inline(always)]
 fn matvec_i8_portable(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+    match group_size {
+        32 => matvec_i8_fixed::<32>(out, wq, ws, xq, xs),
+        64 => matvec_i8_fixed::<64>(out, wq, ws, xq, xs),
+        128 => matvec_i8_fixed::<128>(out, wq, ws, xq, xs),
+        _ => matvec_i8_any(out, wq, ws, xq, xs, group_size),
+    }
+}
+
+/// Any group size.
+#[inline(always)]
+fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -279,6 +290,39 @@ fn matvec_i8_portable(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f
             let end = (c + group_size).min(cols);
             acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w * s_x);
             c = end;
+        }
+        *o = acc;
+    }
+}
+
+/// A group size known at compile time: full groups are fixed-size arrays the compiler unrolls and
+/// vectorizes; the short last group (if any) takes the general path. Same sums, same order.
+#[inline(always)]
+fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) {
+    let cols = xq.len();
+    let groups = xs.len();
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let full = cols / G;
+    for (o, (qrow, srow)) in out.iter_mut().zip(wq.chunks_exact(cols).zip(ws.chunks_exact(groups))) {
+        let mut acc = 0.0f32;
+        let blocks = qrow.chunks_exact(G).zip(xq.chunks_exact(G)).zip(srow.iter().zip(xs));
+        for ((a, b), (&s_w, &s_x)) in blocks {
+            let (a, b): (&[i8; G], &[i8; G]) = match (a.try_into(), b.try_into()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => continue, // unreachable: chunks_exact yields exactly G elements
+            };
+            let mut isum = 0i32;
+            for k in 0..G {
+                isum += a[k] as i32 * b[k] as i32;
+            }
+            acc += isum as f32 * (s_w * s_x);
+        }
+        if full < groups {
+            let c = full * G;
+            acc += dot_i8(&qrow[c..], &xq[c..]) as f32 * (srow[full] * xs[full]);
         }
         *o = acc;
     }

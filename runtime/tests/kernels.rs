@@ -27,7 +27,7 @@ proptest! {
     }
 
     #[test]
-    fn matvec_i8_equals_plain_group_sums(rows in 0usize..9, cols in 1usize..90, gs in 1usize..40, seed in any::<u64>()) {
+    fn matvec_i8_equals_plain_group_sums(rows in 0usize..9, cols in 1usize..300, gs in prop_oneof![1usize..40, Just(64usize), Just(128usize)], seed in any::<u64>()) {
         let mut r = common::TestRng::new(seed);
         let groups = cols.div_ceil(gs);
         let wq: Vec<i8> = (0..rows * cols).map(|_| (r.next_u64() % 255) as i8).collect();
