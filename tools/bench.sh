@@ -7,8 +7,13 @@
 # "t/s" columns use wall-clock time; "cpu" columns use the thread's CPU time, which leaves out time
 # spent waiting for a core on a busy machine (both in tokens/s).
 #
+# With BENCH_INSTRUCTIONS=1 it also counts the instructions per token of pp128 and tg128 under
+# valgrind's callgrind (Debian package valgrind): a figure that does not depend on how busy the
+# machine is, for comparing changes and dtypes ("pp kIr/t", "tg kIr/t", thousands per token).
+#
 # Usage: tools/bench.sh [REPS]          (default 7)
-# Environment: BENCH_KV=f32|f16|i8 (KV cache type, default f32), BENCH_SHAPES="260k 1m".
+# Environment: BENCH_KV=f32|f16|i8 (KV cache type, default f32), BENCH_SHAPES="260k 1m",
+#              BENCH_INSTRUCTIONS=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,10 +26,32 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 tinygpt="$target_dir/release/tinygpt"
 make_model="$target_dir/release/examples/make-model"
 
+instr="${BENCH_INSTRUCTIONS:-0}"
+if [ "$instr" = 1 ] && ! command -v valgrind >/dev/null; then
+  echo "installing Debian package valgrind" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq valgrind
+fi
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-printf '%-6s %-6s %-5s %10s %9s %9s %9s %9s %9s\n' shape arch dtype params "pp t/s" "tg t/s" "tg ms/t" "pp cpu" "tg cpu"
+# Instructions per token inside one function of `tinygpt bench` (2 runs: warm-up + 1).
+count_instructions() { # model, function, -p N, -n N
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --toggle-collect="*$2*" \
+    "$tinygpt" bench -m "$1" -p "$3" -n "$4" -r 1 --kv "$kv" >/dev/null 2>"$work/cg.log"
+  local ir
+  ir="$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/cg.log")"
+  local n=$(( $3 > $4 ? $3 : $4 ))
+  echo $(( ir / (2 * n) / 1000 ))
+}
+
+header=(shape arch dtype params "pp t/s" "tg t/s" "tg ms/t" "pp cpu" "tg cpu")
+fmt='%-6s %-6s %-5s %10s %9s %9s %9s %9s %9s'
+if [ "$instr" = 1 ]; then header+=("pp kIr/t" "tg kIr/t"); fmt+=' %9s %9s'; fi
+# shellcheck disable=SC2059
+printf "$fmt\n" "${header[@]}"
 for shape in $shapes; do
   for arch in llama gpt2; do
     for dtype in f32 int8; do
@@ -37,7 +64,12 @@ for shape in $shapes; do
       tgms="$(awk '$1 == "tg128" { print $4 }' <<<"$out")"
       ppcpu="$(awk '$1 == "pp128" { print $7 }' <<<"$out")"
       tgcpu="$(awk '$1 == "tg128" { print $7 }' <<<"$out")"
-      printf '%-6s %-6s %-5s %10s %9s %9s %9s %9s %9s\n' "$shape" "$arch" "$dtype" "$params" "$pp" "$tg" "$tgms" "$ppcpu" "$tgcpu"
+      row=("$shape" "$arch" "$dtype" "$params" "$pp" "$tg" "$tgms" "$ppcpu" "$tgcpu")
+      if [ "$instr" = 1 ]; then
+        row+=("$(count_instructions "$m" prompt_run 128 1)" "$(count_instructions "$m" gen_run 1 128)")
+      fi
+      # shellcheck disable=SC2059
+      printf "$fmt\n" "${row[@]}"
     done
   done
 done

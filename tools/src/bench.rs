@@ -110,7 +110,8 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Feeds `prompt` from an empty context.
+/// Feeds `prompt` from an empty context. (Not inlined: `tools/bench.sh` counts its instructions.)
+#[inline(never)]
 fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<(Duration, Duration)> {
     session.reset();
     let t = Timer::start();
@@ -121,7 +122,8 @@ fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<(Duration
 }
 
 /// Generates `n` tokens from an empty context: a forward pass and a sample (temperature 0.8,
-/// top-k 40) per token.
+/// top-k 40) per token. (Not inlined: `tools/bench.sh` counts its instructions.)
+#[inline(never)]
 fn gen_run(session: &mut Session<'_, '_>, n: usize) -> Result<(Duration, Duration)> {
     session.reset();
     let mut sampler = Sampler::new(SamplerConfig::default(), 1);
