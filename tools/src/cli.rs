@@ -65,7 +65,13 @@ pub struct RunOpts {
     #[arg(short = 'm', long = "model", value_name = "FILE")]
     pub model: PathBuf,
     /// Context length in tokens [default: the model's block_size]
-    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(
+        short = 'c',
+        long = "ctx-size",
+        value_name = "N",
+        value_parser = parse_positive,
+        allow_negative_numbers = true,
+    )]
     pub ctx: Option<usize>,
     /// KV-cache element type
     #[arg(long = "kv", value_name = "TYPE", value_enum, default_value = "f32")]
@@ -83,19 +89,51 @@ pub struct GenerateArgs {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Number of tokens to generate
-    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 256, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        default_value_t = 256,
+        value_parser = parse_count::<usize>,
+        allow_negative_numbers = true,
+    )]
     pub n_predict: usize,
     /// Temperature; 0 picks the most likely token every time
-    #[arg(long = "temp", value_name = "T", default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
+    #[arg(
+        long = "temp",
+        value_name = "T",
+        default_value_t = 0.8,
+        value_parser = parse_temp,
+        allow_negative_numbers = true,
+    )]
     pub temp: f32,
     /// Sample only from the K most likely tokens; 0 disables
-    #[arg(long = "top-k", value_name = "K", default_value_t = 40, value_parser = parse_count::<u32>, allow_negative_numbers = true)]
+    #[arg(
+        long = "top-k",
+        value_name = "K",
+        default_value_t = 40,
+        value_parser = parse_count::<u32>,
+        allow_negative_numbers = true,
+    )]
     pub top_k: u32,
     /// Sample only from the most likely tokens whose probabilities add up to P; 1 disables
-    #[arg(long = "top-p", value_name = "P", default_value_t = 1.0, value_parser = parse_top_p, allow_negative_numbers = true)]
+    #[arg(
+        long = "top-p",
+        value_name = "P",
+        default_value_t = 1.0,
+        value_parser = parse_top_p,
+        allow_negative_numbers = true,
+    )]
     pub top_p: f32,
     /// Random seed
-    #[arg(short = 's', long = "seed", value_name = "SEED", default_value_t = DEFAULT_SEED, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+    #[arg(
+        short = 's',
+        long = "seed",
+        value_name = "SEED",
+        default_value_t = DEFAULT_SEED,
+        value_parser = parse_count::<u64>,
+        allow_negative_numbers = true,
+    )]
     pub seed: u64,
     /// Print timing and token counts to stderr when done
     #[arg(short = 'v', long = "verbose")]
@@ -123,13 +161,26 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub run: RunOpts,
     /// Prompt tokens to process [default: min(128, context)]
-    #[arg(short = 'p', long = "n-prompt", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_name = "N",
+        value_parser = parse_positive,
+        allow_negative_numbers = true,
+    )]
     pub n_prompt: Option<usize>,
     /// Tokens to generate [default: min(128, context)]
     #[arg(short = 'n', long = "n-gen", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub n_gen: Option<usize>,
     /// Timed runs of each test (the median is reported)
-    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 5, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(
+        short = 'r',
+        long = "repetitions",
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = parse_positive,
+        allow_negative_numbers = true,
+    )]
     pub repetitions: usize,
 }
 

@@ -36,8 +36,20 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let mut s = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(s, "{:<14}{}", "text", a.file.display());
-    let _ = writeln!(s, "{:<14}{} characters, {} tokens", "size", thousands(text.chars().count() as u64), thousands(tokens.len() as u64));
-    let _ = writeln!(s, "{:<14}{} windows of up to {ctx} tokens, kv {}", "context", thousands((tokens.len() - 1).div_ceil(ctx) as u64), kv.name());
+    let _ = writeln!(
+        s,
+        "{:<14}{} characters, {} tokens",
+        "size",
+        thousands(text.chars().count() as u64),
+        thousands(tokens.len() as u64)
+    );
+    let _ = writeln!(
+        s,
+        "{:<14}{} windows of up to {ctx} tokens, kv {}",
+        "context",
+        thousands((tokens.len() - 1).div_ceil(ctx) as u64),
+        kv.name()
+    );
     let _ = writeln!(s, "{:<14}{} tokens ({} characters)", "predicted", thousands(count), thousands(chars));
     let _ = writeln!(s, "{:<14}{loss:.4} nats/token", "loss");
     let _ = writeln!(s, "{:<14}{:.4}", "perplexity", loss.exp());

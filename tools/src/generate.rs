@@ -13,8 +13,9 @@ use crate::out;
 pub fn run(a: &GenerateArgs) -> Result<()> {
     let prompt = match (&a.prompt, &a.file) {
         (Some(p), _) => p.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read the prompt file '{}'", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read the prompt file '{}'", f.display()))?
+        }
         (None, None) => DEFAULT_PROMPT.to_owned(),
     };
     let file = ModelFile::open(&a.run.model)?;

@@ -49,7 +49,11 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     let tk = match tok.kind() {
         TokenizerKind::Char => format!("characters, {} tokens", tok.vocab_size()),
         TokenizerKind::ByteBpe => {
-            format!("byte-level BPE, {} tokens (256 bytes + {} merges)", tok.vocab_size(), tok.vocab_size().saturating_sub(256))
+            format!(
+                "byte-level BPE, {} tokens (256 bytes + {} merges)",
+                tok.vocab_size(),
+                tok.vocab_size().saturating_sub(256)
+            )
         }
     };
     kv(&mut s, "tokenizer", &tk);
@@ -110,7 +114,12 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     kv(
         &mut s,
         "  val_loss",
-        &format!("f32 {}  f16 {}  int8 {}  (nats/token)", opt(meta.val_loss_f32), opt(meta.val_loss_f16), opt(meta.val_loss_i8)),
+        &format!(
+            "f32 {}  f16 {}  int8 {}  (nats/token)",
+            opt(meta.val_loss_f32),
+            opt(meta.val_loss_f16),
+            opt(meta.val_loss_i8)
+        ),
     );
     kv(&mut s, "  written by", &printable(meta.trainer_version));
 
@@ -120,7 +129,8 @@ pub fn run(a: &InspectArgs) -> Result<()> {
 
 /// Context lengths for the RAM table: powers of two from 64 up to `block_size`, and `block_size`.
 fn context_rows(block: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = std::iter::successors(Some(64usize), |&c| c.checked_mul(2)).take_while(|&c| c < block).collect();
+    let mut v: Vec<usize> =
+        std::iter::successors(Some(64usize), |&c| c.checked_mul(2)).take_while(|&c| c < block).collect();
     if v.len() > 8 {
         v.drain(..v.len() - 8);
     }

@@ -9,8 +9,7 @@ use tinygpt_runtime::writer::{encode_model, tensor_layout, MetaData, TokenizerDa
 use tinygpt_runtime::{Arch, Config, DType};
 
 /// The 65 characters of Tiny Shakespeare, the usual character vocabulary.
-pub const SHAKESPEARE_CHARS: &str =
-    "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub const SHAKESPEARE_CHARS: &str = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The tokenizer of a synthetic model.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -147,7 +147,8 @@ fn temperature_zero_is_greedy_argmax() {
                 let out = ok(&tinygpt(&["generate", "-m", s(&path), "-p", "To be", "-n", "50", "--temp", "0"]));
                 assert_eq!(out, greedy_oracle(&path, "To be", 50), "{arch:?} {dtype:?} {}", path.display());
                 // top-k 1 is greedy too, whatever the temperature and seed.
-                let k1 = ok(&tinygpt(&["generate", "-m", s(&path), "-p", "To be", "-n", "50", "--top-k", "1", "-s", "5"]));
+                let k1 =
+                    ok(&tinygpt(&["generate", "-m", s(&path), "-p", "To be", "-n", "50", "--top-k", "1", "-s", "5"]));
                 assert_eq!(k1, out);
             }
         }
@@ -274,7 +275,10 @@ fn inspect_reports_config_sizes_ram_and_metadata() {
             let path = m.write("m.tgpt", &spec);
             let out = ok(&tinygpt(&["inspect", s(&path)]));
             let line = |key: &str| -> String {
-                out.lines().find(|l| l.split_whitespace().next() == Some(key)).unwrap_or_else(|| panic!("no {key}: {out}")).to_owned()
+                out.lines()
+                    .find(|l| l.split_whitespace().next() == Some(key))
+                    .unwrap_or_else(|| panic!("no {key}: {out}"))
+                    .to_owned()
             };
             let cfg = spec.config();
             assert!(line("arch").ends_with(arch.name()));
@@ -296,7 +300,17 @@ fn inspect_reports_config_sizes_ram_and_metadata() {
             let total: u64 = out
                 .lines()
                 .filter(|l| l.contains(" bytes  ("))
-                .map(|l| l.split(" bytes").next().unwrap().split_whitespace().last().unwrap().replace(',', "").parse::<u64>().unwrap())
+                .map(|l| {
+                    l.split(" bytes")
+                        .next()
+                        .unwrap()
+                        .split_whitespace()
+                        .last()
+                        .unwrap()
+                        .replace(',', "")
+                        .parse::<u64>()
+                        .unwrap()
+                })
                 .sum();
             assert_eq!(total, size, "{out}");
             // The matrix bytes follow from the dtype.
