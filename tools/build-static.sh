@@ -6,7 +6,9 @@
 # Installs missing rustup targets and Debian packages first (idempotent), then prints the sizes.
 #
 # Usage: tools/build-static.sh [TARGET...]     (default: all three)
-# The binaries end up in $CARGO_TARGET_DIR (default target/)/<triple>/release/tinygpt.
+# The binaries end up in $CARGO_TARGET_DIR (default target/)/<triple>/<profile>/tinygpt.
+# BUILD_PROFILE picks the cargo profile: release (default: opt-level 3, fat LTO) or release-small
+# (opt-level "s", for the smallest binary).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -44,19 +46,24 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
-# Release profile of the workspace (opt-level 3, fat LTO, panic=abort), plus stripped symbols.
-export CARGO_PROFILE_RELEASE_STRIP=symbols
+# The workspace's profile (panic=abort, fat LTO), plus stripped symbols.
+profile="${BUILD_PROFILE:-release}"
+case "$profile" in
+  release) export CARGO_PROFILE_RELEASE_STRIP=symbols ;;
+  release-small) export CARGO_PROFILE_RELEASE_SMALL_STRIP=symbols ;;
+  *) echo "error: BUILD_PROFILE must be release or release-small, not '$profile'" >&2; exit 2 ;;
+esac
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 for t in "${TARGETS[@]}"; do
   echo "building tinygpt for $t" >&2
-  cargo build --release -p tinygpt --bin tinygpt --target "$t"
+  cargo build --profile "$profile" -p tinygpt --bin tinygpt --target "$t"
 done
 
 # --- report -------------------------------------------------------------------------------------
 printf '%-32s %10s  %s\n' target bytes linkage
 for t in "${TARGETS[@]}"; do
-  bin="$target_dir/$t/release/tinygpt"
+  bin="$target_dir/$t/$profile/tinygpt"
   size=$(stat -c %s "$bin")
   kind=$(file -b "$bin" 2>/dev/null | grep -oE 'static-pie linked|statically linked' | head -n1 || true)
   printf '%-32s %10s  %s\n' "$t" "$size" "${kind:-see: file $bin}"

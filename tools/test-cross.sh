@@ -4,7 +4,7 @@
 # model, prompt, seed and settings. Models: synthetic ones of both architectures in every dtype
 # (character and BPE vocabularies), plus any trained model in models/*.tgpt.
 #
-# Usage: tools/test-cross.sh        (builds with tools/build-static.sh first)
+# Usage: tools/test-cross.sh        (builds with tools/build-static.sh first; BUILD_PROFILE is passed on)
 # Prints one line per check and a final "N passed, N failed"; exits non-zero on any mismatch.
 set -euo pipefail
 
@@ -28,9 +28,10 @@ cargo build --release -p tinygpt --example make-model >&2
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
-native=("$target_dir/x86_64-unknown-linux-musl/release/tinygpt")
-aarch64=(qemu-aarch64-static "$target_dir/aarch64-unknown-linux-musl/release/tinygpt")
-armv7=(qemu-arm-static "$target_dir/armv7-unknown-linux-gnueabihf/release/tinygpt")
+profile="${BUILD_PROFILE:-release}"
+native=("$target_dir/x86_64-unknown-linux-musl/$profile/tinygpt")
+aarch64=(qemu-aarch64-static "$target_dir/aarch64-unknown-linux-musl/$profile/tinygpt")
+armv7=(qemu-arm-static "$target_dir/armv7-unknown-linux-gnueabihf/$profile/tinygpt")
 make_model="$target_dir/release/examples/make-model"
 
 work="$(mktemp -d)"

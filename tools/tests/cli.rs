@@ -200,6 +200,18 @@ fn every_kv_type_and_a_full_context_work() {
 }
 
 #[test]
+fn prompt_longer_than_the_context() {
+    let m = Models::new();
+    for arch in ARCHS {
+        let path = m.tiny(arch, DType::I8);
+        let prompt = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n";
+        let out = ok(&tinygpt(&["generate", "-m", s(&path), "-p", prompt, "-n", "30", "-c", "16"]));
+        assert!(out.starts_with(prompt), "{out:?}");
+        assert_eq!(out.chars().count(), prompt.chars().count() + 30);
+    }
+}
+
+#[test]
 fn prompt_from_file() {
     let m = Models::new();
     let path = m.tiny(Arch::Llama, DType::F32);
