@@ -13,6 +13,7 @@
 //! | `TINYGPT_TOP_P`       | top-p, 1 = off                            | 1                        |
 //! | `TINYGPT_CTX`         | context length (≤ the model's block size) | the model's block size   |
 //! | `TINYGPT_HSE_HZ`      | crystal frequency on the board            | 8000000                  |
+//! | `TINYGPT_SERIAL_PROMPT` | `1`: read prompts typed over USART1, one per line (Ctrl-D ends) | off |
 //! | `TINYGPT_TEST_PANIC`  | `1`: panic after the banner (tests the failure path) | off           |
 //!
 //! The model header is read here (with the runtime's own parser) so that the session
@@ -98,6 +99,7 @@ fn main() {
     let top_p: f32 = parse("TINYGPT_TOP_P", 1.0);
     let hse_hz: u32 = parse("TINYGPT_HSE_HZ", 8_000_000);
     let test_panic = var("TINYGPT_TEST_PANIC").is_some_and(|v| v == "1");
+    let serial_prompt = var("TINYGPT_SERIAL_PROMPT").is_some_and(|v| v == "1");
     if !(4_000_000..=26_000_000).contains(&hse_hz) || hse_hz % 1_000_000 != 0 {
         fail(format!("TINYGPT_HSE_HZ={hse_hz}: the crystal must be a whole number of MHz from 4 to 26 MHz"));
     }
@@ -162,6 +164,8 @@ fn main() {
     writeln!(cfg, "pub const CTX: usize = {ctx};").unwrap();
     writeln!(cfg, "/// Bytes of the session buffer (int8 KV cache at `CTX`).").unwrap();
     writeln!(cfg, "pub const SESSION_BYTES: usize = {session_bytes};").unwrap();
+    writeln!(cfg, "/// Read prompts typed over the serial line.").unwrap();
+    writeln!(cfg, "pub const SERIAL_PROMPT: bool = {serial_prompt};").unwrap();
     writeln!(cfg, "/// Panic after the banner (tests the failure path).").unwrap();
     writeln!(cfg, "pub const TEST_PANIC: bool = {test_panic};").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();

@@ -12,9 +12,10 @@
 #   - runs `tinygpt generate` on the host with the same model, prompt, seed, token count,
 #     sampler and int8 KV cache, and checks that its stdout appears verbatim in the serial
 #     output (the serial console ends lines with CR LF; CRs are dropped before comparing).
-# Then the failure paths: a prompt the vocabulary cannot encode, a session too large for the
-# RAM, a firmware panic, a run past its time limit, a bad command line; and that instruction
-# counts repeat exactly and that a different seed changes the board's text.
+# Then prompts typed over the serial line (--input), and the failure paths: a prompt the
+# vocabulary cannot encode, a session too large for the RAM, a firmware panic, a run past its
+# time limit, a bad command line; and that instruction counts repeat exactly and that a
+# different seed changes the board's text.
 #
 # Prints one line per check and a final `N passed, N failed`; exits 1 if any check failed.
 set -uo pipefail
@@ -165,6 +166,26 @@ if [[ -f $tiny ]]; then
         ok "seed 8 on the board does not reproduce the host's seed-7 text"
     else
         bad "seed 8 on the board printed the host's seed-7 text (or the host run failed)"
+    fi
+
+    # Prompts typed over the serial line: the first gives the host's text, a character outside
+    # the vocabulary is refused with a message and the firmware asks again, Ctrl-D ends it.
+    "$board" --model "$tiny" --seed 7 --tokens 40 --temperature 0.8 --top-k 40 \
+        --input $'ROMEO:\nBad~line' --timeout 120 >"$work/typed.txt" 2>/dev/null
+    rc=$?
+    if [[ $rc -eq 0 ]] && python3 - "$work/typed.txt" "$work/host7.txt" <<'EOF'
+import sys
+serial = open(sys.argv[1], "rb").read().replace(b"\r", b"")
+host = open(sys.argv[2], "rb").read()
+ok = (host and b"> ROMEO:\n---\n" + host + b"\n---\n" in serial
+      and b"> Bad~line\nerror: prompt: " in serial and serial.count(b"prompt (Enter") == 3)
+sys.exit(0 if ok else 1)
+EOF
+    then
+        ok "prompts typed over the serial line: host text, a refused line, Ctrl-D ends (exit 0)"
+    else
+        bad "prompts typed over the serial line: exit $rc"
+        tr -d '\r' <"$work/typed.txt" | tail -n 5 | sed 's/^/    /'
     fi
 
     # Failure paths.

@@ -200,6 +200,18 @@ impl Serial {
         }
     }
 
+    /// Waits for one received byte. Reading SR then DR also clears an overrun.
+    pub fn read_byte(&mut self) -> u8 {
+        // SAFETY: USART1 is only driven through `Serial`.
+        let usart = unsafe { &*pac::USART1::ptr() };
+        loop {
+            let sr = usart.sr().read();
+            if sr.rxne().bit_is_set() || sr.ore().bit_is_set() {
+                return usart.dr().read().dr().bits() as u8;
+            }
+        }
+    }
+
     /// Waits until the last byte has left the shift register.
     pub fn flush(&mut self) {
         // SAFETY: read-only status poll.

@@ -108,29 +108,102 @@ fn run(board: &mut Board) -> Result<(), ()> {
             return Err(());
         }
     };
-    let mut prompt = [0u32; config::PROMPT_TOKENS];
-    match model.tokenizer().encode(config::PROMPT, &mut prompt) {
-        Ok(n) if n == prompt.len() => {}
-        Ok(n) => {
-            let _ = writeln!(out, "error: the prompt is {n} tokens, the build expected {}", prompt.len());
+
+    if !config::SERIAL_PROMPT {
+        return generate_and_report(out, platform, &mut session, config::PROMPT);
+    }
+
+    // Prompts typed over the serial line, one per line, until Ctrl-D.
+    let mut line = [0u8; MAX_LINE];
+    loop {
+        let _ = write!(out, "\nprompt (Enter: {:?}, Ctrl-D: quit)> ", config::PROMPT);
+        let Some(len) = read_line(out, &mut line) else {
+            let _ = writeln!(out);
+            return Ok(());
+        };
+        let prompt = match core::str::from_utf8(&line[..len]) {
+            Ok("") => config::PROMPT,
+            Ok(p) => p,
+            Err(_) => {
+                let _ = writeln!(out, "error: the line is not UTF-8");
+                continue;
+            }
+        };
+        session.reset();
+        // A prompt the vocabulary lacks is reported and another one asked for.
+        let _ = generate_and_report(out, platform, &mut session, prompt);
+    }
+}
+
+/// Longest line (bytes) and prompt (tokens) taken over the serial line.
+const MAX_LINE: usize = 256;
+
+/// Reads one line with echo and backspace; `None` on Ctrl-D (end of input).
+fn read_line(out: &mut board::Serial, line: &mut [u8]) -> Option<usize> {
+    let mut len = 0;
+    loop {
+        match out.read_byte() {
+            0x04 => return None,
+            b'\r' | b'\n' => {
+                let _ = writeln!(out);
+                return Some(len);
+            }
+            0x08 | 0x7f => {
+                // Drop a whole UTF-8 character: its continuation bytes, then its first byte.
+                while len > 0 && line[len - 1] & 0xC0 == 0x80 {
+                    len -= 1;
+                }
+                if len > 0 {
+                    len -= 1;
+                    out.write_bytes(b"\x08 \x08");
+                }
+            }
+            b if b < 0x20 => {}
+            b if len < line.len() => {
+                line[len] = b;
+                len += 1;
+                out.write_byte(b);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `generate` on `prompt` from an empty context, streaming the text, then prints the
+/// token counts, the cost per token and the budgets.
+fn generate_and_report(
+    out: &mut board::Serial,
+    platform: Platform,
+    session: &mut Session<'_, '_>,
+    prompt_text: &str,
+) -> Result<(), ()> {
+    let mut tokens = [0u32; MAX_PROMPT];
+    let n_prompt = match session.model().tokenizer().encode(prompt_text, &mut tokens) {
+        Ok(0) => {
+            let _ = writeln!(out, "error: the prompt is empty");
             return Err(());
         }
+        Ok(n) if n > config::CTX => {
+            let _ = writeln!(out, "error: the prompt is {n} tokens, longer than the context {}", config::CTX);
+            return Err(());
+        }
+        Ok(n) => n,
         Err(e) => {
             let _ = writeln!(out, "error: prompt: {e}");
             return Err(());
         }
-    }
+    };
     let sampler_cfg = SamplerConfig { temperature: config::TEMPERATURE, top_k: config::TOP_K, top_p: config::TOP_P };
     let mut sampler = Sampler::new(sampler_cfg, config::SEED);
 
     // The text goes out as it comes. The prompt is echoed first; the clock reading taken
     // once all of it is out separates prompt processing from generation.
     let _ = writeln!(out, "---");
-    let prompt_len = config::PROMPT.len();
+    let prompt_len = prompt_text.len();
     let mut emitted = 0usize;
     let mut t_prompt = None;
     let t0 = board::ticks();
-    let result = generate(&mut session, &mut sampler, &prompt, config::TOKENS, |text| {
+    let result = generate(session, &mut sampler, &tokens[..n_prompt], config::TOKENS, |text| {
         out.write_bytes(text.as_bytes());
         emitted += text.len();
         if t_prompt.is_none() && emitted >= prompt_len {
@@ -160,7 +233,15 @@ fn run(board: &mut Board) -> Result<(), ()> {
         let ms = (t1 - t0) / u64::from(board::SYSCLK_HZ / 1000);
         let _ = writeln!(out, "time: {ms} ms");
     }
+    report_budgets(out)
+}
 
+/// Prompt tokens the firmware can take: the build-time prompt, or a typed line (every
+/// tokenizer gives at most one token per byte).
+const MAX_PROMPT: usize = if config::PROMPT_TOKENS > MAX_LINE { config::PROMPT_TOKENS } else { MAX_LINE };
+
+/// Prints flash and RAM use; an error when over budget or when the stack ran out of room.
+fn report_budgets(out: &mut board::Serial) -> Result<(), ()> {
     let flash = stack::flash_used();
     let statics = stack::static_ram();
     let high_water = stack::high_water();
@@ -178,7 +259,11 @@ fn run(board: &mut Board) -> Result<(), ()> {
         config::SESSION_BYTES
     );
     if high_water >= stack::stack_room() {
-        let _ = writeln!(out, "error: the stack used all {} bytes left to it and may have overwritten statics", stack::stack_room());
+        let _ = writeln!(
+            out,
+            "error: the stack used all {} bytes left to it and may have overwritten statics",
+            stack::stack_room()
+        );
         return Err(());
     }
     if flash > stack::FLASH_SIZE || ram > stack::RAM_SIZE {
