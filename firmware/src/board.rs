@@ -2,10 +2,12 @@
 //!
 //! One image serves both a real STM32F405/F407 and QEMU's `netduinoplus2`. QEMU does
 //! not emulate RCC, GPIO or FLASH (their registers read 0), so waiting for a PLL or HSE
-//! ready flag there would hang forever. `RCC_CR.HSIRDY` tells the two apart: the
-//! internal 16 MHz oscillator is running and ready after every reset on silicon, so the
-//! bit reads 1, while QEMU reads 0. Silicon gets the full 168 MHz set-up; QEMU gets
-//! none (its core already runs at a fixed 168 MHz).
+//! ready flag there would hang forever. `RCC_CR` tells the two apart: on silicon the
+//! internal 16 MHz oscillator is running and ready after every reset, so `HSIRDY` reads 1
+//! (and the register is never all zeros: `HSITRIM` resets to 16), while under QEMU the
+//! whole register reads 0. The whole register is tested rather than `HSIRDY` alone so that
+//! a board started by a bootloader that switched HSI off is still recognised. Silicon gets
+//! the full 168 MHz set-up; QEMU gets none (its core already runs at a fixed 168 MHz).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -26,7 +28,7 @@ pub const BAUD: u32 = 115_200;
 /// Crystal frequency, from `TINYGPT_HSE_HZ` at build time (checked by build.rs).
 pub const HSE_HZ: u32 = crate::config::HSE_HZ;
 
-/// Where the image is running, decided once at boot from `RCC_CR.HSIRDY`.
+/// Where the image is running, decided once at boot from `RCC_CR` (see [`probe_platform`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Platform {
     /// Real silicon: clocks configured, SysTick counts core cycles.
@@ -75,11 +77,7 @@ pub fn init() -> Board {
     // SAFETY: as above, the core peripherals are only used from this module.
     let mut cp = unsafe { cortex_m::Peripherals::steal() };
 
-    let platform = if dp.RCC.cr().read().hsirdy().bit_is_set() {
-        Platform::Silicon
-    } else {
-        Platform::Qemu
-    };
+    let platform = probe_platform();
 
     let clock = match platform {
         Platform::Silicon => clocks_168mhz(&dp),
@@ -117,8 +115,16 @@ pub fn init() -> Board {
 fn clocks_168mhz(dp: &pac::Peripherals) -> ClockSource {
     let rcc = &dp.RCC;
 
+    // Run from HSI while the PLL is (re)configured: after a reset this is already so, but a
+    // bootloader may have left the PLL driving SYSCLK, and a running PLL cannot be changed.
+    rcc.cr().modify(|_, w| w.hsion().on());
+    while !rcc.cr().read().hsirdy().is_ready() {}
+    rcc.cfgr().modify(|_, w| w.sw().hsi());
+    while !rcc.cfgr().read().sws().is_hsi() {}
+
     // Voltage scale 1 is required above 144 MHz (it is the reset value; set it anyway).
     rcc.apb1enr().modify(|_, w| w.pwren().enabled());
+    let _ = rcc.apb1enr().read(); // the enable takes effect two bus cycles later
     dp.PWR.cr().modify(|_, w| w.vos().scale1());
 
     // Crystal start-up: about 2 ms typically; give it ~100 ms of HSI loop time.
@@ -289,11 +295,13 @@ pub fn exit(platform: Platform, status: i32) -> ! {
     }
 }
 
-/// The platform, re-probed (for the panic handler, which has no `Board`).
+/// Silicon or QEMU: `RCC_CR` reads all zeros only under QEMU (module docs). Also used by the
+/// panic and fault handlers, which have no `Board`.
 pub fn probe_platform() -> Platform {
     // SAFETY: a read of RCC_CR has no side effects.
     let rcc = unsafe { &*pac::RCC::ptr() };
-    if rcc.cr().read().hsirdy().bit_is_set() {
+    let cr = rcc.cr().read();
+    if cr.hsirdy().bit_is_set() || cr.bits() != 0 {
         Platform::Silicon
     } else {
         Platform::Qemu
