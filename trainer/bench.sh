@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Benchmark: the nanoGPT Tiny Shakespeare CPU recipe (trainer/configs/nanogpt-cpu.toml, 2000 iterations,
-# 2 libtorch threads) with the release build. Prints the median ms per iteration, tokens/s and the final
+# 2 libtorch threads). Prints the median ms per iteration, tokens/s and the final
 # validation loss (mean over the whole validation split).
 #
 #   trainer/bench.sh [extra train arguments, e.g. --set max_iters=500]
 #
 # Needs libtorch (tools/setup-libtorch.sh runs first) and ../shared/data/tinyshakespeare.txt.
+# The default (dev) profile is used: every dependency is built with opt-level 2 and the time goes to
+# libtorch's kernels, so a release build (fat LTO, slow to link) measures the same.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools/setup-libtorch.sh
-cargo build --release -p tinygpt-train
+cargo build -p tinygpt-train
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 out="$(mktemp -d "${TMPDIR:-/tmp}/tinygpt-bench.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
-"$target_dir/release/tinygpt-train" train --config trainer/configs/nanogpt-cpu.toml --out "$out/run" \
+"$target_dir/debug/tinygpt-train" train --config trainer/configs/nanogpt-cpu.toml --out "$out/run" \
     --device cpu --set sample_tokens=0 "$@" | tee "$out/stdout.txt"
 python3 - "$out/run/log.jsonl" <<'PY'
 import json, sys, statistics

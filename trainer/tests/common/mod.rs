@@ -67,7 +67,7 @@ pub fn small_config(corpus: &Path, arch: &str, sets: &[&str]) -> TrainConfig {
         eval_interval = 20
         sample_tokens = 0
         seed = 7
-        threads = 2
+        threads = 1
         "#,
         corpus = corpus.display().to_string()
     );
