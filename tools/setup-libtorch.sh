@@ -65,11 +65,10 @@ PY
 }
 
 if [ "$mode" = cuda ]; then
-    # The full wheel: pip resolves every CUDA library torch needs. A no-op when it is already complete.
-    if ! installed torch "$TORCH_VERSION" || ! "$py" -c 'import torch' >/dev/null 2>&1; then
-        echo "setup-libtorch: installing torch==$TORCH_VERSION with CUDA (large download)" >&2
-        "${pip[@]}" "torch==$TORCH_VERSION"
-    else
+    # The full wheel: pip resolves every CUDA library torch needs. cuDNN is the last big piece a
+    # CPU-only install lacks, so its presence marks a complete install.
+    if ! installed torch "$TORCH_VERSION" || ! installed nvidia-cudnn-cu13 9.20.0.48; then
+        echo "setup-libtorch: installing torch==$TORCH_VERSION with its CUDA libraries (large download)" >&2
         "${pip[@]}" "torch==$TORCH_VERSION"
     fi
 else
