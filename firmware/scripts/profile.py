@@ -43,7 +43,7 @@ FORWARD = "forward_typed"
 # Frames that mark code run by generate (the runtime, the text callback, the console).
 INSIDE = ["tinygpt_runtime::", "run::{{closure}}", "Serial", "libm::", "slice::sort", "compiler_builtins"]
 
-TRACE_RE = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
+TRACE_RE = re.compile(r"^Trace \d+: 0x([0-9a-f]+) \[[0-9a-f]+/([0-9a-f]+)/")
 INSN_RE = re.compile(r"^0x([0-9a-f]+):")
 ADDR_RE = re.compile(r"0x[0-9a-f]+")
 
@@ -61,27 +61,46 @@ def addr2line_tool():
 
 
 def read_trace(stream):
-    blocks = {}  # block start pc -> instruction addresses
-    counts = collections.Counter()  # block start pc -> executions
-    current = None
+    """Instructions executed at each guest address.
+
+    Blocks are told apart by their host code pointer, not by their guest start address: under
+    -icount QEMU also translates shorter blocks from the same address (to stop exactly at a
+    timer deadline), so one address can start blocks of different lengths. A block's guest
+    instructions (its `IN:` listing) are tied to its host pointer by the first `Trace` line
+    after the listing, which is the block's first execution."""
+    insns_of = {}  # host code pointer -> guest instruction addresses
+    latest_by_pc = {}  # guest start address -> instructions of its latest translation
+    counts = collections.Counter()  # host code pointer -> executions
+    pc_of = {}
+    pending, current = None, None
     for line in stream:
         if line.startswith("Trace "):
             m = TRACE_RE.match(line)
-            if m:
-                counts[int(m.group(1), 16)] += 1
             current = None
+            if not m:
+                continue
+            ptr, pc = int(m.group(1), 16), int(m.group(2), 16)
+            if pending is not None and pending[0] == pc:
+                insns_of[ptr] = pending
+                pending = None
+            counts[ptr] += 1
+            pc_of[ptr] = pc
         elif line.startswith("IN:"):
             current = []
         elif current is not None:
             m = INSN_RE.match(line)
             if m:
-                addr = int(m.group(1), 16)
-                if not current:
-                    blocks[addr] = current
-                current.append(addr)
+                current.append(int(m.group(1), 16))
+                if len(current) == 1:
+                    pending = current
+                    latest_by_pc[current[0]] = current
             elif not line.strip():
                 current = None
-    return blocks, counts
+    per_addr = collections.Counter()
+    for ptr, n in counts.items():
+        for a in insns_of.get(ptr) or latest_by_pc.get(pc_of[ptr], []):
+            per_addr[a] += n
+    return per_addr
 
 
 def inline_chains(elf, addrs):
@@ -110,18 +129,24 @@ def phase_of(chain):
     """Phase of one instruction from its inline chain (innermost first).
 
     Addresses only know their inlining, not their callers, so "inside generate" means code of
-    the runtime (other than loading the model) or the firmware's text callback and console."""
+    the runtime (other than loading the model), the firmware's text callback and console, and
+    the library code the runtime leaves out of line (libm, memset/memcpy, sorting, iterator
+    set-up); formatting and everything else belongs to boot, the banner and the report."""
     if any("crc" in f or "Model::from_bytes" in f or "format::parse" in f for f in chain):
         return OUTSIDE + "model check at boot (CRC)"
-    if not any(k in f for f in chain for k in INSIDE):
-        return OUTSIDE + "boot, banner, report"
     for frame in reversed(chain):
         for phase, keys in PHASES:
             if any(k in frame for k in keys):
                 return phase
-    if any(FORWARD in f for f in chain):
-        return "forward pass, other (loops, indexing, scaling)"
-    return "generate loop, other"
+    if chain and all(f.startswith(("core::", "<core::")) for f in chain) and not any("fmt" in f for f in chain):
+        # Generic core helpers that opt-level "s" left out of line (mostly Zip/ChunksExact
+        # set-up from the matvec loops); formatting helpers belong to the banner and report.
+        return "core helpers left out of line (iterator set-up)"
+    if any(k in f for f in chain for k in INSIDE):
+        if any(FORWARD in f for f in chain):
+            return "forward pass, other (loops, indexing, scaling)"
+        return "generate loop, other"
+    return OUTSIDE + "boot, banner, report"
 
 
 def main():
@@ -134,11 +159,7 @@ def main():
     hot = int(opts.get("--hot", 0))
     params = int(opts.get("--params", 0))
     stream = sys.stdin if trace == "-" else open(trace, errors="replace")
-    blocks, counts = read_trace(stream)
-    per_addr = collections.Counter()
-    for pc, n in counts.items():
-        for a in blocks.get(pc, []):
-            per_addr[a] += n
+    per_addr = read_trace(stream)
     if not per_addr:
         die("the trace holds no executed blocks")
     chains = inline_chains(elf, sorted(per_addr))
@@ -147,6 +168,11 @@ def main():
         phases[phase_of(chains.get(a, []))] += n
     total = sum(phases.values())
     if hot:
+        print(f"hottest {hot} instruction addresses outside generate:")
+        outside = [(n, a) for a, n in per_addr.items() if phase_of(chains.get(a, [])).startswith(OUTSIDE)]
+        for n, a in sorted(outside, reverse=True)[:hot]:
+            chain = chains.get(a, [])
+            print(f"  {a:#010x} {n:12d}  {' <- '.join(chain) if chain else '?'}")
         print(f"hottest {hot} instruction addresses:")
         for a, n in per_addr.most_common(hot):
             chain = chains.get(a, [])
