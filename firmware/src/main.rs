@@ -227,7 +227,15 @@ fn generate_and_report(
     let _ = writeln!(out, "tokens: {} prompt + {} generated", stats.prompt_tokens, stats.generated);
     let _ = writeln!(out, "cost: {total} {unit} in all, {} {unit}/token", total / steps.max(1));
     if stats.generated > 0 {
-        let _ = writeln!(out, "generation: {} {unit}/token", gen / stats.generated as u64);
+        let per_token = gen / stats.generated as u64;
+        // Per weight: the cost of one generated token over the parameter count, 2 decimals.
+        let per_weight_x100 = per_token * 100 / session.model().param_count().max(1);
+        let _ = writeln!(
+            out,
+            "generation: {per_token} {unit}/token, {}.{:02} per weight",
+            per_weight_x100 / 100,
+            per_weight_x100 % 100
+        );
     }
     if platform == Platform::Silicon {
         let ms = (t1 - t0) / u64::from(board::SYSCLK_HZ / 1000);
