@@ -314,11 +314,7 @@ fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &
                 (Ok(a), Ok(b)) => (a, b),
                 _ => continue, // unreachable: chunks_exact yields exactly G elements
             };
-            let mut isum = 0i32;
-            for k in 0..G {
-                isum += a[k] as i32 * b[k] as i32;
-            }
-            acc += isum as f32 * (s_w * s_x);
+            acc += dot_i8(&a[..], &b[..]) as f32 * (s_w * s_x);
         }
         if full < groups {
             let c = full * G;
@@ -427,8 +423,14 @@ mod dsp {
         let mut acc = 0i32;
         let mut i = 0;
         while i + 4 <= n {
-            let wa = u32::from_le_bytes([a[i] as u8, a[i + 1] as u8, a[i + 2] as u8, a[i + 3] as u8]);
-            let wb = u32::from_le_bytes([b[i] as u8, b[i + 1] as u8, b[i + 2] as u8, b[i + 3] as u8]);
+            // One (unaligned) word load each: Cortex-M4 allows unaligned LDR.
+            // SAFETY: `i + 4 <= n` keeps both 4-byte reads inside `a[..n]` and `b[..n]`.
+            let (wa, wb) = unsafe {
+                (
+                    core::ptr::read_unaligned(a.as_ptr().add(i) as *const u32),
+                    core::ptr::read_unaligned(b.as_ptr().add(i) as *const u32),
+                )
+            };
             // Even bytes (0, 2) and odd bytes (1, 3) sign-extended into 16-bit halves.
             acc = smlad(sxtb16(wa), sxtb16(wb), acc);
             acc = smlad(sxtb16_ror8(wa), sxtb16_ror8(wb), acc);
