@@ -339,7 +339,7 @@ impl TrainConfig {
         if self.max_iters == 0 {
             bail!("max_iters must be at least 1");
         }
-        if !(self.learning_rate > 0.0) || self.min_lr < 0.0 || self.min_lr > self.learning_rate {
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 || self.min_lr < 0.0 || self.min_lr > self.learning_rate {
             bail!("need 0 <= min_lr <= learning_rate and learning_rate > 0");
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {

@@ -176,6 +176,8 @@ impl Gpt {
     }
 
     /// Logits `[b, t, vocab]` for token ids `idx: [b, t]` (t ≤ block_size).
+    // `x = x + ...` on purpose: `x += ...` would add in place into a tensor autograd saved.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
         let d = &self.dims;
         let (b, t) = idx.size2().expect("idx is [batch, time]");

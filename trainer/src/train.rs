@@ -43,6 +43,12 @@ pub fn select_device(choice: &str) -> Result<Device> {
     }
 }
 
+/// Whether bf16 matmuls run on `device` (a pre-Ampere GPU or a build without them falls back to f32).
+pub fn bf16_works(device: Device) -> bool {
+    let a = Tensor::ones([8, 8], (Kind::BFloat16, device));
+    a.f_matmul(&a).and_then(|c| c.f_to_kind(Kind::Float)).and_then(|c| c.f_double_value(&[0, 0])).is_ok_and(|v| v == 8.0)
+}
+
 /// Sets libtorch's CPU thread count (0: all available cores); returns it.
 pub fn set_threads(n: u32) -> i32 {
     let n = if n == 0 { std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1) } else { n };
@@ -369,7 +375,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let vocab = resumed.as_ref().map(|c| c.state.vocab.clone());
     let data = prepare_data(cfg, vocab)?;
     let device = opts.device;
-    let bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && device.is_cuda());
+    let bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && device.is_cuda() && bf16_works(device));
 
     tch::manual_seed(cfg.seed as i64);
     let dims = ModelDims::new(cfg, data.tok.vocab_size());
@@ -411,9 +417,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let params = model.param_count();
     if opts.verbose {
         println!(
-            "model: {} {} layers, {} heads ({} kv), {} wide, hidden {}, block {}, vocab {} ({}): {} parameters",
+            "model: {} {} layers, {} heads ({} kv), {} wide, hidden {}, block {}, vocab {} ({}): {} parameters; {}",
             cfg.arch, cfg.n_layer, cfg.n_head, cfg.kv_heads(), cfg.n_embd, cfg.hidden(), cfg.block_size,
-            data.tok.vocab_size(), cfg.tokenizer, params
+            data.tok.vocab_size(), cfg.tokenizer, params,
+            if bf16 { "bf16 matmuls and attention" } else { "f32" }
         );
         println!(
             "data: {}: {} train / {} val tokens{}",
