@@ -159,6 +159,10 @@ EOF
 for m in "${models[@]}"; do
     run_pair "$m" "ROMEO:" 7 40 0.8 40
 done
+# Past the context (block 64): the session keeps the newest half and goes on, on both sides.
+if [[ -f $work/tiny-llama.tgpt ]]; then
+    run_pair "$work/tiny-llama.tgpt" "ROMEO:" 11 150 0.8 40
+fi
 
 # --- properties of the measurement and of the oracle ----------------------------------
 tiny="$work/tiny-gpt2.tgpt"
