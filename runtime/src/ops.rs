@@ -458,7 +458,14 @@ pub fn quant_params(x: &[f32]) -> (f32, f32) {
 /// One value quantized with inverse scale `inv`: round half away from zero, clamped to ±127.
 #[inline(always)]
 pub fn quant_one(v: f32, inv: f32) -> i8 {
-    roundf(v * inv).clamp(-127.0, 127.0) as i8
+    // Round half away from zero without a libm call (so the loop vectorizes): truncate, then step
+    // away from zero when the exact remainder is at least one half. Identical to `roundf` here,
+    // where |x| ≤ 127 (plus rounding) keeps `x - trunc(x)` exact.
+    let x = (v * inv).clamp(-127.0, 127.0);
+    let t = x as i32;
+    let d = x - t as f32;
+    let r = t + (d >= 0.5) as i32 - (d <= -0.5) as i32;
+    r as i8
 }
 
 /// Symmetric int8 quantization of one group: returns the scale `max|x| / 127` and writes
@@ -588,6 +595,18 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[2] > x[0] && x[0] > x[3] && x[3] > x[1]);
+    }
+
+    #[test]
+    fn quant_one_rounds_half_away_from_zero_like_roundf() {
+        for i in -140_000..=140_000 {
+            let x = i as f32 * 0.000_913;
+            let want = libm::roundf(x).clamp(-127.0, 127.0) as i8;
+            assert_eq!(quant_one(x, 1.0), want, "x = {x}");
+        }
+        for x in [0.5f32, -0.5, 1.5, -2.5, 126.5, -126.5, 0.49999997, -0.49999997, 127.4, 200.0, -1e9] {
+            assert_eq!(quant_one(x, 1.0), libm::roundf(x).clamp(-127.0, 127.0) as i8, "x = {x}");
+        }
     }
 
     #[test]
