@@ -4,6 +4,9 @@
   elf.py budgets ELF     flash and static RAM use, from the program headers:
                          prints `flash BYTES` and `ram BYTES` lines
   elf.py symbols ELF [N] the N largest symbols (default 25): size, section, demangled-ish name
+  elf.py smlad ELF       how many SMLAD/SMLADX instructions (Cortex-M4 DSP dual 16-bit
+                         multiply-accumulate) the code holds: 0 means the int8 dot products
+                         were compiled without the DSP extension
 
 Flash is the extent of the loadable segments stored in flash (0x08000000..+1 MiB): vectors,
 code, read-only data (the model) and the initial values of .data. RAM is the extent of the
@@ -89,9 +92,30 @@ def symbols(data, n):
         print(f"{size:8d} {sec:12s} {name}")
 
 
+def smlad_count(data):
+    """T32 SMLAD{X}: first halfword 1111 1011 0010 Rn, second Ra Rd 000X Rm with Ra != 1111
+    (Ra = 1111 encodes SMUAD). A linear sweep of the executable sections; a literal pool can
+    throw it off for an instruction or two, so treat small counts with care."""
+    n = 0
+    for s in sections(data):
+        if not (s["flags"] & 0x4) or s["type"] == SHT_NOBITS:  # SHF_EXECINSTR
+            continue
+        code = data[s["off"]:s["off"] + s["size"]]
+        i = 0
+        while i + 4 <= len(code):  # linear sweep: 32-bit encodings start 0b11101/0b11110/0b11111
+            hw1, hw2 = struct.unpack_from("<HH", code, i)
+            if hw1 >> 11 in (0x1D, 0x1E, 0x1F):
+                if hw1 & 0xFFF0 == 0xFB20 and hw2 & 0x00E0 == 0 and hw2 >> 12 != 0xF:
+                    n += 1
+                i += 4
+            else:
+                i += 2
+    return n
+
+
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("budgets", "symbols"):
-        die("usage: elf.py budgets ELF | elf.py symbols ELF [N]")
+    if len(sys.argv) < 3 or sys.argv[1] not in ("budgets", "symbols", "smlad"):
+        die("usage: elf.py budgets ELF | elf.py symbols ELF [N] | elf.py smlad ELF")
     try:
         with open(sys.argv[2], "rb") as f:
             data = f.read()
@@ -101,6 +125,8 @@ def main():
         flash, ram = budgets(data)
         print(f"flash {flash}")
         print(f"ram {ram}")
+    elif sys.argv[1] == "smlad":
+        print(f"smlad {smlad_count(data)}")
     else:
         symbols(data, int(sys.argv[3]) if len(sys.argv) > 3 else 25)
 

@@ -35,3 +35,6 @@ wait "$analyser"
 echo
 echo "profile of $tokens tokens (prompt + generated), $params parameters:"
 cat "$work/table.txt"
+smlad=$(python3 "$root/firmware/scripts/elf.py" smlad "$work/fw.elf" | sed 's/^smlad //')
+echo
+echo "SMLAD instructions in the image: $smlad (0: the int8 dot products were built without the DSP extension)"
