@@ -366,11 +366,11 @@ pub mod simd {
 /// Exact integer dot product of two int8 vectors.
 #[inline(always)]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    #[cfg(all(target_arch = "arm", tinygpt_dsp))]
     {
         crate::ops::dsp::dot_i8(a, b)
     }
-    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    #[cfg(not(all(target_arch = "arm", tinygpt_dsp)))]
     {
         dot_i8_ref(a, b)
     }
@@ -382,7 +382,7 @@ pub fn dot_i8_ref(a: &[i8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
-#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[cfg(all(target_arch = "arm", tinygpt_dsp))]
 mod dsp {
     //! Cortex-M4 DSP extension: two 16×16 multiply-accumulates per `SMLAD`.
 
