@@ -422,6 +422,23 @@ mod dsp {
         let n = a.len().min(b.len());
         let mut acc = 0i32;
         let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n` keeps all four 4-byte reads inside `a[..n]` and `b[..n]`.
+            let (wa0, wb0, wa1, wb1) = unsafe {
+                let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
+                (
+                    core::ptr::read_unaligned(pa as *const u32),
+                    core::ptr::read_unaligned(pb as *const u32),
+                    core::ptr::read_unaligned(pa.add(4) as *const u32),
+                    core::ptr::read_unaligned(pb.add(4) as *const u32),
+                )
+            };
+            acc = smlad(sxtb16(wa0), sxtb16(wb0), acc);
+            acc = smlad(sxtb16_ror8(wa0), sxtb16_ror8(wb0), acc);
+            acc = smlad(sxtb16(wa1), sxtb16(wb1), acc);
+            acc = smlad(sxtb16_ror8(wa1), sxtb16_ror8(wb1), acc);
+            i += 8;
+        }
         while i + 4 <= n {
             // One (unaligned) word load each: Cortex-M4 allows unaligned LDR.
             // SAFETY: `i + 4 <= n` keeps both 4-byte reads inside `a[..n]` and `b[..n]`.
