@@ -2,8 +2,10 @@
 # Benchmark: single-thread speed of `tinygpt bench` on synthetic models (random weights, the real
 # file format) of about 1M parameters and of llama2.c's 260K shape (dim 64, 5 layers, 8 heads,
 # 4 KV heads, hidden 172, vocab 512, block 512), in f32 and int8, for both architectures.
-# Each cell is the median of REPS timed runs (after one warm-up run) of 128 prompt tokens (pp128)
-# and 128 generated tokens (tg128, forward pass + sampling), from an empty context, KV cache f32.
+# Each cell is the median over REPS rounds; a round runs every model once with `tinygpt bench -r 3`
+# (one warm-up, then the median of 3 timed runs) of 128 prompt tokens (pp128) and 128 generated
+# tokens (tg128, forward pass + sampling), from an empty context, KV cache f32. Interleaving the
+# models keeps their ratios fair on a machine whose speed drifts.
 # "t/s" columns use wall-clock time; "cpu" columns use the thread's CPU time, which leaves out time
 # spent waiting for a core on a busy machine (both in tokens/s).
 #
@@ -11,7 +13,7 @@
 # valgrind's callgrind (Debian package valgrind): a figure that does not depend on how busy the
 # machine is, for comparing changes and dtypes ("pp kIr/t", "tg kIr/t", thousands per token).
 #
-# Usage: tools/bench.sh [REPS]          (default 7)
+# Usage: tools/bench.sh [REPS]          (rounds, default 7)
 # Environment: BENCH_KV=f32|f16|i8 (KV cache type, default f32), BENCH_SHAPES="260k 1m",
 #              BENCH_INSTRUCTIONS=1.
 set -euo pipefail
@@ -50,27 +52,42 @@ count_instructions() { # model, function, -p N, -n N
 header=(shape arch dtype params "pp t/s" "tg t/s" "tg ms/t" "pp cpu" "tg cpu")
 fmt='%-6s %-6s %-5s %10s %9s %9s %9s %9s %9s'
 if [ "$instr" = 1 ]; then header+=("pp kIr/t" "tg kIr/t"); fmt+=' %9s %9s'; fi
-# shellcheck disable=SC2059
-printf "$fmt\n" "${header[@]}"
+
+# Models first, then rounds: every round runs every model once (`-r 3`, its median), so a slow
+# spell on a shared machine hits all models alike; each cell is the median over the rounds.
+models=()
 for shape in $shapes; do
   for arch in llama gpt2; do
     for dtype in f32 int8; do
       m="$work/$shape-$arch-$dtype.tgpt"
       "$make_model" --shape "$shape" --arch "$arch" --dtype "$dtype" -o "$m"
-      out="$("$tinygpt" bench -m "$m" -p 128 -n 128 -r "$reps" --kv "$kv")"
-      params="$(sed -n 's/.*  \([0-9,]*\) params.*/\1/p' <<<"$out")"
-      pp="$(awk '$1 == "pp128" { print $3 }' <<<"$out")"
-      tg="$(awk '$1 == "tg128" { print $3 }' <<<"$out")"
-      tgms="$(awk '$1 == "tg128" { print $4 }' <<<"$out")"
-      ppcpu="$(awk '$1 == "pp128" { print $7 }' <<<"$out")"
-      tgcpu="$(awk '$1 == "tg128" { print $7 }' <<<"$out")"
-      row=("$shape" "$arch" "$dtype" "$params" "$pp" "$tg" "$tgms" "$ppcpu" "$tgcpu")
-      if [ "$instr" = 1 ]; then
-        row+=("$(count_instructions "$m" prompt_run 128 1)" "$(count_instructions "$m" gen_run 1 128)")
-      fi
-      # shellcheck disable=SC2059
-      printf "$fmt\n" "${row[@]}"
+      models+=("$m")
     done
   done
 done
-echo "single thread; median of $reps runs; KV cache $kv; $(uname -m); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+for ((round = 0; round < reps; round++)); do
+  for m in "${models[@]}"; do
+    out="$("$tinygpt" bench -m "$m" -p 128 -n 128 -r 3 --kv "$kv")"
+    sed -n 's/.*  \([0-9,]*\) params.*/\1/p' <<<"$out" >"$m.params"
+    awk '$1 == "pp128" { print $3 }' <<<"$out" >>"$m.pp"
+    awk '$1 == "tg128" { print $3 }' <<<"$out" >>"$m.tg"
+    awk '$1 == "pp128" { print $7 }' <<<"$out" >>"$m.ppcpu"
+    awk '$1 == "tg128" { print $7 }' <<<"$out" >>"$m.tgcpu"
+  done
+done
+median() { sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# shellcheck disable=SC2059
+printf "$fmt\n" "${header[@]}"
+for m in "${models[@]}"; do
+  IFS=- read -r shape arch dtype <<<"$(basename "$m" .tgpt)"
+  tg="$(median "$m.tg")"
+  row=("$shape" "$arch" "$dtype" "$(cat "$m.params")" "$(median "$m.pp")" "$tg"
+       "$(awk -v r="$tg" 'BEGIN { printf "%.4f", 1000 / r }')" "$(median "$m.ppcpu")" "$(median "$m.tgcpu")")
+  if [ "$instr" = 1 ]; then
+    row+=("$(count_instructions "$m" prompt_run 128 1)" "$(count_instructions "$m" gen_run 1 128)")
+  fi
+  # shellcheck disable=SC2059
+  printf "$fmt\n" "${row[@]}"
+done
+echo "single thread; median of $reps rounds (each the median of 3 runs); KV cache $kv; $(uname -m); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
