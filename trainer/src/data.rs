@@ -30,10 +30,11 @@ pub fn alphabet_corpus(lines: usize) -> String {
     "abcdefghijklmnopqrstuvwxyz\n".repeat(lines)
 }
 
-/// Splits token ids into (train, validation): the last `val_fraction` is validation, as nanoGPT does.
+/// Splits token ids into (train, validation): the last `val_fraction` is validation, cut where
+/// nanoGPT cuts (`int(n * 0.9)`: the product truncated).
 pub fn split(tokens: &[u32], val_fraction: f64, block_size: usize) -> Result<(Vec<u32>, Vec<u32>)> {
     let n = tokens.len();
-    let n_train = ((n as f64) * (1.0 - val_fraction)).round() as usize;
+    let n_train = ((n as f64) * (1.0 - val_fraction)) as usize;
     let (train, val) = tokens.split_at(n_train.min(n));
     if train.len() < block_size + 2 {
         bail!(
@@ -335,5 +336,8 @@ mod tests {
         assert_eq!(tr.len(), 90);
         assert_eq!(va[0], 90);
         assert!(split(&toks[..5], 0.1, 8).is_err());
+        // Tiny Shakespeare: nanoGPT's int(1115394 * 0.9) = 1003854.
+        let big = vec![0u32; 1_115_394];
+        assert_eq!(split(&big, 0.1, 8).unwrap().0.len(), 1_003_854);
     }
 }
