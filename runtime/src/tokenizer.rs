@@ -289,7 +289,7 @@ impl Decoder {
                 // Fast path: a run of complete characters is emitted straight from the token.
                 let run = valid_prefix(&bytes[i..]);
                 if run > 0 {
-                    // SAFETY-free: `valid_prefix` returned a length on a char boundary of valid UTF-8.
+                    // `valid_prefix` returned the length of a valid UTF-8 prefix, so this is `Ok`.
                     if let Ok(s) = core::str::from_utf8(&bytes[i..i + run]) {
                         emit(s);
                     }
