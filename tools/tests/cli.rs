@@ -434,8 +434,9 @@ fn bench_reports_medians() {
             assert!((tps * ms / 1000.0 - 1.0).abs() < 0.01, "tokens/s and ms/token agree: {out}");
             assert!(row[3] <= tps * 1.0001 && tps <= row[4] * 1.0001, "min <= median <= max: {out}");
             // CPU time never exceeds wall time on one thread, so the CPU-time rate is not lower
-            // than the slowest wall-clock run.
-            assert!(row[5] >= row[3] * 0.999, "cpu-time rate: {out}");
+            // than the slowest wall-clock run. The two are different clocks (the scheduler's and
+            // the monotonic one), and a run here lasts well under a millisecond: 1% slack.
+            assert!(row[5] >= row[3] * 0.99, "cpu-time rate: {out}");
         }
         clean_error(&tinygpt(&["bench", "-m", s(&path), "-p", "65"]), 1);
     }
