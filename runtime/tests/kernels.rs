@@ -27,12 +27,23 @@ proptest! {
     }
 
     #[test]
-    fn matvec_i8_equals_plain_group_sums(rows in 0usize..9, cols in 1usize..300, gs in prop_oneof![1usize..40, Just(64usize), Just(128usize)], seed in any::<u64>()) {
+    fn matvec_i8_equals_plain_group_sums(
+        rows in 0usize..27,
+        cols in 1usize..300,
+        gs in prop_oneof![1usize..40, Just(32usize), Just(64usize), Just(96usize), Just(128usize)],
+        x_min in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
         let mut r = common::TestRng::new(seed);
         let groups = cols.div_ceil(gs);
-        let wq: Vec<i8> = (0..rows * cols).map(|_| (r.next_u64() % 255) as i8).collect();
+        // Weights over the whole i8 range, -128 included; activations in ±127 as `quantize` makes
+        // them, or (x_min) with a -128 too, which the AVX2 kernel must hand to the portable one.
+        let wq: Vec<i8> = (0..rows * cols).map(|_| (r.next_u64() % 256) as u8 as i8).collect();
         let ws: Vec<f32> = (0..rows * groups).map(|_| r.uniform().abs() * 0.1).collect();
-        let xq: Vec<i8> = (0..cols).map(|_| (r.next_u64() % 255) as i8).collect();
+        let mut xq: Vec<i8> = (0..cols).map(|_| ((r.next_u64() % 255) as i32 - 127) as i8).collect();
+        if x_min {
+            xq[(seed % cols as u64) as usize] = i8::MIN;
+        }
         let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
         let mut out = vec![0f32; rows];
         ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, gs);
