@@ -5,6 +5,10 @@
 #
 #   trainer/bench.sh [extra train arguments, e.g. --set max_iters=500]
 #
+# Then, side by side on the same machine, the same recipe in plain PyTorch (trainer/reference/nanogpt_cpu.py,
+# the torch wheel of .venv, same libtorch version, same number of threads, same iteration count) and the
+# ratio of the two. BENCH_REFERENCE=0 skips the reference run.
+#
 # Needs libtorch (tools/setup-libtorch.sh runs first) and ../shared/data/tinyshakespeare.txt.
 # The default (dev) profile is used: every dependency is built with opt-level 2 and the time goes to
 # libtorch's kernels, so a release build (fat LTO, slow to link) measures the same.
@@ -28,3 +32,19 @@ tps = statistics.median(r["tokens_per_s"] for r in train)
 print(f"benchmark: {train[-1]['step']} iterations; median {ms:.2f} ms/iteration (per {len(train)} logging windows), "
       f"median {tps:.0f} tokens/s; final val loss {val[-1]['loss']:.4f}; best {min(r['loss'] for r in val):.4f}")
 PY
+
+if [ "${BENCH_REFERENCE:-1}" != 0 ]; then
+    iters="$(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(max(r["step"] for r in rows))' "$out/run/log.jsonl")"
+    corpus="$(sed -n 's/^corpus *= *"\(.*\)"/\1/p' trainer/configs/nanogpt-cpu.toml)"
+    "$root/.venv/bin/python" trainer/reference/nanogpt_cpu.py --corpus "$corpus" --iters "$iters" --threads 2 \
+        --json "$out/reference.json"
+    python3 - "$out/run/log.jsonl" "$out/reference.json" <<'PY'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ours = statistics.median(r["ms_per_iter"] for r in rows if r["split"] == "train")
+ref = json.load(open(sys.argv[2]))
+print(f"side by side: tinygpt-train {ours:.2f} ms/iteration, PyTorch {ref['ms_per_iter']:.2f} ms/iteration; "
+      f"ratio (PyTorch / tinygpt-train) {ref['ms_per_iter'] / ours:.2f}x; "
+      f"final val loss {[r['loss'] for r in rows if r['split'] == 'val'][-1]:.4f} vs {ref['val_loss']:.4f}")
+PY
+fi
