@@ -4,8 +4,10 @@
 # Usage: tools/bench-llama2c.sh LLAMA2C_DIR [REPS]       (REPS default 7)
 #
 # LLAMA2C_DIR is a checkout of llama2.c (github.com/karpathy/llama2.c) holding run.c and runq.c;
-# it is not part of this repository. The script compiles both with `gcc -O3 -march=native` and with
-# plain `-O3` (as llama2.c's Makefile builds `run`), makes random llama models of llama2.c's 260K
+# it is not part of this repository. The script compiles both three ways: `gcc -Ofast -march=native`
+# (llama2.c's fastest single-thread build: its Makefile's `runfast` plus this CPU's vector
+# instructions; -Ofast lets gcc vectorize the float sums of run.c), `-O3 -march=native`, and plain
+# `-O3` (as llama2.c's Makefile builds `run`). It makes random llama models of llama2.c's 260K
 # shape and of about 1M parameters with the make-model example (f32 and int8, int8 group 64),
 # converts the f32 ones with the to-llama2c example (run.c legacy file, runq.c Q8_0 version-2
 # file, tokenizer.bin), then:
@@ -58,8 +60,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # --- llama2.c builds --------------------------------------------------------------------------
-builds="native O3"
-declare -A cflags=([native]="-O3 -march=native" [O3]="-O3" [v3]="-O3 -march=x86-64-v3")
+builds="fast native O3"
+declare -A cflags=([fast]="-Ofast -march=native" [native]="-O3 -march=native" [O3]="-O3" [v3]="-O3 -march=x86-64-v3")
 [[ "$callgrind" == 1 ]] && all_builds="$builds v3" || all_builds="$builds"
 for b in $all_builds; do
   for prog in run runq; do
@@ -68,7 +70,7 @@ for b in $all_builds; do
       || { cat "$work/gcc.log" >&2; exit 1; }
   done
 done
-echo "gcc: $(gcc --version | head -1); llama2.c builds: native = ${cflags[native]}, O3 = ${cflags[O3]}" >&2
+echo "gcc: $(gcc --version | head -1); llama2.c builds: fast = ${cflags[fast]}, native = ${cflags[native]}, O3 = ${cflags[O3]}" >&2
 
 # --- models ----------------------------------------------------------------------------------
 for shape in $shapes; do
@@ -162,7 +164,7 @@ for ((r = 1; r <= reps; r++)); do
   for shape in $shapes; do
     for dtype in f32 int8; do
       prog="$(l2c_prog "$dtype")"
-      for b in native tinygpt O3; do
+      for b in fast native tinygpt O3; do
         if [[ "$b" == tinygpt ]]; then
           out="$("$tinygpt" bench -m "$work/$shape-$dtype.tgpt" -p 1 -n "$n" -r 1)"
           tg_wall[$shape-$dtype]+="$(awk -v t="tg$n" '$1 == t { print $3 }' <<<"$out") "

@@ -326,6 +326,28 @@ impl<'s, 'a> Session<'s, 'a> {
 
     /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
     fn forward(&mut self, token: u32, pos: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if ops::simd::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
+            unsafe { self.forward_avx2(token, pos) };
+            return;
+        }
+        self.forward_any(token, pos)
+    }
+
+    /// The whole forward pass compiled with AVX2 enabled: attention, softmax, norms and
+    /// quantization vectorize on 256-bit registers. Rust never contracts a multiply and an add
+    /// into an FMA, nor reorders float operations, so the logits are bit-identical to the
+    /// portable build (`tests/kernels.rs` checks this).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_avx2(&mut self, token: u32, pos: usize) {
+        self.forward_any(token, pos)
+    }
+
+    /// Chooses the monomorphic forward pass of the file's weight type and the session's KV type.
+    #[inline(always)]
+    fn forward_any(&mut self, token: u32, pos: usize) {
         match (self.model.config().dtype, self.kv) {
             (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
             (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
@@ -333,6 +355,7 @@ impl<'s, 'a> Session<'s, 'a> {
         }
     }
 
+    #[inline(always)]
     fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
         match kv {
             KvDType::F32 => self.forward_typed::<M, f32>(token, pos),
@@ -342,6 +365,7 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
+    #[inline(always)]
     fn forward_typed<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
         let model = self.model;
         let cfg = *model.config();

@@ -101,16 +101,21 @@ fn avx2_and_portable_logits_are_identical() {
             let w = common::random_weights(&cfg, 4);
             let bytes = common::build(&cfg, &common::char_tokenizer(cfg.vocab_size as usize), &w);
             let model = Model::from_bytes(&bytes).unwrap();
-            let run = |portable: bool| {
-                ops::simd::set_portable(portable);
-                let mut buf = vec![0u8; model.session_bytes(40, KvDType::F32)];
-                let mut s = Session::new(&model, &mut buf, 40, KvDType::F32).unwrap();
-                let v: Vec<u32> = (0..40).flat_map(|t| s.step((t * 7 % 70) as u32).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect();
-                v
-            };
-            let (fast, portable) = (run(false), run(true));
-            ops::simd::set_portable(false);
-            assert!(fast == portable, "{arch:?} {dtype:?}: AVX2 and portable logits differ");
+            for kv in [KvDType::F32, KvDType::F16, KvDType::I8] {
+                // 50 steps in a context of 40: past the context shift too.
+                let run = |portable: bool| {
+                    ops::simd::set_portable(portable);
+                    let mut buf = vec![0u8; model.session_bytes(40, kv)];
+                    let mut s = Session::new(&model, &mut buf, 40, kv).unwrap();
+                    let v: Vec<u32> = (0..50)
+                        .flat_map(|t| s.step((t * 7 % 70) as u32).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                        .collect();
+                    v
+                };
+                let (fast, portable) = (run(false), run(true));
+                ops::simd::set_portable(false);
+                assert!(fast == portable, "{arch:?} {dtype:?} kv {kv:?}: AVX2 and portable logits differ");
+            }
         }
     }
 }
