@@ -6,8 +6,10 @@
 #   trainer/bench.sh [extra train arguments, e.g. --set max_iters=500]
 #
 # Then, side by side on the same machine, the same recipe in plain PyTorch (trainer/reference/nanogpt_cpu.py,
-# the torch wheel of .venv, same libtorch version, same number of threads, same iteration count) and the
-# ratio of the two. BENCH_REFERENCE=0 skips the reference run.
+# same libtorch version, same number of threads, same iteration count) and the ratio of the two.
+# PyTorch's Python module needs the whole torch wheel with its dependencies, which the CPU-only .venv
+# leaves out, so the reference runs from its own venv, .venv-reference (created on first use:
+# torch==2.13.0 from PyPI, about 4.7 GB). BENCH_REFERENCE=0 skips the reference run.
 #
 # Needs libtorch (tools/setup-libtorch.sh runs first) and ../shared/data/tinyshakespeare.txt.
 # The default (dev) profile is used: every dependency is built with opt-level 2 and the time goes to
@@ -36,7 +38,13 @@ PY
 if [ "${BENCH_REFERENCE:-1}" != 0 ]; then
     iters="$(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(max(r["step"] for r in rows))' "$out/run/log.jsonl")"
     corpus="$(sed -n 's/^corpus *= *"\(.*\)"/\1/p' trainer/configs/nanogpt-cpu.toml)"
-    "$root/.venv/bin/python" trainer/reference/nanogpt_cpu.py --corpus "$corpus" --iters "$iters" --threads 2 \
+    ref="$root/.venv-reference"
+    if ! "$ref/bin/python" -c 'import torch, numpy; assert torch.__version__.startswith("2.13.0")' 2>/dev/null; then
+        echo "bench: installing torch==2.13.0 with its dependencies into $ref for the PyTorch reference" >&2
+        [ -x "$ref/bin/python" ] || python3 -m venv "$ref"
+        "$ref/bin/python" -m pip install --disable-pip-version-check -q torch==2.13.0 numpy
+    fi
+    "$ref/bin/python" trainer/reference/nanogpt_cpu.py --corpus "$corpus" --iters "$iters" --threads 2 \
         --json "$out/reference.json"
     python3 - "$out/run/log.jsonl" "$out/reference.json" <<'PY'
 import json, sys, statistics
