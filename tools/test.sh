@@ -9,9 +9,11 @@
 #   1. `cargo test --workspace`: runtime (reference cross-checks, property tests, corrupt input),
 #      the CLI, and the trainer (tch vs runtime parity, exact resume, alphabet end to end);
 #   2. the runtime's no_std builds for thumbv7em-none-eabihf and thumbv6m-none-eabi;
-#   3. tools/test-cross.sh: static aarch64 and 32-bit ARM builds under qemu-user print the same
+#   3. tools/test-arm.sh: the runtime's tests again on 32-bit ARM in Thumb-2 mode under qemu-arm,
+#      where the Cortex-M4's DSP int8 kernel runs against the portable one;
+#   4. tools/test-cross.sh: static aarch64 and 32-bit ARM builds under qemu-user print the same
 #      text as the native build;
-#   4. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget.
+#   5. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget.
 # Exits non-zero if any step fails. Runs on 2 cores in well under CI's 90 minutes.
 set -uo pipefail
 
@@ -38,6 +40,9 @@ for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
         echo "FAIL tinygpt-runtime does not build for $t"; status=1
     fi
 done
+
+step "runtime tests on 32-bit ARM (Thumb-2, DSP kernels) under qemu-arm"
+tools/test-arm.sh -- --test-threads 2 || status=1
 
 step "cross builds under qemu-user"
 tools/test-cross.sh || status=1

@@ -142,6 +142,7 @@ impl SessionLayout {
         }
         total = total.checked_add(region(wide, 1)?)?; // xq
         total = total.checked_add(region(wide.div_ceil(gs), 4)?)?; // xs
+        total = total.checked_add(region(ops::pair_words(wide), 4)?)?; // xp
         total = total.checked_add(region(v, 8)?)?; // sampler scratch
         total = total.checked_add(region(ctx, 4)?)?; // token history
         total = total.checked_add(region(kv_elems, kv_elem_bytes)?.checked_mul(2)?)?;
@@ -211,6 +212,8 @@ pub struct Session<'s, 'a> {
     /// int8 quantization of the current matvec input `[max(n_embd, n_hidden)]` and its scales.
     xq: &'s mut [i8],
     xs: &'s mut [f32],
+    /// `xq` widened to 16-bit pairs for the DSP int8 kernel `[pair_words(max(n_embd, n_hidden))]`.
+    xp: &'s mut [u32],
     /// Sampler scratch `[vocab_size]`.
     probs: &'s mut [ProbIndex],
     /// Tokens at positions `0..pos` `[ctx]`.
@@ -261,6 +264,7 @@ impl<'s, 'a> Session<'s, 'a> {
             rope_cs: c.take(hd),
             xq: c.take(wide),
             xs: c.take(wide.div_ceil(cfg.group_size as usize)),
+            xp: c.take(ops::pair_words(wide)),
             probs: c.take(v),
             tokens: c.take(ctx_len),
             key_cache: c.take(lay.kv_elems * lay.kv_elem_bytes),
@@ -398,7 +402,7 @@ impl<'s, 'a> Session<'s, 'a> {
             let w = |t| TensorId::Layer(l, t);
             // Attention.
             norm(self.xb, self.x, model.vector(w(LayerTensor::AttnNorm)));
-            let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wq)).matvec(self.q, &inp);
             model.matrix::<M>(w(LayerTensor::Wk)).matvec(self.k, &inp);
             model.matrix::<M>(w(LayerTensor::Wv)).matvec(self.v, &inp);
@@ -454,13 +458,13 @@ impl<'s, 'a> Session<'s, 'a> {
                     }
                 });
             }
-            let inp = prepare::<M>(self.xb2, self.xq, self.xs, gs);
+            let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
 
             // MLP.
             norm(self.xb, self.x, model.vector(w(LayerTensor::FfnNorm)));
-            let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::W1)).matvec(self.hb, &inp);
             match cfg.arch {
                 Arch::Gpt2 => self.hb.iter_mut().for_each(|h| *h = gelu(*h)),
@@ -471,27 +475,41 @@ impl<'s, 'a> Session<'s, 'a> {
                     }
                 }
             }
-            let inp = prepare::<M>(self.hb, self.xq, self.xs, gs);
+            let inp = prepare::<M>(self.hb, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::W2)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
         }
 
         norm(self.xb, self.x, model.vector(TensorId::Norm));
-        let inp = prepare::<M>(self.xb, self.xq, self.xs, gs);
+        let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
         let classifier = if cfg.tie_embeddings { TensorId::TokEmbeddings } else { TensorId::Output };
         model.matrix::<M>(classifier).matvec(self.logits, &inp);
     }
 }
 
 /// Quantizes `x` when the weight type needs it and bundles it as a matvec input.
-fn prepare<'x, 'a, M: Matrix<'a>>(x: &'x [f32], xq: &'x mut [i8], xs: &'x mut [f32], gs: usize) -> Input<'x> {
+#[inline(always)]
+fn prepare<'x, 'a, M: Matrix<'a>>(
+    x: &'x [f32],
+    xq: &'x mut [i8],
+    xs: &'x mut [f32],
+    xp: &'x mut [u32],
+    gs: usize,
+) -> Input<'x> {
     if M::QUANTIZED_INPUT {
         let n = x.len();
         let g = n.div_ceil(gs);
         quantize(&mut xq[..n], &mut xs[..g], x, gs);
-        Input { f: x, q: &xq[..n], s: &xs[..g] }
+        let p: &[u32] = if ops::WIDEN_PAIRS {
+            let w = ops::pair_words(n);
+            ops::widen_pairs(&mut xp[..w], &xq[..n]);
+            &xp[..w]
+        } else {
+            &[]
+        };
+        Input { f: x, q: &xq[..n], s: &xs[..g], p }
     } else {
-        Input { f: x, q: &[], s: &[] }
+        Input { f: x, q: &[], s: &[], p: &[] }
     }
 }
 

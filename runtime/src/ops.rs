@@ -261,15 +261,45 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// `out[r] = Σ_g dot_i8(w[r, g], xq[g]) · (w_scale[r, g] · x_scale[g])`: int8 weights against
 /// int8-quantized activations, exact integer sums per group, f32 accumulation across groups in
 /// group order.
+///
+/// `xp` is `xq` widened by [`widen_pairs`] when [`WIDEN_PAIRS`] is true (Cortex-M4 and other
+/// targets with the DSP extension, whose kernel multiplies pairs of 16-bit values); it may be
+/// empty elsewhere. Every kernel gives the same bits.
 #[inline]
-pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if simd::avx2() {
         // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
         unsafe { simd::matvec_i8_avx2(out, wq, ws, xq, xs, group_size) };
         return;
     }
+    #[cfg(all(target_arch = "arm", tinygpt_dsp))]
+    if dsp::matvec_i8(out, wq, ws, xq, xs, xp, group_size) {
+        return;
+    }
+    let _ = xp;
     matvec_i8_portable(out, wq, ws, xq, xs, group_size)
+}
+
+/// Whether int8 matvecs on this target read the activations widened by [`widen_pairs`].
+pub const WIDEN_PAIRS: bool = cfg!(all(target_arch = "arm", tinygpt_dsp));
+
+/// Words [`widen_pairs`] writes for `n` activations.
+pub const fn pair_words(n: usize) -> usize {
+    n / 4 * 2
+}
+
+/// Widens int8 activations to the 16-bit pairs the DSP kernel multiplies: for every full chunk
+/// `x[4k..4k+4]`, `out[2k]` holds `x[4k]` (low half) and `x[4k+2]` (high half) and `out[2k+1]`
+/// holds `x[4k+1]` and `x[4k+3]`, each sign-extended to 16 bits. That is the order in which
+/// `SXTB16` and `SXTB16 ROR #8` unpack four weight bytes, so one `SMLAD` multiplies two weights by
+/// their two activations. A last partial chunk is not widened (the kernels read it from `x`).
+pub fn widen_pairs(out: &mut [u32], x: &[i8]) {
+    let h = |v: i8| v as i16 as u16 as u32;
+    for (o, c) in out.chunks_exact_mut(2).zip(x.chunks_exact(4)) {
+        o[0] = h(c[0]) | h(c[2]) << 16;
+        o[1] = h(c[1]) | h(c[3]) << 16;
+    }
 }
 
 #[inline(always)]
@@ -493,6 +523,13 @@ pub fn dot_i8_ref(a: &[i8], b: &[i8]) -> i32 {
 #[cfg(all(target_arch = "arm", tinygpt_dsp))]
 mod dsp {
     //! Cortex-M4 DSP extension: two 16×16 multiply-accumulates per `SMLAD`.
+    //!
+    //! The int8 matvec reads four weight bytes with one load, unpacks them into two registers of
+    //! two 16-bit halves (`SXTB16`, `SXTB16 ROR #8`), and multiplies each against a word of
+    //! activations widened beforehand by [`super::widen_pairs`] (once per matvec, not per row).
+    //! Eight columns cost ten instructions: `LDRD` (weights), `LDM` (four activation words), four
+    //! `SXTB16` and four `SMLAD`. Integer sums are exact, and the float steps per group are the
+    //! portable kernel's, in the same order, so the result is bit-identical.
 
     #[inline(always)]
     fn smlad(x: u32, y: u32, acc: i32) -> i32 {
@@ -524,29 +561,193 @@ mod dsp {
         r
     }
 
-    /// Same result as `dot_i8_ref` (integer sums are exact).
+    /// The asm text of `n` blocks of eight columns: weights `LDRD`, activations `LDM`, four
+    /// `SXTB16` and four `SMLAD`.
+    macro_rules! block {
+        (1) => {
+            "ldrd {w0}, {w1}, [{pw}], #8
+            ldm {px}!, {{r0, r1, r2, r3}}
+            sxtb16 {t}, {w0}
+            smlad {acc}, {t}, r0, {acc}
+            sxtb16 {t}, {w0}, ror #8
+            smlad {acc}, {t}, r1, {acc}
+            sxtb16 {t}, {w1}
+            smlad {acc}, {t}, r2, {acc}
+            sxtb16 {t}, {w1}, ror #8
+            smlad {acc}, {t}, r3, {acc}
+            "
+        };
+        (4) => { concat!(block!(1), block!(1), block!(1), block!(1)) };
+        (8) => { concat!(block!(4), block!(4)) };
+        (16) => { concat!(block!(8), block!(8)) };
+    }
+
+    /// `Σ w[i]·x[i]` over the next `8·N` columns, fully unrolled; advances both pointers past them.
+    ///
+    /// # Safety
+    /// `*w` must be 4-byte aligned with `8·N` readable bytes; `*x` must have `4·N` readable words.
+    #[inline(always)]
+    unsafe fn dot_unrolled<const N: usize>(w: &mut *const i8, x: &mut *const u32) -> i32 {
+        let mut acc = 0i32;
+        // The blocks are spelled out rather than `.rept`: LLVM sizes inline asm by its lines, and
+        // the branches around it must be placed knowing the real size.
+        macro_rules! asm_blocks {
+            ($n:tt) => {
+                core::arch::asm!(
+                    block!($n),
+                    pw = inout(reg) *w,
+                    px = inout(reg) *x,
+                    acc = inout(reg) acc,
+                    w0 = out(reg) _,
+                    w1 = out(reg) _,
+                    t = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
+                    options(readonly, nostack),
+                )
+            };
+        }
+        // SAFETY: the caller guarantees the reads; the asm only reads memory and writes the
+        // registers it declares.
+        unsafe {
+            match N {
+                1 => asm_blocks!(1),
+                4 => asm_blocks!(4),
+                8 => asm_blocks!(8),
+                16 => asm_blocks!(16),
+                _ => {
+                    for _ in 0..N {
+                        asm_blocks!(1);
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// `Σ w[i]·x[i]` over the next `n` columns (a multiple of 4): blocks of eight, then four;
+    /// advances both pointers past them.
+    ///
+    /// # Safety
+    /// `*w` must be 4-byte aligned with `n` readable bytes; `*x` must have `n / 2` readable words.
+    #[inline(always)]
+    unsafe fn dot_any(w: &mut *const i8, x: &mut *const u32, n: usize) -> i32 {
+        let mut acc = 0i32;
+        for _ in 0..n / 8 {
+            // SAFETY: eight of the caller's `n` columns.
+            acc = acc.wrapping_add(unsafe { dot_unrolled::<1>(w, x) });
+        }
+        if n % 8 != 0 {
+            // SAFETY: the last four columns: one word of `w`, two of `x`.
+            unsafe {
+                let (wv, x0, x1) = ((*w as *const u32).read(), x.read(), x.add(1).read());
+                acc = smlad(sxtb16(wv), x0, acc);
+                acc = smlad(sxtb16_ror8(wv), x1, acc);
+                *w = w.add(4);
+                *x = x.add(2);
+            }
+        }
+        acc
+    }
+
+    /// The int8 matvec with `SMLAD`; returns false (doing nothing) where its conditions do not
+    /// hold: group size and row length multiples of 4, weights 4-byte aligned, `xp` widened for
+    /// the whole row. The caller then uses the portable kernel.
+    pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
+        let cols = xq.len();
+        let groups = xs.len();
+        let rows = out.len();
+        if gs == 0
+            || gs % 4 != 0
+            || cols == 0
+            || cols % 4 != 0
+            || groups != cols.div_ceil(gs)
+            || xp.len() < super::pair_words(cols)
+            || wq.len() < rows * cols
+            || ws.len() < rows * groups
+            || wq.as_ptr() as usize % 4 != 0
+        {
+            return false;
+        }
+        // SAFETY: checked above: `rows·cols` weight bytes from a 4-byte aligned base (rows and
+        // groups start at multiples of 4), `rows·groups` weight scales, `groups` activation
+        // scales, and `cols/2` activation words.
+        unsafe {
+            match gs {
+                32 => rows_fixed::<4>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
+                64 => rows_fixed::<8>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
+                128 => rows_fixed::<16>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
+                _ => rows_any(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols, gs),
+            }
+        }
+        true
+    }
+
+    /// Every row, groups of `8·N` columns (the last group may be shorter).
+    ///
+    /// # Safety
+    /// As checked by [`matvec_i8`], with `gs = 8·N`.
+    #[inline(always)]
+    unsafe fn rows_fixed<const N: usize>(out: &mut [f32], w: *const i8, ws: *const f32, xs: &[f32], x: *const u32, cols: usize) {
+        let full = cols / (8 * N);
+        let tail = cols - full * 8 * N;
+        let (mut pw, mut ps) = (w, ws);
+        for o in out.iter_mut() {
+            let mut px = x;
+            let mut acc = 0.0f32;
+            for &sx in &xs[..full] {
+                // SAFETY: one full group of this row; `ps` walks the row's scales.
+                unsafe {
+                    let dot = dot_unrolled::<N>(&mut pw, &mut px);
+                    acc += dot as f32 * (*ps * sx);
+                    ps = ps.add(1);
+                }
+            }
+            if tail != 0 {
+                // SAFETY: the row's short last group.
+                unsafe {
+                    let dot = dot_any(&mut pw, &mut px, tail);
+                    acc += dot as f32 * (*ps * xs[full]);
+                    ps = ps.add(1);
+                }
+            }
+            *o = acc;
+        }
+    }
+
+    /// Every row, any group size that is a multiple of 4.
+    ///
+    /// # Safety
+    /// As checked by [`matvec_i8`].
+    #[inline(always)]
+    unsafe fn rows_any(out: &mut [f32], w: *const i8, ws: *const f32, xs: &[f32], x: *const u32, cols: usize, gs: usize) {
+        let (mut pw, mut ps) = (w, ws);
+        for o in out.iter_mut() {
+            let mut px = x;
+            let mut acc = 0.0f32;
+            let mut c = 0;
+            for &sx in xs {
+                let n = gs.min(cols - c);
+                // SAFETY: group `[c, c + n)` of this row; `ps` walks the row's scales.
+                unsafe {
+                    let dot = dot_any(&mut pw, &mut px, n);
+                    acc += dot as f32 * (*ps * sx);
+                    ps = ps.add(1);
+                }
+                c += n;
+            }
+            *o = acc;
+        }
+    }
+
+    /// Same result as `dot_i8_ref` (integer sums are exact), any alignment and length.
     #[inline]
     pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let mut acc = 0i32;
         let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: `i + 8 <= n` keeps all four 4-byte reads inside `a[..n]` and `b[..n]`.
-            let (wa0, wb0, wa1, wb1) = unsafe {
-                let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
-                (
-                    core::ptr::read_unaligned(pa as *const u32),
-                    core::ptr::read_unaligned(pb as *const u32),
-                    core::ptr::read_unaligned(pa.add(4) as *const u32),
-                    core::ptr::read_unaligned(pb.add(4) as *const u32),
-                )
-            };
-            acc = smlad(sxtb16(wa0), sxtb16(wb0), acc);
-            acc = smlad(sxtb16_ror8(wa0), sxtb16_ror8(wb0), acc);
-            acc = smlad(sxtb16(wa1), sxtb16(wb1), acc);
-            acc = smlad(sxtb16_ror8(wa1), sxtb16_ror8(wb1), acc);
-            i += 8;
-        }
         while i + 4 <= n {
             // One (unaligned) word load each: Cortex-M4 allows unaligned LDR.
             // SAFETY: `i + 4 <= n` keeps both 4-byte reads inside `a[..n]` and `b[..n]`.

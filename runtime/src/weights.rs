@@ -15,6 +15,9 @@ pub struct Input<'x> {
     pub q: &'x [i8],
     /// One scale per group of `q`.
     pub s: &'x [f32],
+    /// `q` widened to 16-bit pairs by [`crate::ops::widen_pairs`] on targets whose int8 kernel
+    /// reads them ([`crate::ops::WIDEN_PAIRS`]); empty elsewhere.
+    pub p: &'x [u32],
 }
 
 /// A `[rows, cols]` weight matrix in some storage type. The forward pass is generic over this.
@@ -104,7 +107,7 @@ impl<'a> Matrix<'a> for I8Matrix<'a> {
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        matvec_i8(out, &self.q[..n * self.cols], &self.scales[..n * self.groups], x.q, x.s, self.group_size);
+        matvec_i8(out, &self.q[..n * self.cols], &self.scales[..n * self.groups], x.q, x.s, x.p, self.group_size);
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         let qrow = &self.q[r * self.cols..(r + 1) * self.cols];

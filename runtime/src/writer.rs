@@ -312,26 +312,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Sixteen bytes at a 16-byte aligned address (`u128` is only 8-byte aligned on 32-bit ARM).
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(16))]
+struct Block16([u8; 16]);
+
 /// File bytes held at a 16-byte aligned address, as [`crate::Model::from_bytes`] needs.
 #[derive(Debug, Clone)]
 pub struct AlignedBytes {
-    words: Vec<u128>,
+    blocks: Vec<Block16>,
     len: usize,
 }
 
 impl AlignedBytes {
     /// Copies `bytes` into aligned storage.
     pub fn new(bytes: &[u8]) -> Self {
-        let mut words = vec![0u128; bytes.len().div_ceil(16)];
-        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        AlignedBytes { words, len: bytes.len() }
+        let mut blocks = vec![Block16([0; 16]); bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<Block16, u8>(&mut blocks)[..bytes.len()].copy_from_slice(bytes);
+        AlignedBytes { blocks, len: bytes.len() }
     }
 }
 
 impl Deref for AlignedBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+        &bytemuck::cast_slice::<Block16, u8>(&self.blocks)[..self.len]
     }
 }
 

@@ -45,8 +45,10 @@ proptest! {
             xq[(seed % cols as u64) as usize] = i8::MIN;
         }
         let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let mut xp = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs(&mut xp, &xq);
         let mut out = vec![0f32; rows];
-        ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, gs);
+        ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, &xp, gs);
         for (i, o) in out.iter().enumerate() {
             let mut acc = 0.0f32;
             for g in 0..groups {
