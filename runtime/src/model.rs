@@ -108,11 +108,20 @@ impl<'a> Model<'a> {
 #[derive(Debug, Clone, Copy)]
 struct SessionLayout {
     ctx: usize,
+    /// Positions per cache row: `ctx`, or for an int8 cache `ctx` rounded up to a multiple of 8
+    /// (the value rows are read eight positions at a time).
+    ctx_pad: usize,
     kv_elems: usize,
     kv_elem_bytes: usize,
     kv_scales: usize,
+    /// int8 cache only: attention weights as int16 `[ctx_pad]` and their group scales.
+    att16: usize,
+    att16_scales: usize,
     total: usize,
 }
+
+/// Positions per group of int16 attention weights (one f32 scale each).
+const ATT_GROUP: usize = 64;
 
 fn region(n_elems: usize, elem: usize) -> Option<usize> {
     format::align_up(n_elems.checked_mul(elem)?, REGION_ALIGN)
@@ -125,15 +134,23 @@ impl SessionLayout {
         let v = cfg.vocab_size as usize;
         let gs = cfg.group_size as usize;
         let wide = e.max(h);
-        let kv_elems = (cfg.n_layer as usize).checked_mul(ctx)?.checked_mul(cfg.kv_dim())?;
+        let ctx_pad = match kv {
+            KvDType::I8 => ctx.checked_add(7)? / 8 * 8,
+            _ => ctx,
+        };
+        let kv_elems = (cfg.n_layer as usize).checked_mul(ctx_pad)?.checked_mul(cfg.kv_dim())?;
         let kv_elem_bytes = match kv {
             KvDType::F32 => 4,
             KvDType::F16 => 2,
             KvDType::I8 => 1,
         };
         let kv_scales = match kv {
-            KvDType::I8 => (cfg.n_layer as usize).checked_mul(ctx)?.checked_mul(cfg.n_kv_head as usize)?,
+            KvDType::I8 => (cfg.n_layer as usize).checked_mul(ctx_pad)?.checked_mul(cfg.n_kv_head as usize)?,
             _ => 0,
+        };
+        let (att16, att16_scales) = match kv {
+            KvDType::I8 => (ctx_pad, ctx_pad.div_ceil(ATT_GROUP)),
+            _ => (0, 0),
         };
         let f32s = [e, e, e, h, h, e, cfg.kv_dim(), cfg.kv_dim(), ctx, v, cfg.head_dim(), cfg.head_dim()];
         let mut total = 0usize;
@@ -147,7 +164,10 @@ impl SessionLayout {
         total = total.checked_add(region(ctx, 4)?)?; // token history
         total = total.checked_add(region(kv_elems, kv_elem_bytes)?.checked_mul(2)?)?;
         total = total.checked_add(region(kv_scales, 4)?.checked_mul(2)?)?;
-        Some(SessionLayout { ctx, kv_elems, kv_elem_bytes, kv_scales, total })
+        total = total.checked_add(region(att16, 2)?)?;
+        total = total.checked_add(region(ops::pair_words(att16), 4)?)?;
+        total = total.checked_add(region(att16_scales, 4)?)?;
+        Some(SessionLayout { ctx, ctx_pad, kv_elems, kv_elem_bytes, kv_scales, att16, att16_scales, total })
     }
 }
 
@@ -218,12 +238,22 @@ pub struct Session<'s, 'a> {
     probs: &'s mut [ProbIndex],
     /// Tokens at positions `0..pos` `[ctx]`.
     tokens: &'s mut [u32],
-    /// `[n_layer, ctx, kv_dim]` in the KV element type.
+    /// Positions per cache row (see `SessionLayout::ctx_pad`).
+    ctx_pad: usize,
+    /// Float KV: keys `[n_layer, n_kv_head, head_dim, ctx]` (transposed), values
+    /// `[n_layer, ctx, kv_dim]`. int8 KV: keys `[n_layer, n_kv_head, ctx_pad, head_dim]`, values
+    /// `[n_layer, n_kv_head, head_dim, ctx_pad]` (transposed), so that both attention products
+    /// are int8 matvecs over contiguous rows.
     key_cache: &'s mut [u8],
     value_cache: &'s mut [u8],
-    /// int8 KV only: `[n_layer, ctx, n_kv_head]` scales.
+    /// int8 KV only: one scale per position and KV head, `[n_layer, n_kv_head, ctx_pad]`.
     key_scales: &'s mut [f32],
     value_scales: &'s mut [f32],
+    /// int8 KV only: attention weights quantized to int16 `[ctx_pad]`, widened pairs, and one
+    /// scale per `ATT_GROUP` positions.
+    att16: &'s mut [i16],
+    att16_pairs: &'s mut [u32],
+    att16_scales: &'s mut [f32],
 }
 
 impl<'s, 'a> Session<'s, 'a> {
@@ -269,8 +299,12 @@ impl<'s, 'a> Session<'s, 'a> {
             tokens: c.take(ctx_len),
             key_cache: c.take(lay.kv_elems * lay.kv_elem_bytes),
             value_cache: c.take(lay.kv_elems * lay.kv_elem_bytes),
+            ctx_pad: lay.ctx_pad,
             key_scales: c.take(lay.kv_scales),
             value_scales: c.take(lay.kv_scales),
+            att16: c.take(lay.att16),
+            att16_pairs: c.take(ops::pair_words(lay.att16)),
+            att16_scales: c.take(lay.att16_scales),
         };
         for (i, f) in s.rope_freq.iter_mut().enumerate() {
             *f = 1.0 / math::powf(cfg.rope_theta, (2 * i) as f32 / hd as f32);
@@ -373,9 +407,7 @@ impl<'s, 'a> Session<'s, 'a> {
     fn forward_typed<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
         let model = self.model;
         let cfg = *model.config();
-        let (hd, kvd, ctx) = (cfg.head_dim(), cfg.kv_dim(), self.ctx);
-        let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
-        let n_kv = cfg.n_kv_head as usize;
+        let hd = cfg.head_dim();
         let gs = cfg.group_size as usize;
         let eps = cfg.norm_eps;
         let norm = |out: &mut [f32], x: &[f32], w: &[f32]| match cfg.arch {
@@ -395,7 +427,6 @@ impl<'s, 'a> Session<'s, 'a> {
                 (*c, *s) = math::cos_sin(pos as f32 * f);
             }
         }
-        let (cos, sin) = self.rope_cs.split_at(hd / 2);
         let scale = 1.0 / math::sqrtf(hd as f32);
 
         for l in 0..cfg.n_layer {
@@ -407,56 +438,15 @@ impl<'s, 'a> Session<'s, 'a> {
             model.matrix::<M>(w(LayerTensor::Wk)).matvec(self.k, &inp);
             model.matrix::<M>(w(LayerTensor::Wv)).matvec(self.v, &inp);
             if cfg.arch == Arch::Llama {
+                let (cos, sin) = self.rope_cs.split_at(hd / 2);
                 for head in self.q.chunks_exact_mut(hd).chain(self.k.chunks_exact_mut(hd)) {
                     rope(head, cos, sin);
                 }
             }
-            // Keys are cached transposed, `[layer][kv_head][i][t]`, so that the scores of one head
-            // are a sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are
-            // cached `[layer][t][kv_dim]`.
-            let lbase = l as usize * ctx;
-            {
-                let kc: &mut [K] = bytemuck::cast_slice_mut(self.key_cache);
-                let vc: &mut [K] = bytemuck::cast_slice_mut(self.value_cache);
-                let at = (lbase + pos) * kvd;
-                for h in 0..n_kv {
-                    let si = (lbase + pos) * n_kv + h;
-                    let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
-                    let (ks, kinv) = K::params(kh);
-                    let kbase = ((l as usize * n_kv + h) * hd) * ctx + pos;
-                    for (i, &x) in kh.iter().enumerate() {
-                        kc[kbase + i * ctx] = K::encode(x, kinv);
-                    }
-                    let (vs, vinv) = K::params(vh);
-                    for (d, &x) in vc[at + h * hd..at + (h + 1) * hd].iter_mut().zip(vh) {
-                        *d = K::encode(x, vinv);
-                    }
-                    if K::SCALED {
-                        self.key_scales[si] = ks;
-                        self.value_scales[si] = vs;
-                    }
-                }
-            }
-            let kc: &[K] = bytemuck::cast_slice(self.key_cache);
-            let vc: &[K] = bytemuck::cast_slice(self.value_cache);
-            for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
-                let kvh = h / n_rep;
-                let att = &mut self.att[..=pos];
-                let kbase = (l as usize * n_kv + kvh) * hd * ctx;
-                ops::scores(att, qh, &kc[kbase..kbase + hd * ctx], ctx);
-                for (t, a) in att.iter_mut().enumerate() {
-                    let s = if K::SCALED { self.key_scales[(lbase + t) * n_kv + kvh] } else { 1.0 };
-                    *a *= s * scale;
-                }
-                softmax(att);
-                let vscales = &self.value_scales;
-                ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd, |t| {
-                    if K::SCALED {
-                        vscales[(lbase + t) * n_kv + kvh]
-                    } else {
-                        1.0
-                    }
-                });
+            if K::SCALED {
+                self.attention_i8(l as usize, pos, scale);
+            } else {
+                self.attention_float::<K>(l as usize, pos, scale);
             }
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
@@ -484,6 +474,124 @@ impl<'s, 'a> Session<'s, 'a> {
         let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
         let classifier = if cfg.tie_embeddings { TensorId::TokEmbeddings } else { TensorId::Output };
         model.matrix::<M>(classifier).matvec(self.logits, &inp);
+    }
+}
+
+impl Session<'_, '_> {
+    /// Attention of layer `l` at position `pos` over a float (f32 or f16) KV cache: stores this
+    /// position's key and value, then for every query head computes the scores, their softmax and
+    /// the weighted sum of the values into `xb2`.
+    ///
+    /// Keys are cached transposed, `[layer][kv_head][i][t]`, so that the scores of one head are a
+    /// sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are cached
+    /// `[layer][t][kv_dim]`.
+    #[inline(always)]
+    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32) {
+        let cfg = *self.model.config();
+        let (hd, kvd, ctx) = (cfg.head_dim(), cfg.kv_dim(), self.ctx);
+        let n_kv = cfg.n_kv_head as usize;
+        let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
+        let lbase = l * ctx;
+        {
+            let kc: &mut [K] = bytemuck::cast_slice_mut(self.key_cache);
+            let vc: &mut [K] = bytemuck::cast_slice_mut(self.value_cache);
+            let at = (lbase + pos) * kvd;
+            for h in 0..n_kv {
+                let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
+                let kbase = ((l * n_kv + h) * hd) * ctx + pos;
+                for (i, &x) in kh.iter().enumerate() {
+                    kc[kbase + i * ctx] = K::encode(x);
+                }
+                for (d, &x) in vc[at + h * hd..at + (h + 1) * hd].iter_mut().zip(vh) {
+                    *d = K::encode(x);
+                }
+            }
+        }
+        let kc: &[K] = bytemuck::cast_slice(self.key_cache);
+        let vc: &[K] = bytemuck::cast_slice(self.value_cache);
+        for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
+            let kvh = h / n_rep;
+            let att = &mut self.att[..=pos];
+            let kbase = (l * n_kv + kvh) * hd * ctx;
+            ops::scores(att, qh, &kc[kbase..kbase + hd * ctx], ctx);
+            for a in att.iter_mut() {
+                *a *= scale;
+            }
+            softmax(att);
+            ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd, |_| 1.0);
+        }
+    }
+
+    /// Attention of layer `l` at position `pos` over an int8 KV cache, both products in integers:
+    /// each key and value head vector is stored as int8 with one scale; the scores are the int8
+    /// query head (quantized with one scale) against the int8 keys, an int8 matvec with one group
+    /// per position; after the softmax, each weight times its position's value scale is
+    /// quantized to int16 (one scale per `ATT_GROUP` positions), and the output is the int8
+    /// matvec of the transposed values by those weights. Every target runs the same integer sums
+    /// and the same float steps in the same order.
+    #[inline(always)]
+    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32) {
+        let cfg = *self.model.config();
+        let (hd, ctx_pad) = (cfg.head_dim(), self.ctx_pad);
+        let n_kv = cfg.n_kv_head as usize;
+        let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
+        let kc: &mut [i8] = bytemuck::cast_slice_mut(self.key_cache);
+        let vc: &mut [i8] = bytemuck::cast_slice_mut(self.value_cache);
+        for h in 0..n_kv {
+            let head = l * n_kv + h;
+            let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
+            let krow = (head * ctx_pad + pos) * hd;
+            self.key_scales[head * ctx_pad + pos] = ops::quantize_group(&mut kc[krow..krow + hd], kh);
+            let (vs, vinv) = ops::quant_params(vh);
+            let vbase = head * hd * ctx_pad + pos;
+            for (i, &x) in vh.iter().enumerate() {
+                vc[vbase + i * ctx_pad] = ops::quant_one(x, vinv);
+            }
+            self.value_scales[head * ctx_pad + pos] = vs;
+        }
+        let (kc, vc): (&[i8], &[i8]) = (kc, vc);
+        let n = pos + 1;
+        // The value rows are read in blocks of eight positions; weights past `pos` are zero, so
+        // whatever the cache holds there adds exactly nothing.
+        let n_pad = n.div_ceil(8) * 8;
+        let groups = n_pad.div_ceil(ATT_GROUP);
+        for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
+            let head = l * n_kv + h / n_rep;
+            let scales = head * ctx_pad..head * ctx_pad + n;
+            // Scores.
+            let q8 = &mut self.xq[..hd];
+            self.xs[0] = ops::quantize_group(q8, qh);
+            let qp: &[u32] = if ops::WIDEN_PAIRS {
+                let p = &mut self.xp[..ops::pair_words(hd)];
+                ops::widen_pairs(p, q8);
+                p
+            } else {
+                &[]
+            };
+            let att = &mut self.att[..n];
+            let keys = &kc[head * ctx_pad * hd..(head * ctx_pad + n) * hd];
+            ops::matvec_i8(att, keys, &self.key_scales[scales.clone()], q8, &self.xs[..1], qp, hd);
+            for a in att.iter_mut() {
+                *a *= scale;
+            }
+            softmax(att);
+            // Weighted sum of the values.
+            for (a, &s) in att.iter_mut().zip(&self.value_scales[scales]) {
+                *a *= s;
+            }
+            let a16 = &mut self.att16[..n_pad];
+            ops::quantize_i16(&mut a16[..n], &mut self.att16_scales[..groups], att, ATT_GROUP);
+            a16[n..].fill(0);
+            let ap: &[u32] = if ops::WIDEN_PAIRS {
+                let p = &mut self.att16_pairs[..ops::pair_words(n_pad)];
+                ops::widen_pairs_i16(p, a16);
+                p
+            } else {
+                &[]
+            };
+            let values = &vc[head * hd * ctx_pad..(head + 1) * hd * ctx_pad];
+            ops::matvec_i8_i16(out, values, ctx_pad, a16, &self.att16_scales[..groups], ap, ATT_GROUP);
+        }
     }
 }
 
@@ -515,44 +623,34 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
 
 /// Element type of the KV cache.
 trait KvElem: bytemuck::Pod + ops::FloatWeight {
-    /// Whether each head vector carries a scale.
+    /// int8: head vectors carry scales and attention runs in integers
+    /// ([`Session::attention_i8`]); f32 and f16 take the float path.
     const SCALED: bool;
-    /// `(scale, inverse scale)` for storing the head vector `src` (`(1, 1)` when unscaled).
-    fn params(src: &[f32]) -> (f32, f32);
-    /// One element, given the inverse scale.
-    fn encode(x: f32, inv: f32) -> Self;
+    /// One element of a float cache (the int8 path quantizes whole head vectors instead).
+    fn encode(x: f32) -> Self;
 }
 
 impl KvElem for f32 {
     const SCALED: bool = false;
-    fn params(_: &[f32]) -> (f32, f32) {
-        (1.0, 1.0)
-    }
     #[inline(always)]
-    fn encode(x: f32, _: f32) -> f32 {
+    fn encode(x: f32) -> f32 {
         x
     }
 }
 
 impl KvElem for f16 {
     const SCALED: bool = false;
-    fn params(_: &[f32]) -> (f32, f32) {
-        (1.0, 1.0)
-    }
     #[inline(always)]
-    fn encode(x: f32, _: f32) -> f16 {
+    fn encode(x: f32) -> f16 {
         f16::from_f32(x)
     }
 }
 
 impl KvElem for i8 {
     const SCALED: bool = true;
-    fn params(src: &[f32]) -> (f32, f32) {
-        ops::quant_params(src)
-    }
     #[inline(always)]
-    fn encode(x: f32, inv: f32) -> i8 {
-        ops::quant_one(x, inv)
+    fn encode(x: f32) -> i8 {
+        ops::quant_one(x, 1.0)
     }
 }
 

@@ -281,6 +281,44 @@ pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
     matvec_i8_portable(out, wq, ws, xq, xs, group_size)
 }
 
+/// `out[r] = Σ_g (Σ_{c∈g} w[r·stride + c] · x[c]) · xs[g]` for int8 rows `stride` apart and
+/// int16 activations `x` in groups of `group_size` with scales `xs` (the last group may be
+/// shorter). Exact integer sums per group, f32 accumulation in group order. Attention uses it
+/// over an int8 value cache: rows are value elements, columns positions, and `x` the attention
+/// weights (times each position's value scale) quantized to int16. `xp` is `x` widened by
+/// [`widen_pairs_i16`] where [`WIDEN_PAIRS`] is true, else ignored.
+///
+/// A group sums at most `group_size · 32767 · 128` in magnitude, so `group_size` up to 512 never
+/// overflows i32.
+#[inline]
+pub fn matvec_i8_i16(out: &mut [f32], w: &[i8], stride: usize, x: &[i16], xs: &[f32], xp: &[u32], group_size: usize) {
+    #[cfg(all(target_arch = "arm", tinygpt_dsp))]
+    if dsp::matvec_i8_i16(out, w, stride, x, xs, xp, group_size) {
+        return;
+    }
+    let _ = xp;
+    let cols = x.len();
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * stride..r * stride + cols];
+        let mut acc = 0.0f32;
+        for ((wg, xg), &s) in row.chunks(group_size).zip(x.chunks(group_size)).zip(xs) {
+            let dot: i32 = wg.iter().zip(xg).map(|(&a, &b)| a as i32 * b as i32).sum();
+            acc += dot as f32 * s;
+        }
+        *o = acc;
+    }
+}
+
+/// [`widen_pairs`] for int16 values: `out[2k]` holds `x[4k]` and `x[4k+2]`, `out[2k+1]` holds
+/// `x[4k+1]` and `x[4k+3]`.
+pub fn widen_pairs_i16(out: &mut [u32], x: &[i16]) {
+    let h = |v: i16| v as u16 as u32;
+    for (o, c) in out.chunks_exact_mut(2).zip(x.chunks_exact(4)) {
+        o[0] = h(c[0]) | h(c[2]) << 16;
+        o[1] = h(c[1]) | h(c[3]) << 16;
+    }
+}
+
 /// Whether int8 matvecs on this target read the activations widened by [`widen_pairs`].
 pub const WIDEN_PAIRS: bool = cfg!(all(target_arch = "arm", tinygpt_dsp));
 
@@ -659,84 +697,119 @@ mod dsp {
         let cols = xq.len();
         let groups = xs.len();
         let rows = out.len();
-        if gs == 0
-            || gs % 4 != 0
-            || cols == 0
-            || cols % 4 != 0
-            || groups != cols.div_ceil(gs)
-            || xp.len() < super::pair_words(cols)
-            || wq.len() < rows * cols
-            || ws.len() < rows * groups
-            || wq.as_ptr() as usize % 4 != 0
-        {
+        if !fits(rows, cols, cols, gs, groups, wq, xp) || ws.len() < rows * groups {
             return false;
         }
-        // SAFETY: checked above: `rows·cols` weight bytes from a 4-byte aligned base (rows and
-        // groups start at multiples of 4), `rows·groups` weight scales, `groups` activation
-        // scales, and `cols/2` activation words.
-        unsafe {
-            match gs {
-                32 => rows_fixed::<4>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
-                64 => rows_fixed::<8>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
-                128 => rows_fixed::<16>(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols),
-                _ => rows_any(out, wq.as_ptr(), ws.as_ptr(), xs, xp.as_ptr(), cols, gs),
-            }
-        }
+        // SAFETY: checked by `fits`, and `rows·groups` weight scales.
+        unsafe { rows_by_group::<true>(out, wq.as_ptr(), cols, ws.as_ptr(), xs, xp.as_ptr(), cols, gs) };
         true
     }
 
-    /// Every row, groups of `8·N` columns (the last group may be shorter).
+    /// [`super::matvec_i8_i16`] with `SMLAD`, under the same conditions as [`matvec_i8`] (and a
+    /// row stride that is a multiple of 4).
+    pub fn matvec_i8_i16(out: &mut [f32], w: &[i8], stride: usize, x: &[i16], xs: &[f32], xp: &[u32], gs: usize) -> bool {
+        let cols = x.len();
+        if !fits(out.len(), cols, stride, gs, xs.len(), w, xp) {
+            return false;
+        }
+        // SAFETY: checked by `fits`.
+        unsafe { rows_by_group::<false>(out, w.as_ptr(), stride, core::ptr::null(), xs, xp.as_ptr(), cols, gs) };
+        true
+    }
+
+    /// The conditions of the `SMLAD` kernels: `rows` rows of `cols` columns, `stride` bytes apart,
+    /// from a 4-byte aligned base, groups of `gs` columns (all multiples of 4), and the pairs of
+    /// the whole row.
+    fn fits(rows: usize, cols: usize, stride: usize, gs: usize, groups: usize, w: &[i8], xp: &[u32]) -> bool {
+        gs != 0
+            && gs % 4 == 0
+            && cols != 0
+            && cols % 4 == 0
+            && stride % 4 == 0
+            && stride >= cols
+            && groups == cols.div_ceil(gs)
+            && xp.len() >= super::pair_words(cols)
+            && (rows == 0 || w.len() >= (rows - 1) * stride + cols)
+            && w.as_ptr() as usize % 4 == 0
+    }
+
+    /// Every row, dispatched on the group size (unrolled for 16, 32, 64 and 128).
     ///
     /// # Safety
-    /// As checked by [`matvec_i8`], with `gs = 8·N`.
+    /// As checked by [`fits`]; with `WS`, `ws` holds `out.len() · groups` scales.
     #[inline(always)]
-    unsafe fn rows_fixed<const N: usize>(out: &mut [f32], w: *const i8, ws: *const f32, xs: &[f32], x: *const u32, cols: usize) {
-        let full = cols / (8 * N);
-        let tail = cols - full * 8 * N;
-        let (mut pw, mut ps) = (w, ws);
-        for o in out.iter_mut() {
-            let mut px = x;
-            let mut acc = 0.0f32;
-            for &sx in &xs[..full] {
-                // SAFETY: one full group of this row; `ps` walks the row's scales.
-                unsafe {
-                    let dot = dot_unrolled::<N>(&mut pw, &mut px);
-                    acc += dot as f32 * (*ps * sx);
-                    ps = ps.add(1);
-                }
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows_by_group<const WS: bool>(
+        out: &mut [f32],
+        w: *const i8,
+        stride: usize,
+        ws: *const f32,
+        xs: &[f32],
+        x: *const u32,
+        cols: usize,
+        gs: usize,
+    ) {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            match gs {
+                16 => rows::<2, WS>(out, w, stride, ws, xs, x, cols, gs),
+                32 => rows::<4, WS>(out, w, stride, ws, xs, x, cols, gs),
+                64 => rows::<8, WS>(out, w, stride, ws, xs, x, cols, gs),
+                128 => rows::<16, WS>(out, w, stride, ws, xs, x, cols, gs),
+                _ => rows::<0, WS>(out, w, stride, ws, xs, x, cols, gs),
             }
-            if tail != 0 {
-                // SAFETY: the row's short last group.
-                unsafe {
-                    let dot = dot_any(&mut pw, &mut px, tail);
-                    acc += dot as f32 * (*ps * xs[full]);
-                    ps = ps.add(1);
-                }
-            }
-            *o = acc;
         }
     }
 
-    /// Every row, any group size that is a multiple of 4.
+    /// `out[r] = Σ_g dot(row r, group g) · scale`, groups of `gs = 8·N` columns (`N = 0`: any
+    /// `gs`), the last group possibly shorter; scale is `ws[r, g] · xs[g]` with `WS`, else `xs[g]`
+    /// (the portable kernels' float steps, in their order).
     ///
     /// # Safety
-    /// As checked by [`matvec_i8`].
+    /// As for [`rows_by_group`].
     #[inline(always)]
-    unsafe fn rows_any(out: &mut [f32], w: *const i8, ws: *const f32, xs: &[f32], x: *const u32, cols: usize, gs: usize) {
-        let (mut pw, mut ps) = (w, ws);
-        for o in out.iter_mut() {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows<const N: usize, const WS: bool>(
+        out: &mut [f32],
+        w: *const i8,
+        stride: usize,
+        ws: *const f32,
+        xs: &[f32],
+        x: *const u32,
+        cols: usize,
+        gs: usize,
+    ) {
+        let full = cols / gs;
+        let tail = cols - full * gs;
+        let mut ps = ws;
+        for (r, o) in out.iter_mut().enumerate() {
+            // SAFETY (every access below): row `r` is bytes `r·stride..r·stride+cols` of the
+            // weights, 4-byte aligned; group `g` of it reads words `g·gs/2..` of the pairs; `ps`
+            // walks the row's `groups` scales.
+            let mut pw = unsafe { w.add(r * stride) };
             let mut px = x;
             let mut acc = 0.0f32;
-            let mut c = 0;
-            for &sx in xs {
-                let n = gs.min(cols - c);
-                // SAFETY: group `[c, c + n)` of this row; `ps` walks the row's scales.
+            for &sx in &xs[..full] {
                 unsafe {
-                    let dot = dot_any(&mut pw, &mut px, n);
-                    acc += dot as f32 * (*ps * sx);
-                    ps = ps.add(1);
+                    let dot = if N > 0 { dot_unrolled::<N>(&mut pw, &mut px) } else { dot_any(&mut pw, &mut px, gs) };
+                    if WS {
+                        acc += dot as f32 * (*ps * sx);
+                        ps = ps.add(1);
+                    } else {
+                        acc += dot as f32 * sx;
+                    }
                 }
-                c += n;
+            }
+            if tail != 0 {
+                unsafe {
+                    let dot = dot_any(&mut pw, &mut px, tail);
+                    if WS {
+                        acc += dot as f32 * (*ps * xs[full]);
+                        ps = ps.add(1);
+                    } else {
+                        acc += dot as f32 * xs[full];
+                    }
+                }
             }
             *o = acc;
         }
@@ -810,6 +883,34 @@ pub fn quantize_group(q: &mut [i8], x: &[f32]) -> f32 {
 pub fn quantize(q: &mut [i8], scales: &mut [f32], x: &[f32], group_size: usize) {
     for ((qg, s), xg) in q.chunks_mut(group_size).zip(scales.iter_mut()).zip(x.chunks(group_size)) {
         *s = quantize_group(qg, xg);
+    }
+}
+
+/// One value quantized to int16 with inverse scale `inv`: round half away from zero, clamped
+/// to ±32767 (as [`quant_one`]; `x - trunc(x)` is exact below 2^15).
+#[inline(always)]
+pub fn quant_one_i16(v: f32, inv: f32) -> i16 {
+    let x = (v * inv).clamp(-32767.0, 32767.0);
+    let t = x as i32;
+    let d = x - t as f32;
+    (t + (d >= 0.5) as i32 - (d <= -0.5) as i32) as i16
+}
+
+/// Symmetric int16 quantization group by group: `scale = max|x| / 32767` per group (0 for an
+/// all-zero group) and `q[i] = round(x[i] / scale)`.
+#[inline]
+pub fn quantize_i16(q: &mut [i16], scales: &mut [f32], x: &[f32], group_size: usize) {
+    for ((qg, s), xg) in q.chunks_mut(group_size).zip(scales.iter_mut()).zip(x.chunks(group_size)) {
+        let amax = xg.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        let (scale, inv) = if amax == 0.0 || !amax.is_finite() {
+            (if amax.is_finite() { 0.0 } else { f32::NAN }, 0.0)
+        } else {
+            (amax / 32767.0, 32767.0 / amax)
+        };
+        for (o, &v) in qg.iter_mut().zip(xg) {
+            *o = quant_one_i16(v, inv);
+        }
+        *s = scale;
     }
 }
 

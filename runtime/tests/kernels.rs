@@ -61,6 +61,50 @@ proptest! {
     }
 
     #[test]
+    fn matvec_i8_i16_equals_plain_group_sums(
+        rows in 0usize..20,
+        cols in 1usize..200,
+        pad in 0usize..9,
+        gs in prop_oneof![1usize..40, Just(16usize), Just(32usize), Just(64usize), Just(128usize)],
+        seed in any::<u64>(),
+    ) {
+        // Rows `stride` apart (the transposed value cache), int16 weights over the whole range.
+        let mut r = common::TestRng::new(seed);
+        let stride = cols + pad;
+        let groups = cols.div_ceil(gs);
+        let w: Vec<i8> = (0..rows * stride).map(|_| (r.next_u64() % 256) as u8 as i8).collect();
+        let x: Vec<i16> = (0..cols).map(|_| ((r.next_u64() % 65535) as i32 - 32767) as i16).collect();
+        let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 1e-4).collect();
+        let mut xp = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs_i16(&mut xp, &x);
+        let mut out = vec![0f32; rows];
+        ops::matvec_i8_i16(&mut out, &w, stride, &x, &xs, &xp, gs);
+        for (i, o) in out.iter().enumerate() {
+            let mut acc = 0.0f32;
+            for g in 0..groups {
+                let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                let isum: i32 = (a..b).map(|c| w[i * stride + c] as i32 * x[c] as i32).sum();
+                acc += isum as f32 * xs[g];
+            }
+            prop_assert_eq!(o.to_bits(), acc.to_bits());
+        }
+    }
+
+    #[test]
+    fn quantize_i16_round_trips_within_half_a_step(x in vecf(1..300), gs in 1usize..100) {
+        let groups = x.len().div_ceil(gs);
+        let (mut q, mut s) = (vec![0i16; x.len()], vec![0f32; groups]);
+        ops::quantize_i16(&mut q, &mut s, &x, gs);
+        for (g, (qg, xg)) in q.chunks(gs).zip(x.chunks(gs)).enumerate() {
+            let amax = xg.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+            prop_assert!(qg.iter().all(|&v| v != i16::MIN), "clamped to ±32767");
+            for (&qv, &xv) in qg.iter().zip(xg) {
+                prop_assert!((qv as f32 * s[g] - xv).abs() <= s[g] * 0.5 + amax * 1e-6, "{} vs {}", qv as f32 * s[g], xv);
+            }
+        }
+    }
+
+    #[test]
     fn attention_kernels_equal_naive_loops(hd in 1usize..20, n in 1usize..40, seed in any::<u64>()) {
         let mut r = common::TestRng::new(seed);
         let stride = n + 3;
