@@ -28,16 +28,19 @@ import sys
 # from the outermost inward.
 PHASES = [
     ("sampling", ["Sampler", "Session::sample", "sampler::", "slice::sort"]),
-    ("matvec (weights x activations)", ["matvec"]),
-    ("quantize activations", ["quantize", "::prepare"]),
-    ("attention (q.k, softmax, v)", ["KvElem", "softmax", "ops::scores", "weighted_sum", "quant_params",
+    # Attention first: its int8 products are matvecs (and its query and weights are quantized)
+    # inlined into `Session::attention_*`, the outer frame.
+    ("attention (q.k, softmax, v)", ["Session::attention_", "KvElem", "softmax", "ops::scores", "weighted_sum",
+                                     "matvec_i8_i16", "quantize_i16", "widen_pairs_i16", "quant_params",
                                      "quant_one"]),
+    ("matvec (weights x activations)", ["matvec"]),
+    ("quantize activations", ["quantize", "::prepare", "widen_pairs"]),
     ("norms", ["layernorm", "rmsnorm"]),
     ("MLP activation", ["gelu", "silu", "erff"]),
     ("RoPE", ["rope", "cos_sin"]),
     ("embedding rows, residual adds", ["::row", "add_assign"]),
     ("text output (decoder, USART)", ["Decoder", "Serial", "run::{{closure}}"]),
-    ("math library calls (exp, erf, sqrt, ...)", ["libm::"]),
+    ("math library calls (exp, erf, sqrt, ...)", ["libm::", "libm_math"]),
     ("memory fill and copy", ["compiler_builtins::mem", "memset", "memcpy", "memmove"]),
 ]
 FORWARD = "forward_typed"
@@ -61,8 +64,30 @@ def addr2line_tool():
     die("no addr2line for ARM (install Debian's binutils-arm-none-eabi)")
 
 
-def read_trace(stream):
-    """Instructions executed at each guest address.
+# Out-of-line kernels that several phases call (demangled symbol names, as substrings): their
+# instructions count for the phase of the code that called them (attention calls the same int8
+# matvec as the weight matrices do). The caller is the last block executed outside them.
+SHARED_KERNELS = ["ops::matvec_i8", "ops::dsp::"]
+
+
+def kernel_ranges(elf):
+    """[(start, end)] of the SHARED_KERNELS functions in the ELF (from nm)."""
+    tool = shutil.which("arm-none-eabi-nm") or shutil.which("arm-linux-gnueabihf-nm") or shutil.which("llvm-nm")
+    if not tool:
+        die("no nm for ARM (install Debian's binutils-arm-none-eabi)")
+    out = subprocess.run([tool, "-C", "-S", elf], capture_output=True, text=True, check=True).stdout
+    ranges = []
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[2] in "tT" and any(k in parts[3] for k in SHARED_KERNELS):
+            start = int(parts[0], 16) & ~1
+            ranges.append((start, start + int(parts[1], 16)))
+    return ranges
+
+
+def read_trace(stream, kernels=()):
+    """Instructions executed at each guest address, and for the shared kernels, at each
+    (address, caller's block address).
 
     Blocks are told apart by their host code pointer, not by their guest start address: under
     -icount QEMU also translates shorter blocks from the same address (to stop exactly at a
@@ -72,8 +97,10 @@ def read_trace(stream):
     insns_of = {}  # host code pointer -> guest instruction addresses
     latest_by_pc = {}  # guest start address -> instructions of its latest translation
     counts = collections.Counter()  # host code pointer -> executions
+    kernel_counts = collections.Counter()  # (host code pointer, caller's guest pc) -> executions
     pc_of = {}
     pending, current = None, None
+    caller = 0
     for line in stream:
         if line.startswith("Trace "):
             m = TRACE_RE.match(line)
@@ -84,7 +111,11 @@ def read_trace(stream):
             if pending is not None and pending[0] == pc:
                 insns_of[ptr] = pending
                 pending = None
-            counts[ptr] += 1
+            if any(a <= pc < b for a, b in kernels):
+                kernel_counts[(ptr, caller)] += 1
+            else:
+                counts[ptr] += 1
+                caller = pc
             pc_of[ptr] = pc
         elif line.startswith("IN:"):
             current = []
@@ -101,7 +132,11 @@ def read_trace(stream):
     for ptr, n in counts.items():
         for a in insns_of.get(ptr) or latest_by_pc.get(pc_of[ptr], []):
             per_addr[a] += n
-    return per_addr
+    per_kernel = collections.Counter()  # (address, caller pc) -> instructions
+    for (ptr, c), n in kernel_counts.items():
+        for a in insns_of.get(ptr) or latest_by_pc.get(pc_of[ptr], []):
+            per_kernel[(a, c)] += n
+    return per_addr, per_kernel
 
 
 def inline_chains(elf, addrs):
@@ -160,13 +195,16 @@ def main():
     hot = int(opts.get("--hot", 0))
     params = int(opts.get("--params", 0))
     stream = sys.stdin if trace == "-" else open(trace, errors="replace")
-    per_addr = read_trace(stream)
+    per_addr, per_kernel = read_trace(stream, kernel_ranges(elf))
     if not per_addr:
         die("the trace holds no executed blocks")
-    chains = inline_chains(elf, sorted(per_addr))
+    chains = inline_chains(elf, sorted(set(per_addr) | {c for _, c in per_kernel}))
     phases = collections.Counter()
     for a, n in per_addr.items():
         phases[phase_of(chains.get(a, []))] += n
+    for (a, c), n in per_kernel.items():
+        phases[phase_of(chains.get(c, []))] += n
+        per_addr[a] += n
     total = sum(phases.values())
     if hot:
         print(f"hottest {hot} instruction addresses outside generate:")

@@ -843,11 +843,22 @@ mod dsp {
     }
 }
 
+/// The larger of `m` and `v`, ignoring a NaN `v` as `f32::max` does, with one comparison: the
+/// Cortex-M4's FPU has no max instruction, and `f32::max` becomes a call to `fmaxf` there.
+#[inline(always)]
+pub fn max_num(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
 /// Scale and inverse scale of symmetric int8 quantization of `x`: `s = max|x| / 127` and `127 / max|x|`.
 /// An all-zero group gives `(0, 0)` (every value quantizes to 0, no division by zero).
 #[inline]
 pub fn quant_params(x: &[f32]) -> (f32, f32) {
-    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    let amax = x.iter().fold(0.0f32, |m, &v| max_num(m, v.abs()));
     if amax == 0.0 || !amax.is_finite() {
         return (if amax.is_finite() { 0.0 } else { f32::NAN }, 0.0);
     }
@@ -901,7 +912,7 @@ pub fn quant_one_i16(v: f32, inv: f32) -> i16 {
 #[inline]
 pub fn quantize_i16(q: &mut [i16], scales: &mut [f32], x: &[f32], group_size: usize) {
     for ((qg, s), xg) in q.chunks_mut(group_size).zip(scales.iter_mut()).zip(x.chunks(group_size)) {
-        let amax = xg.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        let amax = xg.iter().fold(0.0f32, |m, &v| max_num(m, v.abs()));
         let (scale, inv) = if amax == 0.0 || !amax.is_finite() {
             (if amax.is_finite() { 0.0 } else { f32::NAN }, 0.0)
         } else {
@@ -958,7 +969,7 @@ pub fn exp_nonpos(x: f32) -> f32 {
 /// In-place softmax.
 #[inline(always)]
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| max_num(m, v));
     for v in x.iter_mut() {
         *v = exp_nonpos(*v - max);
     }
