@@ -966,14 +966,49 @@ pub fn exp_nonpos(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `Σ x[i]` in the canonical order of [`dot`]: eight partial sums over the full chunks, the tail
+/// added to lanes `0..`, then the fixed tree. The same bits on every target, and it vectorizes
+/// (a plain left-to-right sum cannot).
+#[inline(always)]
+pub fn sum_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            acc[j] += c[j];
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += v;
+    }
+    combine(acc)
+}
+
+/// The largest element (NaNs ignored, `-inf` for an empty slice), eight running maxima at a
+/// time. Maxima are exact, so the order changes nothing but speed.
+#[inline(always)]
+pub fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            acc[j] = max_num(acc[j], c[j]);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = max_num(*a, v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| max_num(m, v))
+}
+
 /// In-place softmax.
 #[inline(always)]
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| max_num(m, v));
+    let max = max_lanes(x);
     for v in x.iter_mut() {
         *v = exp_nonpos(*v - max);
     }
-    let sum: f32 = x.iter().sum();
+    let sum = sum_lanes(x);
     let inv = 1.0 / sum;
     for v in x.iter_mut() {
         *v *= inv;
@@ -1052,6 +1087,19 @@ mod tests {
         assert_eq!(silu(200.0), 200.0);
         assert!(silu(-200.0).abs() < 1e-30);
         assert!(silu(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn lane_sums_and_maxima() {
+        for n in 0..40 {
+            let x: [f32; 40] = core::array::from_fn(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25);
+            let x = &x[..n];
+            let exact: f64 = x.iter().map(|&v| v as f64).sum();
+            assert!((sum_lanes(x) as f64 - exact).abs() < 1e-5, "n = {n}");
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max_lanes(x), m, "n = {n}");
+        }
+        assert_eq!(max_lanes(&[f32::NAN, 1.0, f32::NAN]), 1.0);
     }
 
     #[test]
