@@ -67,6 +67,21 @@ class Gpt(nn.Module):
         return F.linear(self.ln(x), self.tok.weight)
 
 
+@torch.no_grad()
+def nanogpt_estimate(model, val, block, batch=12, iters=20, seed=0):
+    """nanoGPT's own `estimate_loss` on the validation split: the mean of `iters` batches of
+    `batch` random windows (its CPU recipe passes --eval_iters=20). A noisy estimate, printed only
+    to compare with the figure nanoGPT's README quotes for this recipe."""
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(iters):
+        ix = torch.randint(val.numel() - block, (batch,), generator=g)
+        x = torch.stack([val[i:i + block] for i in ix])
+        y = torch.stack([val[i + 1:i + 1 + block] for i in ix])
+        losses.append(F.cross_entropy(model(x).view(-1, model.tok.num_embeddings), y.view(-1)).item())
+    return sum(losses) / len(losses)
+
+
 def lr_at(it, lr, min_lr, warmup, decay):
     if it < warmup:
         return lr * (it + 1) / (warmup + 1)
@@ -155,6 +170,9 @@ def main():
         if step % 10 == 0:
             t_window = time.perf_counter()
 
+    model.eval()
+    estimates = [nanogpt_estimate(model, val, block, seed=s) for s in range(10)]
+    model.train()
     ms = statistics.median(windows)
     summary = {
         "iterations": a.iters,
@@ -162,11 +180,14 @@ def main():
         "tokens_per_s": batch * block / (ms / 1e3),
         "val_loss": evals[-1][1],
         "best_val_loss": min(v for _, v in evals),
+        "nanogpt_estimates": estimates,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
     print(f"reference: {a.iters} iterations; median {ms:.2f} ms/iteration, {summary['tokens_per_s']:.0f} tokens/s; "
           f"final val loss {summary['val_loss']:.4f}")
+    print(f"nanoGPT's estimator (20 random batches of 12), 10 draws: min {min(estimates):.4f}, "
+          f"median {statistics.median(estimates):.4f}, max {max(estimates):.4f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f)
