@@ -958,12 +958,16 @@ pub fn exp_nonpos(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 − LN2_HI
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let y = x * LOG2E + ROUND;
+    let n = y - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // n is in -126..=0, so the biased exponent n + 127 is a normal number's.
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n is in -126..=0, so the biased exponent n + 127 is a normal number's. y lies in the binade
+    // of ROUND, where one unit in the last place is 1, so the integer n is the difference of the
+    // bit patterns: no float-to-integer conversion, which keeps the loop vectorized.
+    let n_int = y.to_bits() as i32 - ROUND.to_bits() as i32;
+    p * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 /// `Σ x[i]` in the canonical order of [`dot`]: eight partial sums over the full chunks, the tail
