@@ -972,37 +972,41 @@ pub fn exp_nonpos(x: f32) -> f32 {
 
 /// `Σ x[i]` in the canonical order of [`dot`]: eight partial sums over the full chunks, the tail
 /// added to lanes `0..`, then the fixed tree. The same bits on every target, and it vectorizes
-/// (a plain left-to-right sum cannot).
+/// (a plain left-to-right sum cannot). The lanes are eight named variables rather than an array
+/// so that a build for size (the firmware's) still keeps them in registers.
 #[inline(always)]
 pub fn sum_lanes(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
     let mut chunks = x.chunks_exact(LANES);
+    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for c in &mut chunks {
-        for j in 0..LANES {
-            acc[j] += c[j];
+        if let Ok(&[c0, c1, c2, c3, c4, c5, c6, c7]) = <&[f32; LANES]>::try_from(c) {
+            (a0, a1, a2, a3) = (a0 + c0, a1 + c1, a2 + c2, a3 + c3);
+            (a4, a5, a6, a7) = (a4 + c4, a5 + c5, a6 + c6, a7 + c7);
         }
     }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += v;
+    let mut a = [a0, a1, a2, a3, a4, a5, a6, a7];
+    for (l, &v) in a.iter_mut().zip(chunks.remainder()) {
+        *l += v;
     }
-    combine(acc)
+    combine(a)
 }
 
 /// The largest element (NaNs ignored, `-inf` for an empty slice), eight running maxima at a
-/// time. Maxima are exact, so the order changes nothing but speed.
+/// time (named variables, as in [`sum_lanes`]). Maxima are exact, so the order changes nothing
+/// but speed.
 #[inline(always)]
 pub fn max_lanes(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
+    let ninf = f32::NEG_INFINITY;
+    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf);
     for c in &mut chunks {
-        for j in 0..LANES {
-            acc[j] = max_num(acc[j], c[j]);
+        if let Ok(&[c0, c1, c2, c3, c4, c5, c6, c7]) = <&[f32; LANES]>::try_from(c) {
+            (a0, a1, a2, a3) = (max_num(a0, c0), max_num(a1, c1), max_num(a2, c2), max_num(a3, c3));
+            (a4, a5, a6, a7) = (max_num(a4, c4), max_num(a5, c5), max_num(a6, c6), max_num(a7, c7));
         }
     }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = max_num(*a, v);
-    }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| max_num(m, v))
+    let m = max_num(max_num(max_num(a0, a1), max_num(a2, a3)), max_num(max_num(a4, a5), max_num(a6, a7)));
+    chunks.remainder().iter().fold(m, |m, &v| max_num(m, v))
 }
 
 /// In-place softmax.
