@@ -29,12 +29,7 @@ tinygpt="$target_dir/release/tinygpt"
 make_model="$target_dir/release/examples/make-model"
 
 instr="${BENCH_INSTRUCTIONS:-0}"
-if [ "$instr" = 1 ] && ! command -v valgrind >/dev/null; then
-  echo "installing Debian package valgrind" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq valgrind
-fi
+[ "$instr" = 1 ] && tools/need-debs valgrind
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

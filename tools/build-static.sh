@@ -25,16 +25,7 @@ for t in "${TARGETS[@]}"; do
     *) echo "error: unsupported target '$t' (supported: ${ALL_TARGETS[*]})" >&2; exit 2 ;;
   esac
 done
-missing=()
-for p in "${need_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing Debian packages: ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+tools/need-debs "${need_pkgs[@]}"
 installed_targets="$(rustup target list --installed)"
 for t in "${TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed_targets" || rustup target add "$t"

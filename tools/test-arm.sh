@@ -12,16 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=thumbv7neon-unknown-linux-gnueabihf
-missing=()
-for p in gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing Debian packages: ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+tools/need-debs gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 
 export CARGO_TARGET_THUMBV7NEON_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc

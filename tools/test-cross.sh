@@ -12,12 +12,7 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 
 # qemu-user (Debian qemu-user-static), installed only when missing.
-if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-arm-static >/dev/null; then
-  echo "installing Debian package qemu-user-static" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user-static
-fi
+tools/need-debs qemu-user-static
 if [ "$(uname -m)" != x86_64 ]; then
   echo "error: this check runs on an x86_64 host (native build: x86_64-unknown-linux-musl)" >&2
   exit 2
