@@ -700,9 +700,8 @@ mod dsp {
         if !fits(rows, cols, cols, gs, groups, wq, xp) || ws.len() < rows * groups {
             return false;
         }
-        let job = Job { w: wq.as_ptr(), stride: cols, ws: ws.as_ptr(), xs, x: xp.as_ptr(), cols, gs };
         // SAFETY: checked by `fits`, and `rows·groups` weight scales.
-        unsafe { rows_by_group::<true>(out, &job) };
+        unsafe { rows_by_group::<true>(out, wq.as_ptr(), cols, ws.as_ptr(), xs, xp.as_ptr(), cols, gs) };
         true
     }
 
@@ -713,9 +712,8 @@ mod dsp {
         if !fits(out.len(), cols, stride, gs, xs.len(), w, xp) {
             return false;
         }
-        let job = Job { w: w.as_ptr(), stride, ws: core::ptr::null(), xs, x: xp.as_ptr(), cols, gs };
         // SAFETY: checked by `fits`.
-        unsafe { rows_by_group::<false>(out, &job) };
+        unsafe { rows_by_group::<false>(out, w.as_ptr(), stride, core::ptr::null(), xs, xp.as_ptr(), cols, gs) };
         true
     }
 
@@ -735,35 +733,30 @@ mod dsp {
             && w.as_ptr() as usize % 4 == 0
     }
 
-    /// One matvec for the `SMLAD` kernels, as checked by [`fits`].
-    struct Job<'x> {
-        /// Row 0 of the int8 matrix; rows are `stride` bytes apart, `cols` long.
-        w: *const i8,
-        stride: usize,
-        /// Per-row group scales (`[rows, groups]`), used when the kernel is asked for them.
-        ws: *const f32,
-        /// Activation scales, one per group of `gs` columns.
-        xs: &'x [f32],
-        /// Activations widened to pairs ([`super::widen_pairs`]).
-        x: *const u32,
-        cols: usize,
-        gs: usize,
-    }
-
     /// Every row, dispatched on the group size (unrolled for 16, 32, 64 and 128).
     ///
     /// # Safety
-    /// `job` as checked by [`fits`]; with `WS`, `job.ws` holds `out.len() · groups` scales.
+    /// As checked by [`fits`]; with `WS`, `ws` holds `out.len() · groups` scales.
     #[inline(always)]
-    unsafe fn rows_by_group<const WS: bool>(out: &mut [f32], job: &Job<'_>) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows_by_group<const WS: bool>(
+        out: &mut [f32],
+        w: *const i8,
+        stride: usize,
+        ws: *const f32,
+        xs: &[f32],
+        x: *const u32,
+        cols: usize,
+        gs: usize,
+    ) {
         // SAFETY: passed on from the caller.
         unsafe {
-            match job.gs {
-                16 => rows::<2, WS>(out, job),
-                32 => rows::<4, WS>(out, job),
-                64 => rows::<8, WS>(out, job),
-                128 => rows::<16, WS>(out, job),
-                _ => rows::<0, WS>(out, job),
+            match gs {
+                16 => rows::<2, WS>(out, w, stride, ws, xs, x, cols, gs),
+                32 => rows::<4, WS>(out, w, stride, ws, xs, x, cols, gs),
+                64 => rows::<8, WS>(out, w, stride, ws, xs, x, cols, gs),
+                128 => rows::<16, WS>(out, w, stride, ws, xs, x, cols, gs),
+                _ => rows::<0, WS>(out, w, stride, ws, xs, x, cols, gs),
             }
         }
     }
@@ -775,8 +768,17 @@ mod dsp {
     /// # Safety
     /// As for [`rows_by_group`].
     #[inline(always)]
-    unsafe fn rows<const N: usize, const WS: bool>(out: &mut [f32], job: &Job<'_>) {
-        let Job { w, stride, ws, xs, x, cols, gs } = *job;
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows<const N: usize, const WS: bool>(
+        out: &mut [f32],
+        w: *const i8,
+        stride: usize,
+        ws: *const f32,
+        xs: &[f32],
+        x: *const u32,
+        cols: usize,
+        gs: usize,
+    ) {
         let full = cols / gs;
         let tail = cols - full * gs;
         let mut ps = ws;
