@@ -141,7 +141,7 @@ impl Config {
             self.vocab_size,
             self.group_size,
         ];
-        if dims.iter().any(|&d| d == 0) {
+        if dims.contains(&0) {
             return Err(Error::InvalidConfig("a dimension is zero"));
         }
         if dims.iter().any(|&d| d > MAX_DIM) || self.n_layer > MAX_LAYERS {

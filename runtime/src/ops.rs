@@ -459,7 +459,7 @@ pub mod simd {
             || groups != cols.div_ceil(group_size)
             || wq.len() < rows * cols
             || ws.len() < rows * groups
-            || xq.iter().any(|&v| v == i8::MIN)
+            || xq.contains(&i8::MIN)
         {
             return super::matvec_i8_portable(out, wq, ws, xq, xs, group_size);
         }
@@ -467,7 +467,7 @@ pub mod simd {
         let ones = _mm256_set1_epi16(1);
         for r0 in (0..blocked).step_by(8) {
             let mut acc = _mm256_setzero_ps();
-            for g in 0..full {
+            for (g, &sx) in xs[..full].iter().enumerate() {
                 let mut sums = [_mm256_setzero_si256(); 8];
                 let mut c = g * group_size;
                 while c < (g + 1) * group_size {
@@ -483,7 +483,7 @@ pub mod simd {
                 }
                 let dots = hsum8(&sums);
                 let sw = row_scales(ws, r0 * groups + g, groups);
-                let scale = _mm256_mul_ps(sw, _mm256_set1_ps(xs[g]));
+                let scale = _mm256_mul_ps(sw, _mm256_set1_ps(sx));
                 acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), scale));
             }
             if full < groups {

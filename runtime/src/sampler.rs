@@ -73,6 +73,8 @@ impl Sampler {
         if n == 0 {
             return 0;
         }
+        // Written so that a NaN temperature is greedy too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(t > 0.0) || self.cfg.top_k == 1 {
             return argmax(&logits[..n]);
         }

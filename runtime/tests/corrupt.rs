@@ -110,7 +110,7 @@ proptest! {
         b.extend_from_slice(b"TINYGPT\0");
         b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         b.extend_from_slice(&hlen.to_le_bytes());
-        b.extend_from_slice(&(((24 + hlen as usize + 31) / 32 * 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(((24 + hlen as usize).div_ceil(32) * 32) as u32).to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(&body);
         b.extend_from_slice(&[0; 4]);
