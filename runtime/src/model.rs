@@ -518,7 +518,7 @@ impl Session<'_, '_> {
                 *a *= scale;
             }
             softmax(att);
-            ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd, |_| 1.0);
+            ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd);
         }
     }
 

@@ -103,7 +103,7 @@ pub fn scores<W: FloatWeight>(att: &mut [f32], q: &[f32], kt: &[W], stride: usiz
     }
 }
 
-/// `out[i] = Σ_t a[t] · scale(t) · v(t)[i]` over rows `v(t) = cache[base(t)..base(t)+out.len()]`,
+/// `out[i] = Σ_t a[t] · v(t)[i]` over rows `v(t) = cache[base(t)..base(t)+out.len()]`,
 /// summed in order of `t` for every element, starting from 0. Works on up to 32 outputs at a
 /// time, kept in registers (four independent vectors of eight on AVX2).
 #[inline(always)]
@@ -112,22 +112,20 @@ pub fn weighted_sum<W: FloatWeight>(
     a: &[f32],
     cache: &[W],
     base: impl Fn(usize) -> usize,
-    scale: impl Fn(usize) -> f32,
 ) {
     let n = out.len();
     let mut c0 = 0;
     while c0 < n {
         let w = n - c0;
         if w >= 4 * LANES {
-            weighted_sum_block::<{ 4 * LANES }, W>(&mut out[c0..c0 + 4 * LANES], a, cache, |t| base(t) + c0, &scale);
+            weighted_sum_block::<{ 4 * LANES }, W>(&mut out[c0..c0 + 4 * LANES], a, cache, |t| base(t) + c0);
             c0 += 4 * LANES;
         } else if w >= LANES {
-            weighted_sum_block::<LANES, W>(&mut out[c0..c0 + LANES], a, cache, |t| base(t) + c0, &scale);
+            weighted_sum_block::<LANES, W>(&mut out[c0..c0 + LANES], a, cache, |t| base(t) + c0);
             c0 += LANES;
         } else {
             let mut acc = [0.0f32; LANES];
             for (t, &at) in a.iter().enumerate() {
-                let at = at * scale(t);
                 let b = base(t) + c0;
                 for (x, v) in acc.iter_mut().zip(&cache[b..b + w]) {
                     *x += at * v.f32();
@@ -146,11 +144,9 @@ fn weighted_sum_block<const B: usize, W: FloatWeight>(
     a: &[f32],
     cache: &[W],
     base: impl Fn(usize) -> usize,
-    scale: impl Fn(usize) -> f32,
 ) {
     let mut acc = [0.0f32; B];
     for (t, &at) in a.iter().enumerate() {
-        let at = at * scale(t);
         let b = base(t);
         let v: &[W; B] = match cache[b..b + B].try_into() {
             Ok(v) => v,
