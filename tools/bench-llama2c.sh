@@ -26,6 +26,9 @@
 #   table marks a cell where none in 1..100 does).
 #   "cpu" is process CPU time (perf's task-clock): (T(-n N) - T(-n 1)) over N-1 tokens, medians,
 #   which removes start-up and the time spent waiting for a core on a busy machine.
+# - The f32 ceiling: the read-bandwidth example reads a buffer as large as the f32 weights one
+#   token reads, once per repetition, and the table shows how close each speed is to
+#   (read rate) / (bytes per token).
 # - tinygpt: `tinygpt bench -p 1 -n N -r 1`: its tg row, N tokens from an empty context (forward +
 #   sampling with temperature 0.8, top-k 40), wall-clock and thread CPU time.
 # So both count N-1 or N generated tokens over the same positions from an empty context, with a
@@ -50,11 +53,12 @@ sampler="${L2C_SAMPLER:--t 1.0 -p 0.9}"
 callgrind="${BENCH_CALLGRIND:-0}"
 
 cd "$(dirname "$0")/.."
-cargo build --release -p tinygpt --bin tinygpt --example make-model --example to-llama2c >&2
+cargo build --release -p tinygpt --bin tinygpt --example make-model --example to-llama2c --example read-bandwidth >&2
 target_dir="${CARGO_TARGET_DIR:-target}"
 tinygpt="$target_dir/release/tinygpt"
 make_model="$target_dir/release/examples/make-model"
 convert="$target_dir/release/examples/to-llama2c"
+readbw="$target_dir/release/examples/read-bandwidth"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -158,10 +162,21 @@ for shape in $shapes; do
   done
 done
 
-declare -A l2c_wall l2c_t1 l2c_tn tg_wall tg_cpu short
+# Bytes of f32 weights one token reads: every matrix, less the token embeddings (one row is read)
+# when the classifier is a separate matrix.
+declare -A wbytes
+for shape in $shapes; do
+  info="$("$tinygpt" inspect "$work/$shape-f32.tgpt")"
+  wbytes[$shape]="$(awk '$1 == "f32" && $2 == "matrices" { gsub(",", "", $3); m = $3 }
+    $1 == "n_embd" { e = $2 } $1 == "vocab_size" { v = $2 } $1 == "tie_embeddings" { t = $2 }
+    END { print (t == "true") ? m : m - 4 * v * e }' <<<"$info")"
+done
+
+declare -A l2c_wall l2c_t1 l2c_tn tg_wall tg_cpu short read_bw
 for ((r = 1; r <= reps; r++)); do
   echo "timing: repetition $r of $reps" >&2
   for shape in $shapes; do
+    read_bw[$shape]+="$("$readbw" --bytes "${wbytes[$shape]}" --reps 100 | awk '{ print $4 }') "
     for dtype in f32 int8; do
       prog="$(l2c_prog "$dtype")"
       for b in fast native tinygpt O3; do
@@ -217,6 +232,24 @@ for shape in $shapes; do
   done
 done
 echo "ratio = tinygpt / llama2.c (above 1: tinygpt is faster); $(uname -m); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+
+# The ceiling for f32: one thread reading the weights once per token as fast as this machine reads
+# a buffer of that size (read-bandwidth example, median pass, median over repetitions), with
+# nothing else to do. Attention, the KV cache and sampling come on top.
+echo
+echo "f32 ceiling: weight bytes read per token / one thread's read rate for a buffer of that size"
+printf '%-6s %12s %10s %12s | %10s %12s\n' shape "bytes/token" "GB/s" "bound tok/s" "tg f32" "2x run-fast"
+for shape in $shapes; do
+  bw="$(median <<<"${read_bw[$shape]}")"
+  bound="$(awk -v b="$bw" -v w="${wbytes[$shape]}" 'BEGIN { printf "%.0f", b / w }')"
+  tc="$(median <<<"${tg_wall[$shape-f32]}")"
+  fast="$(median <<<"${l2c_wall[$shape-f32-fast]}")"
+  pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b + 0 == 0) print "n/a"; else printf "%.0f%%", 100 * a / b }'; }
+  printf '%-6s %12s %10.1f %12s | %10s %12s\n' "$shape" "${wbytes[$shape]}" "$(awk -v b="$bw" 'BEGIN { print b / 1e9 }')" \
+    "$bound" "$(pct "$tc" "$bound")" "$(pct "$(awk -v f="$fast" 'BEGIN { print 2 * f }')" "$bound")"
+done
+echo "(tg f32: tinygpt's f32 wall-clock tokens/s as a share of the bound; 2x run-fast: what twice"
+echo " llama2.c's -Ofast -march=native wall-clock speed would need, as a share of the bound)"
 
 # --- instructions per token (optional) -------------------------------------------------------
 if [[ "$callgrind" == 1 ]]; then

@@ -518,7 +518,7 @@ impl Session<'_, '_> {
                 *a *= scale;
             }
             softmax(att);
-            ops::weighted_sum(out, att, vc, |t| (lbase + t) * kvd + kvh * hd);
+            ops::weighted_sum(out, att, vc, lbase * kvd + kvh * hd, kvd);
         }
     }
 

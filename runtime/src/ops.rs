@@ -90,44 +90,82 @@ impl FloatWeight for i8 {
 
 /// Attention scores of one head: `att[t] = Σ_i q[i] · kt[i·stride + t]` for `t < att.len()`, over a
 /// transposed key cache (row `i` holds element `i` of every position). Each score sums over `i` in
-/// order, starting from 0; the loop streams row `i` of the cache into all scores at once, so it
-/// reads memory sequentially and has no dependency chain between positions.
+/// order, starting from 0. Positions go in blocks of 64 or 8 (then 8, then one at a time) whose sums
+/// stay in registers while the loop reads row `i` of the block: no dependency chain between
+/// positions, and no load and store of the scores per row.
 #[inline(always)]
 pub fn scores<W: FloatWeight>(att: &mut [f32], q: &[f32], kt: &[W], stride: usize) {
     let n = att.len();
-    att.fill(0.0);
-    for (i, &qi) in q.iter().enumerate() {
-        for (a, k) in att.iter_mut().zip(&kt[i * stride..i * stride + n]) {
-            *a += qi * k.f32();
+    let mut t0 = 0;
+    while t0 + SCORE_BLOCK <= n {
+        scores_block::<SCORE_BLOCK, W>(&mut att[t0..t0 + SCORE_BLOCK], q, kt, stride, t0);
+        t0 += SCORE_BLOCK;
+    }
+    while t0 + LANES <= n {
+        scores_block::<LANES, W>(&mut att[t0..t0 + LANES], q, kt, stride, t0);
+        t0 += LANES;
+    }
+    for (t, a) in att.iter_mut().enumerate().skip(t0) {
+        let mut s = 0.0f32;
+        for (i, &qi) in q.iter().enumerate() {
+            s += qi * kt[i * stride + t].f32();
         }
+        *a = s;
     }
 }
 
-/// `out[i] = Σ_t a[t] · v(t)[i]` over rows `v(t) = cache[base(t)..base(t)+out.len()]`,
+/// Positions per block of [`scores`] where sixteen or more vector registers hold the sums (eight
+/// vectors of eight); elsewhere (no vector unit: the sums would live on the stack, and the code
+/// would only take flash) blocks of eight. The results are the same either way.
+const SCORE_BLOCK: usize = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) { 8 * LANES } else { LANES };
+
+/// [`scores`] of exactly `B` positions from `t0`.
+#[inline(always)]
+fn scores_block<const B: usize, W: FloatWeight>(out: &mut [f32], q: &[f32], kt: &[W], stride: usize, t0: usize) {
+    let mut acc = [0.0f32; B];
+    for (i, &qi) in q.iter().enumerate() {
+        let k: &[W; B] = match kt.get(i * stride + t0..i * stride + t0 + B).map(<&[W; B]>::try_from) {
+            Some(Ok(k)) => k,
+            _ => return, // unreachable: the caller's cache holds every row of the block
+        };
+        for j in 0..B {
+            acc[j] += qi * k[j].f32();
+        }
+    }
+    out.copy_from_slice(&acc);
+}
+
+/// `out[i] = Σ_t a[t] · v(t)[i]` over the rows `v(t) = cache[first + t·stride..][..out.len()]`,
 /// summed in order of `t` for every element, starting from 0. Works on up to 32 outputs at a
 /// time, kept in registers (four independent vectors of eight on AVX2).
 #[inline(always)]
-pub fn weighted_sum<W: FloatWeight>(
-    out: &mut [f32],
-    a: &[f32],
-    cache: &[W],
-    base: impl Fn(usize) -> usize,
-) {
+pub fn weighted_sum<W: FloatWeight>(out: &mut [f32], a: &[f32], cache: &[W], first: usize, stride: usize) {
     let n = out.len();
+    // Every row the sums read, as one slice: its chunks of `stride` start at the rows.
+    let span = match a.len() {
+        0 => 0,
+        t => (t - 1) * stride + n,
+    };
+    let rows = match cache.get(first..first + span) {
+        Some(rows) if stride >= n => rows,
+        _ => {
+            out.fill(0.0); // unreachable: the caller's cache holds every row
+            return;
+        }
+    };
     let mut c0 = 0;
     while c0 < n {
         let w = n - c0;
         if w >= 4 * LANES {
-            weighted_sum_block::<{ 4 * LANES }, W>(&mut out[c0..c0 + 4 * LANES], a, cache, |t| base(t) + c0);
+            weighted_sum_block::<{ 4 * LANES }, W>(&mut out[c0..c0 + 4 * LANES], a, rows, c0, stride);
             c0 += 4 * LANES;
         } else if w >= LANES {
-            weighted_sum_block::<LANES, W>(&mut out[c0..c0 + LANES], a, cache, |t| base(t) + c0);
+            weighted_sum_block::<LANES, W>(&mut out[c0..c0 + LANES], a, rows, c0, stride);
             c0 += LANES;
         } else {
             let mut acc = [0.0f32; LANES];
-            for (t, &at) in a.iter().enumerate() {
-                let b = base(t) + c0;
-                for (x, v) in acc.iter_mut().zip(&cache[b..b + w]) {
+            for (&at, row) in a.iter().zip(rows.chunks(stride)) {
+                for (x, v) in acc.iter_mut().zip(&row[c0..n]) {
                     *x += at * v.f32();
                 }
             }
@@ -137,20 +175,14 @@ pub fn weighted_sum<W: FloatWeight>(
     }
 }
 
-/// [`weighted_sum`] of exactly `B` outputs.
+/// [`weighted_sum`] of exactly `B` outputs, columns `c0..c0 + B` of each row.
 #[inline(always)]
-fn weighted_sum_block<const B: usize, W: FloatWeight>(
-    out: &mut [f32],
-    a: &[f32],
-    cache: &[W],
-    base: impl Fn(usize) -> usize,
-) {
+fn weighted_sum_block<const B: usize, W: FloatWeight>(out: &mut [f32], a: &[f32], rows: &[W], c0: usize, stride: usize) {
     let mut acc = [0.0f32; B];
-    for (t, &at) in a.iter().enumerate() {
-        let b = base(t);
-        let v: &[W; B] = match cache[b..b + B].try_into() {
-            Ok(v) => v,
-            Err(_) => continue, // unreachable: the slice has exactly B elements
+    for (&at, row) in a.iter().zip(rows.chunks(stride)) {
+        let v: &[W; B] = match row.get(c0..c0 + B).map(<&[W; B]>::try_from) {
+            Some(Ok(v)) => v,
+            _ => continue, // unreachable: every chunk holds at least `c0 + B` columns
         };
         for j in 0..B {
             acc[j] += at * v[j].f32();
