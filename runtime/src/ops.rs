@@ -179,13 +179,25 @@ pub fn weighted_sum<W: FloatWeight>(out: &mut [f32], a: &[f32], cache: &[W], fir
 #[inline(always)]
 fn weighted_sum_block<const B: usize, W: FloatWeight>(out: &mut [f32], a: &[f32], rows: &[W], c0: usize, stride: usize) {
     let mut acc = [0.0f32; B];
-    for (&at, row) in a.iter().zip(rows.chunks(stride)) {
+    let Some((&last, init)) = a.split_last() else {
+        out.fill(0.0);
+        return;
+    };
+    // Every row but the last is a whole chunk of `stride`; the last one may be shorter.
+    let split = init.len() * stride;
+    let (head, tail) = rows.split_at(split.min(rows.len()));
+    for (&at, row) in init.iter().zip(head.chunks_exact(stride)) {
         let v: &[W; B] = match row.get(c0..c0 + B).map(<&[W; B]>::try_from) {
             Some(Ok(v)) => v,
-            _ => continue, // unreachable: every chunk holds at least `c0 + B` columns
+            _ => continue, // unreachable: every row holds at least `c0 + B` columns
         };
         for j in 0..B {
             acc[j] += at * v[j].f32();
+        }
+    }
+    if let Some(Ok(v)) = tail.get(c0..c0 + B).map(<&[W; B]>::try_from) {
+        for j in 0..B {
+            acc[j] += last * v[j].f32();
         }
     }
     out.copy_from_slice(&acc);
