@@ -13,6 +13,10 @@
 #    then one of PyTorch. A shared machine's speed drifts over minutes, so only runs this close in
 #    time are compared: the result is the median over rounds of PyTorch's ms/iteration over
 #    tinygpt-train's (above 1: tinygpt-train is faster).
+#    tinygpt-train lets MKL run its AVX2 kernels on non-Intel CPUs (trainer/src/mkl.rs); PyTorch as
+#    installed does not. So each round also runs PyTorch with the same choice, preloading
+#    trainer/reference/mkl_vendor.c (built with gcc): the second ratio compares the two programs on
+#    the same matrix kernels. On an Intel CPU the two PyTorch runs are the same.
 #
 # Environment: BENCH_THREADS (libtorch threads for both, default 2), BENCH_ROUNDS (default 5),
 # BENCH_REFERENCE=0 (only step 1).
@@ -69,25 +73,34 @@ reference=("$ref/bin/python" trainer/reference/nanogpt_cpu.py --corpus "$corpus"
 "${reference[@]}" --iters "$iters" --seed "$seed" --json "$out/reference.json"
 
 # --- 3. speed, interleaved rounds ------------------------------------------------------------------
+tools/need-debs gcc
+gcc -shared -fPIC -O2 -o "$out/mkl_vendor.so" trainer/reference/mkl_vendor.c
+ref_ms() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ms_per_iter"])' "$1"; }
 echo "speed: $rounds interleaved rounds of 200 iterations" >&2
 for ((r = 1; r <= rounds; r++)); do
     "${train[@]}" --out "$out/speed-$r" --set max_iters=200 --set eval_interval=1000000 "$@" >/dev/null
     "${reference[@]}" --iters 200 --eval-interval 1000000 --json "$out/speed-$r.json" >/dev/null
+    LD_PRELOAD="$out/mkl_vendor.so" "${reference[@]}" --iters 200 --eval-interval 1000000 --json "$out/speed-$r-same.json" >/dev/null
     ours="$(ms_of "$out/speed-$r/log.jsonl")"
-    theirs="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ms_per_iter"])' "$out/speed-$r.json")"
-    printf '  round %d: tinygpt-train %.2f ms/iteration, PyTorch %.2f\n' "$r" "$ours" "$theirs" >&2
-    echo "$ours $theirs" >>"$out/pairs.txt"
+    theirs="$(ref_ms "$out/speed-$r.json")"
+    same="$(ref_ms "$out/speed-$r-same.json")"
+    printf '  round %d: tinygpt-train %.2f ms/iteration, PyTorch %.2f, PyTorch with the same MKL kernels %.2f\n' \
+        "$r" "$ours" "$theirs" "$same" >&2
+    echo "$ours $theirs $same" >>"$out/pairs.txt"
 done
 python3 - "$out/run/log.jsonl" "$out/reference.json" "$out/pairs.txt" <<'PY'
 import json, sys, statistics
-pairs = [tuple(map(float, l.split())) for l in open(sys.argv[3]) if l.strip()]
+rounds = [tuple(map(float, l.split())) for l in open(sys.argv[3]) if l.strip()]
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ref = json.load(open(sys.argv[2]))
 ours_val = [r["loss"] for r in rows if r["split"] == "val"][-1]
-ratio = statistics.median(t / o for o, t in pairs)
-print(f"speed ({len(pairs)} interleaved rounds of 200 iterations): tinygpt-train median "
-      f"{statistics.median(o for o, _ in pairs):.2f} ms/iteration, PyTorch {statistics.median(t for _, t in pairs):.2f}; "
-      f"median ratio PyTorch / tinygpt-train {ratio:.2f}x (rounds: {', '.join(f'{t / o:.2f}' for o, t in pairs)})")
+med = lambda xs: statistics.median(list(xs))
+print(f"speed ({len(rounds)} interleaved rounds of 200 iterations), median ms/iteration: tinygpt-train "
+      f"{med(o for o, _, _ in rounds):.2f}, PyTorch {med(t for _, t, _ in rounds):.2f}, PyTorch with the same MKL "
+      f"kernels {med(s for _, _, s in rounds):.2f}")
+for name, k in (("PyTorch", 1), ("PyTorch with the same MKL kernels", 2)):
+    print(f"  median ratio {name} / tinygpt-train {med(r[k] / r[0] for r in rounds):.2f}x "
+          f"(rounds: {', '.join(f'{r[k] / r[0]:.2f}' for r in rounds)})")
 print(f"validation loss after {ref['iterations']} iterations, whole split: tinygpt-train {ours_val:.4f}, "
       f"PyTorch {ref['val_loss']:.4f} (nanoGPT's estimator on PyTorch's model: median "
       f"{statistics.median(ref['nanogpt_estimates']):.4f} of {len(ref['nanogpt_estimates'])} draws)")

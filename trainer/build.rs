@@ -26,4 +26,11 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=TINYGPT_LIBTORCH_VERSION={version}");
+    // The binary's `mkl_serv_intel_cpu_true` (src/main.rs, src/mkl.rs) must be in its dynamic
+    // symbol table for libtorch's MKL to call it.
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if arch == "x86_64" && os == "linux" {
+        println!("cargo:rustc-link-arg-bins=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true");
+    }
 }

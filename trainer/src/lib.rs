@@ -4,6 +4,7 @@
 pub mod config;
 pub mod data;
 pub mod export;
+pub mod mkl;
 pub mod model;
 pub mod optim;
 pub mod plot;

@@ -12,6 +12,14 @@ use tinygpt_train::config::TrainConfig;
 use tinygpt_train::export::{self, parse_dtype};
 use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
 
+/// MKL's question "is this an Intel CPU?", answered by `tinygpt-train` (see `tinygpt_train::mkl`):
+/// exported from the executable (`build.rs`), so libtorch's MKL calls this definition.
+#[cfg(target_arch = "x86_64")]
+#[no_mangle]
+pub extern "C" fn mkl_serv_intel_cpu_true() -> std::ffi::c_int {
+    tinygpt_train::mkl::treat_as_intel() as std::ffi::c_int
+}
+
 #[derive(Parser)]
 #[command(name = "tinygpt-train", version, about = "Train a tiny GPT with libtorch and export .tgpt files")]
 struct Cli {

@@ -124,3 +124,18 @@ fn export_without_checkpoint_is_a_clear_error() {
     let o = bin().args(["export", "--checkpoint"]).arg(dir.path()).args(["--dtype", "f64", "--out", "x.tgpt"]).output().unwrap();
     assert_clean_error(&o, &["f64"]);
 }
+
+/// The executable exports its answer to MKL's vendor question (`src/mkl.rs`) in its dynamic symbol
+/// table; without that, libtorch's MKL would call its own and keep its generic kernels on non-Intel
+/// CPUs. (`nm` comes with binutils, which linking Rust programs needs anyway.)
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn mkl_vendor_answer_is_exported() {
+    let o = Command::new("nm").args(["-D", "--defined-only"]).arg(env!("CARGO_BIN_EXE_tinygpt-train")).output().unwrap();
+    assert!(o.status.success(), "nm failed: {}", stderr(&o));
+    let symbols = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        symbols.lines().any(|l| l.ends_with(" T mkl_serv_intel_cpu_true")),
+        "mkl_serv_intel_cpu_true is not in the executable's dynamic symbol table"
+    );
+}
