@@ -14,19 +14,34 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
 
-fn check_arch(arch: &str, sets: &[&str]) {
+/// A small model trained on a generated corpus, checked to have learned.
+struct Trained {
+    /// Holds the corpus and the run's output until the test ends.
+    dir: tempfile::TempDir,
+    corpus: std::path::PathBuf,
+    cfg: tinygpt_train::config::TrainConfig,
+    best_val: f64,
+    /// ln(vocabulary size): the loss of a uniform guess.
+    uniform: f64,
+    ck: train::Checkpoint,
+}
+
+fn train_small(arch: &str, sets: &[&str]) -> Trained {
     let dir = common::tempdir();
     let corpus = common::write(dir.path(), "corpus.txt", common::corpus(60_000).as_bytes());
     let cfg = common::small_config(&corpus, arch, sets);
     let out = dir.path().join("run");
     let summary = common::run(&cfg, &out, false);
-    let vocab = common::best(&out).state.vocab;
-    let uniform = (tinygpt_train::data::TextTokenizer::new(vocab).vocab_size() as f64).ln();
-    let best = summary.best_val.unwrap();
-    println!("{arch}: val loss {best:.3} after {} steps (uniform: {uniform:.3})", summary.steps);
-    assert!(best < uniform - 1.0, "{arch}: the model did not learn: {best} vs uniform {uniform}");
-
     let ck = common::best(&out);
+    let uniform = (tinygpt_train::data::TextTokenizer::new(ck.state.vocab.clone()).vocab_size() as f64).ln();
+    let best_val = summary.best_val.unwrap();
+    println!("{arch}: val loss {best_val:.3} after {} steps (uniform: {uniform:.3})", summary.steps);
+    assert!(best_val < uniform - 1.0, "{arch}: the model did not learn: {best_val} vs uniform {uniform}");
+    Trained { dir, corpus, cfg, best_val, uniform, ck }
+}
+
+fn check_arch(arch: &str, sets: &[&str]) {
+    let Trained { dir: _dir, cfg, ck, .. } = train_small(arch, sets);
     let (model, tok) = train::model_from_checkpoint(&ck, tch::Device::Cpu, false).unwrap();
     let data = train::prepare_data(&ck.state.config, Some(ck.state.vocab.clone())).unwrap();
     let bytes = export::encode(&model, &tok, &MetaData::default(), DType::F32, 64).unwrap();
@@ -81,15 +96,8 @@ fn llama_with_grouped_kv_and_untied_output_matches_runtime() {
 /// Training in bf16 takes a different trajectory from f32's, so its loss is held to the spread
 /// between seeds instead: at this size, f32 runs with seeds 7 to 10 end 0.07 (llama) to 0.18
 /// (gpt2) apart, and bf16 runs end within 0.11 of the f32 run with the same seed; the bound is 0.2.
-/// (Tests in this file run in parallel and share libtorch's global generator, so a run's exact
-/// numbers can vary between test runs; none of these checks depends on them.)
 fn check_bf16(arch: &str, sets: &[&str]) {
-    let dir = common::tempdir();
-    let corpus = common::write(dir.path(), "corpus.txt", common::corpus(60_000).as_bytes());
-    let cfg = common::small_config(&corpus, arch, sets);
-    let out = dir.path().join("run");
-    let f32_run = common::run(&cfg, &out, false);
-    let ck = common::best(&out);
+    let Trained { dir, corpus, cfg, best_val: b32, uniform, ck } = train_small(arch, sets);
     let (m32, _) = train::model_from_checkpoint(&ck, tch::Device::Cpu, false).unwrap();
     let (m16, _) = train::model_from_checkpoint(&ck, tch::Device::Cpu, true).unwrap();
     let data = train::prepare_data(&ck.state.config, Some(ck.state.vocab.clone())).unwrap();
@@ -116,8 +124,7 @@ fn check_bf16(arch: &str, sets: &[&str]) {
     let sets16: Vec<&str> = sets.iter().copied().chain(["precision=bf16"]).collect();
     let cfg16 = common::small_config(&corpus, arch, &sets16);
     let bf16_run = common::run(&cfg16, &dir.path().join("run16"), false);
-    let (b32, b16) = (f32_run.best_val.unwrap(), bf16_run.best_val.unwrap());
-    let uniform = (tinygpt_train::data::TextTokenizer::new(ck.state.vocab.clone()).vocab_size() as f64).ln();
+    let b16 = bf16_run.best_val.unwrap();
     println!("{arch}: best val loss after training, f32 {b32:.4}, bf16 {b16:.4} (uniform: {uniform:.3})");
     assert!(b16 < uniform - 1.0, "{arch}: the bf16 run did not learn: {b16} vs uniform {uniform}");
     assert!((b16 - b32).abs() <= 0.2, "{arch}: training in bf16 reached {b16}, f32 {b32}");

@@ -75,8 +75,14 @@ pub fn small_config(corpus: &Path, arch: &str, sets: &[&str]) -> TrainConfig {
     TrainConfig::from_str_with(&base, &sets).expect("valid test config")
 }
 
-/// Trains `cfg` into `out` on the CPU.
+/// Training runs of one test binary take turns: the tests run in parallel threads, and a run
+/// draws its initialisation, batches and dropout from libtorch's global generator, so two runs at
+/// once would interleave their draws and neither would be reproducible.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Trains `cfg` into `out` on the CPU (one run at a time, see [`TRAINING`]).
 pub fn run(cfg: &TrainConfig, out: &Path, resume: bool) -> RunSummary {
+    let _turn = TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     train::set_threads(cfg.threads);
     train::train(cfg, &RunOptions { out: out.to_path_buf(), resume, device: tch::Device::Cpu, verbose: false })
         .expect("training runs")
