@@ -7,8 +7,8 @@
 //! which case it is in, and libtorch calls it through the dynamic symbol table, so a definition in
 //! the executable takes precedence. `tinygpt-train` exports one (see `main.rs` and `build.rs`) that
 //! answers with [`treat_as_intel`]: MKL then chooses by instruction set alone and runs its AVX2
-//! kernels. Measured on a 2-core AMD EPYC (interleaved 200-iteration runs of the nanoGPT CPU
-//! recipe): a step takes about 14% less time. The kernels compute the same products, summed in
+//! kernels. On a 2-core AMD EPYC, `trainer/bench.sh` measured the same switch in PyTorch: 13% less
+//! time per step of the nanoGPT CPU recipe. The kernels compute the same products, summed in
 //! another order, so results differ in the last bits, as between any two BLAS builds.
 //!
 //! `TINYGPT_MKL_VENDOR_CHECK=1` in the environment restores MKL's own rule (Intel CPUs only).
