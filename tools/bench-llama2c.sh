@@ -238,15 +238,15 @@ echo "ratio = tinygpt / llama2.c (above 1: tinygpt is faster); $(uname -m); $(gr
 # nothing else to do. Attention, the KV cache and sampling come on top.
 echo
 echo "f32 ceiling: weight bytes read per token / one thread's read rate for a buffer of that size"
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b + 0 == 0) print "n/a"; else printf "%.0f%%", 100 * a / b }'; }
 printf '%-6s %12s %10s %12s | %10s %12s\n' shape "bytes/token" "GB/s" "bound tok/s" "tg f32" "2x run-fast"
 for shape in $shapes; do
   bw="$(median <<<"${read_bw[$shape]}")"
   bound="$(awk -v b="$bw" -v w="${wbytes[$shape]}" 'BEGIN { printf "%.0f", b / w }')"
-  tc="$(median <<<"${tg_wall[$shape-f32]}")"
+  tw="$(median <<<"${tg_wall[$shape-f32]}")"
   fast="$(median <<<"${l2c_wall[$shape-f32-fast]}")"
-  pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b + 0 == 0) print "n/a"; else printf "%.0f%%", 100 * a / b }'; }
   printf '%-6s %12s %10.1f %12s | %10s %12s\n' "$shape" "${wbytes[$shape]}" "$(awk -v b="$bw" 'BEGIN { print b / 1e9 }')" \
-    "$bound" "$(pct "$tc" "$bound")" "$(pct "$(awk -v f="$fast" 'BEGIN { print 2 * f }')" "$bound")"
+    "$bound" "$(pct "$tw" "$bound")" "$(pct "$(awk -v f="$fast" 'BEGIN { print 2 * f }')" "$bound")"
 done
 echo "(tg f32: tinygpt's f32 wall-clock tokens/s as a share of the bound; 2x run-fast: what twice"
 echo " llama2.c's -Ofast -march=native wall-clock speed would need, as a share of the bound)"
