@@ -100,8 +100,13 @@ fn banner(device: tch::Device) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Train { config, set, corpus, out, resume, device } => {
-            let mut cfg = match (&config, resume, &out) {
+        Cmd::Train { config, mut set, corpus, out, resume, device } => {
+            // --corpus is one more override, applied before the configuration is validated (so a
+            // configuration without a corpus accepts it); quoted as a TOML string.
+            if let Some(c) = corpus {
+                set.push(format!("corpus={}", toml::Value::String(c)));
+            }
+            let cfg = match (&config, resume, &out) {
                 (Some(path), _, _) => TrainConfig::load(path, &set)?,
                 (None, true, Some(dir)) => {
                     let ck = train::load_checkpoint(&dir.join("last.pt")).context("--resume")?;
@@ -110,14 +115,9 @@ fn run(cli: Cli) -> Result<()> {
                 (None, true, None) => bail!("--resume needs --out DIR (the run to continue)"),
                 (None, false, _) => bail!("train needs --config FILE"),
             };
-            if let Some(c) = corpus {
-                cfg.corpus = c;
-                cfg.validate()?;
-            }
             let out = out.unwrap_or_else(|| Path::new("runs").join(&cfg.name));
-            let threads = train::set_threads(cfg.threads);
+            train::set_threads(cfg.threads);
             let dev = train::select_device(&device)?;
-            let _ = threads;
             banner(dev);
             let s = train::train(&cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
             println!(

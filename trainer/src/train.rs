@@ -334,6 +334,14 @@ fn read_log(path: &Path) -> Vec<LogRow> {
         .unwrap_or_default()
 }
 
+/// Redraws `loss.svg` from the log (best effort: a plot that cannot be written never stops a run).
+fn write_plot(out: &Path, log_path: &Path) {
+    let points: Vec<(u64, bool, f64)> = read_log(log_path).iter().map(|r| (r.step, r.split == "val", r.loss)).collect();
+    if !points.is_empty() {
+        let _ = plot::write_loss_svg(&out.join("loss.svg"), &points);
+    }
+}
+
 fn note(pb: &ProgressBar, verbose: bool, msg: &str) {
     if !verbose {
         return;
@@ -403,13 +411,22 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         state = ck.state.clone();
         state.config = keep_cfg;
     }
-    // Keep the log consistent with the checkpoint: drop rows written after it.
-    let mut rows: Vec<LogRow> = if opts.resume { read_log(&log_path) } else { Vec::new() };
-    rows.retain(|r| r.step <= state.step);
+    // Keep the log consistent with the checkpoint: drop rows written after it. The rows kept are
+    // copied as they were written, not re-serialized.
+    let kept: Vec<String> = if opts.resume {
+        fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| serde_json::from_str::<LogRow>(l).is_ok_and(|r| r.step <= state.step))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
     {
         let mut f = fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
-        for r in &rows {
-            writeln!(f, "{}", serde_json::to_string(r)?)?;
+        for l in &kept {
+            writeln!(f, "{l}")?;
         }
     }
     let mut log = fs::OpenOptions::new().append(true).open(&log_path)?;
@@ -556,7 +573,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             if improved {
                 save_checkpoint(&best_path, &state, &model, &opt)?;
             }
-            let _ = plot::write_loss_svg(&opts.out.join("loss.svg"), &read_log(&log_path).iter().map(|r| (r.step, r.split == "val", r.loss)).collect::<Vec<_>>());
+            write_plot(&opts.out, &log_path);
             if cfg.sample_tokens > 0 && opts.verbose {
                 let text = export::encode(&model, &data.tok, &meta(&state), DType::F32, 64).and_then(|b| {
                     export::runtime_generate(&b, &sample_prompt, cfg.sample_tokens as usize, cfg.sample_temperature as f32, cfg.sample_top_k, cfg.seed)
@@ -582,6 +599,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         save_checkpoint(&last_path, &state, &model, &opt)?;
     }
     pb.finish_and_clear();
+    // Also when the run stopped between evaluations (interrupted, paused, early stop).
+    write_plot(&opts.out, &log_path);
     summary.steps = state.step;
     summary.best_val = state.best_val;
     summary.median_ms_per_iter = median(&mut iter_ms.clone());

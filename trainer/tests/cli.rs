@@ -139,3 +139,84 @@ fn mkl_vendor_answer_is_exported() {
         "mkl_serv_intel_cpu_true is not in the executable's dynamic symbol table"
     );
 }
+
+/// `--corpus` supplies the corpus of a configuration that names none (and a path that needs
+/// quoting in TOML works).
+#[test]
+fn corpus_flag_completes_a_config_without_corpus() {
+    let dir = common::tempdir();
+    let corpus = common::write(dir.path(), "odd \"name\" \\ here.txt", common::corpus(20_000).as_bytes());
+    // The alphabet configuration without its generated task: a configuration that names no corpus.
+    let text = std::fs::read_to_string(configs().join("alphabet.toml")).unwrap().replace("alphabet_task = true", "");
+    let cfg = common::write(dir.path(), "nocorpus.toml", text.as_bytes());
+    let run = dir.path().join("run");
+    let short = ["--device", "cpu", "--set", "max_iters=3", "--set", "eval_interval=3", "--set", "sample_tokens=0"];
+    let o = bin().args(["train", "--config"]).arg(&cfg).arg("--out").arg(&run).args(short).output().unwrap();
+    assert_clean_error(&o, &["no corpus"]);
+    let o = bin().args(["train", "--config"]).arg(&cfg).arg("--corpus").arg(&corpus).arg("--out").arg(&run).args(short).output().unwrap();
+    assert!(o.status.success(), "train with --corpus failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("odd \"name\" \\ here.txt"), "the run does not name the corpus: {stdout}");
+    assert!(run.join("best.pt").exists());
+}
+
+/// Ctrl-C (SIGINT) saves a checkpoint, exits with 130, and `--resume` goes on from it.
+#[cfg(unix)]
+#[test]
+fn interrupt_saves_a_checkpoint_and_resume_continues() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let dir = common::tempdir();
+    let run = dir.path().join("run");
+    // Long enough that the signal arrives mid-run: 100,000 steps of the alphabet model.
+    let mut child = bin()
+        .args(["train", "--config"])
+        .arg(configs().join("alphabet.toml"))
+        .arg("--out")
+        .arg(&run)
+        .args(["--device", "cpu", "--set", "max_iters=100000", "--set", "eval_interval=100000", "--set", "log_interval=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (a row in the log), so the handler is installed.
+    let log = run.join("log.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&log).map_or(true, |s| s.lines().count() < 3) {
+        assert!(start.elapsed() < Duration::from_secs(120), "training did not start");
+        assert!(child.try_wait().unwrap().is_none(), "the trainer exited before the signal");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "exit status after SIGINT; stderr: {err}");
+    assert!(err.contains("interrupted: checkpoint saved at step"), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    // The summary line: "interrupted: N steps; ...".
+    let steps: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("interrupted: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {out}"));
+    assert!(steps >= 2 && steps < 100_000, "stopped at step {steps}");
+    assert!(run.join("last.pt").exists() && run.join("loss.svg").exists());
+
+    let target = steps + 5;
+    let o = bin()
+        .args(["train", "--resume", "--out"])
+        .arg(&run)
+        .args(["--device", "cpu", "--set", &format!("max_iters={target}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&format!("resuming at step {steps}")), "{stdout}");
+    assert!(stdout.contains(&format!("finished: {target} steps")), "{stdout}");
+    let rows = std::fs::read_to_string(&log).unwrap();
+    let last_train = rows.lines().filter(|l| l.contains("\"split\":\"train\"")).last().unwrap().to_owned();
+    assert!(last_train.contains(&format!("\"step\":{target},")), "last log row: {last_train}");
+}

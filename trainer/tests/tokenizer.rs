@@ -39,7 +39,7 @@ fn runtime_encode(bytes: &[u8], text: &str) -> Vec<u32> {
 
 #[test]
 fn char_tokenizer_matches_runtime() {
-    let text = common::corpus(usize::MAX);
+    let text = common::corpus(common::WHOLE);
     let tok = TextTokenizer::train_char(&text);
     let bytes = file_with(&tok);
     let ours = tok.encode(&text).unwrap();

@@ -6,16 +6,26 @@ use std::path::{Path, PathBuf};
 use tinygpt_train::config::TrainConfig;
 use tinygpt_train::train::{self, Checkpoint, RunOptions, RunSummary};
 
-/// Tiny Shakespeare where the repository's shared data folder has it.
+/// Tiny Shakespeare where the repository's shared data folder has it, unless
+/// `TINYGPT_TEST_CORPUS=generated` asks for the generated corpus (to check the tests without it).
 pub fn shakespeare() -> Option<String> {
+    if std::env::var("TINYGPT_TEST_CORPUS").is_ok_and(|v| v == "generated") {
+        return None;
+    }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/tinyshakespeare.txt");
     std::fs::read_to_string(p).ok()
 }
 
-/// A text corpus for tests: the first `bytes` of Tiny Shakespeare, else generated pseudo-English
-/// with some non-ASCII characters.
+/// All of Tiny Shakespeare (1,115,394 bytes), or as much generated text.
+pub const WHOLE: usize = 1_115_394;
+
+/// A text corpus for tests: the first `bytes` of Tiny Shakespeare, else `bytes` of generated
+/// pseudo-English with some non-ASCII characters (the test output says which).
 pub fn corpus(bytes: usize) -> String {
-    if let Some(s) = shakespeare() {
+    assert!(bytes <= 16 << 20, "corpus({bytes}): test corpora are generated up to 16 MiB");
+    let shakespeare = shakespeare();
+    eprintln!("test corpus: {}", if shakespeare.is_some() { "Tiny Shakespeare" } else { "generated" });
+    if let Some(s) = shakespeare {
         let mut cut = bytes.min(s.len());
         while !s.is_char_boundary(cut) {
             cut -= 1;
