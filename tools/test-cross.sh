@@ -53,24 +53,30 @@ printf 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nS
 # --- checks ---------------------------------------------------------------------------------------
 passed=0
 failed=0
-run_case() { # name, then tinygpt arguments
-  local name="$1"; shift
+run_case() { # expect (ok: exit 0 and some stdout; err: non-zero exit and a message), name, tinygpt arguments
+  local expect="$1" name="$2"; shift 2
   local ok=1 ref_rc rc
   set +e
   "${native[@]}" "$@" >"$work/native.out" 2>"$work/native.err"; ref_rc=$?
+  if [ "$expect" = ok ] && { [ "$ref_rc" -ne 0 ] || [ ! -s "$work/native.out" ]; }; then
+    ok=0; echo "FAIL $name: the native build failed or printed nothing (exit $ref_rc)"; head -n 3 "$work/native.err"
+  elif [ "$expect" = err ] && { [ "$ref_rc" -eq 0 ] || [ ! -s "$work/native.err" ]; }; then
+    ok=0; echo "FAIL $name: the native build should fail with a message (exit $ref_rc)"
+  fi
   for t in aarch64 armv7; do
     local -n runner="$t"
     "${runner[@]}" "$@" >"$work/$t.out" 2>"$work/$t.err"; rc=$?
-    if [ "$rc" -ne "$ref_rc" ] || ! cmp -s "$work/native.out" "$work/$t.out"; then
+    if [ "$rc" -ne "$ref_rc" ] || ! cmp -s "$work/native.out" "$work/$t.out" || ! cmp -s "$work/native.err" "$work/$t.err"; then
       ok=0
       echo "FAIL $name: $t differs from native (exit $rc vs $ref_rc)"
       cmp "$work/native.out" "$work/$t.out" | head -n 1 || true
+      cmp "$work/native.err" "$work/$t.err" | head -n 1 || true
     fi
   done
   set -e
   if [ "$ok" -eq 1 ]; then
     passed=$((passed + 1))
-    echo "ok   $name ($(wc -c <"$work/native.out") bytes, exit $ref_rc)"
+    echo "ok   $name ($(wc -c <"$work/native.out") bytes out, $(wc -c <"$work/native.err") bytes err, exit $ref_rc)"
   else
     failed=$((failed + 1))
   fi
@@ -78,11 +84,11 @@ run_case() { # name, then tinygpt arguments
 
 for m in "${models[@]}"; do
   b="$(basename "$m" .tgpt)"
-  run_case "$b generate seed 7" generate -m "$m" -p "ROMEO:" -n 120 -s 7
-  run_case "$b generate greedy" generate -m "$m" -p "ROMEO:" -n 120 --temp 0
-  run_case "$b generate top-p kv-int8" generate -m "$m" -n 120 -s 3 --temp 1.1 --top-k 0 --top-p 0.9 --kv i8
-  run_case "$b generate ctx-shift kv-f16" generate -m "$m" -n 150 -s 5 -c 32 --kv f16
-  run_case "$b eval" eval -m "$m" -f "$work/eval.txt" -c 32
+  run_case ok "$b generate seed 7" generate -m "$m" -p "ROMEO:" -n 120 -s 7
+  run_case ok "$b generate greedy" generate -m "$m" -p "ROMEO:" -n 120 --temp 0
+  run_case ok "$b generate top-p kv-int8" generate -m "$m" -n 120 -s 3 --temp 1.1 --top-k 0 --top-p 0.9 --kv i8
+  run_case ok "$b generate ctx-shift kv-f16" generate -m "$m" -n 150 -s 5 -c 32 --kv f16
+  run_case ok "$b eval" eval -m "$m" -f "$work/eval.txt" -c 32
 done
 # Control: the comparison must see a difference when there is one (different seeds).
 "${native[@]}" generate -m "$work/tiny-llama-f32.tgpt" -n 60 -s 7 >"$work/native.out"
@@ -92,8 +98,8 @@ if cmp -s "$work/native.out" "$work/aarch64.out"; then
 else
   passed=$((passed + 1)); echo "ok   control: different seeds give different text"
 fi
-run_case "unknown character" generate -m "$work/tiny-llama-f32.tgpt" -p "naïve"
-run_case "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
+run_case err "unknown character" generate -m "$work/tiny-llama-f32.tgpt" -p "naïve"
+run_case ok "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

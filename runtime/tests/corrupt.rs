@@ -64,6 +64,37 @@ fn specific_errors_name_the_problem() {
 }
 
 /// Re-seals a file after editing it, so the checksum passes and deeper checks are exercised.
+/// Reads `bytes`; when the reader accepts them, also uses the model: a session over a short
+/// context runs past it with every token id, and the tokenizer encodes and decodes. Whatever the
+/// reader accepts must be safe to run (only the absence of a panic is checked).
+fn exercise(bytes: &[u8]) {
+    let Ok(model) = Model::from_bytes(bytes) else { return };
+    let c = *model.config();
+    let _ = (model.param_count(), model.weight_bytes(), model.metadata());
+    let ctx = (c.block_size as usize).clamp(1, 6);
+    for kv in [tinygpt_runtime::KvDType::F32, tinygpt_runtime::KvDType::I8] {
+        let need = model.session_bytes(ctx, kv);
+        if need > 64 << 20 {
+            continue;
+        }
+        let mut buf = vec![0u8; need];
+        if let Ok(mut s) = tinygpt_runtime::Session::new(&model, &mut buf, ctx, kv) {
+            for t in 0..(c.vocab_size.min(12) + 2) {
+                let _ = s.step(t);
+            }
+        }
+    }
+    let tok = model.tokenizer();
+    let mut ids = [0u32; 64];
+    if let Ok(n) = tok.encode("Hi, ünï ☃!", &mut ids) {
+        let mut out = [0u8; 256];
+        let _ = tok.decode_into(&ids[..n], &mut out);
+    }
+    for id in 0..c.vocab_size.min(300) {
+        let _ = tok.token_bytes(id);
+    }
+}
+
 fn reseal(b: &mut [u8]) {
     let n = b.len() - 4;
     let crc = crc32(&b[..n]);
@@ -89,6 +120,27 @@ fn checksum_is_standard_crc32() {
     assert_eq!(crc32(&full[..n]).to_le_bytes(), full[n..]);
 }
 
+/// Every header and table byte set to a few values and resealed: whatever the reader still
+/// accepts runs without panicking (and some variants are accepted, so running them is tested).
+#[test]
+fn accepted_corruptions_run_safely() {
+    let mut accepted = 0;
+    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16)] {
+        let full = small_model(arch, dtype);
+        for p in 0..400.min(full.len() - 4) {
+            for val in [0u8, 1, 2, 0x7f, 0x80, 0xff, full[p] ^ 1, full[p].wrapping_add(1)] {
+                let mut b = full.clone();
+                b[p] = val;
+                reseal(&mut b);
+                let b = AlignedBytes::new(&b);
+                accepted += Model::from_bytes(&b).is_ok() as usize;
+                exercise(&b);
+            }
+        }
+    }
+    assert!(accepted > 100, "only {accepted} corrupted variants were accepted, so few were run");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -100,7 +152,7 @@ proptest! {
         let p = pos % (b.len() - 4);
         b[p] = val;
         reseal(&mut b);
-        let _ = Model::from_bytes(&AlignedBytes::new(&b));
+        exercise(&AlignedBytes::new(&b));
     }
 
     /// Random bytes behind a valid preamble and checksum never panic.
@@ -115,7 +167,7 @@ proptest! {
         b.extend_from_slice(&body);
         b.extend_from_slice(&[0; 4]);
         reseal(&mut b);
-        let _ = Model::from_bytes(&AlignedBytes::new(&b));
+        exercise(&AlignedBytes::new(&b));
     }
 
     /// Any valid configuration and tokenizer round-trips through the writer and reader.

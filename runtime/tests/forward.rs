@@ -175,26 +175,31 @@ fn shape_260k_int8_group64() {
 }
 
 /// When the context is full, the session keeps the newest ctx/2 tokens and re-runs them from
-/// position 0: the logits then equal a fresh run over those tokens.
+/// position 0: the logits then equal a fresh run over those tokens (both architectures, so
+/// learned positions and RoPE restart alike, and every KV cache type).
 #[test]
 fn context_shift_equals_fresh_run_over_kept_tokens() {
-    let cfg = config(Arch::Gpt2, DType::F32);
-    let w = random_weights(&cfg, 1);
-    let bytes = build(&cfg, &char_tokenizer(cfg.vocab_size as usize), &w);
-    let model = Model::from_bytes(&bytes).unwrap();
-    let ctx = 16;
-    let toks = tokens(ctx + 5, cfg.vocab_size, 11);
-    let mut buf = vec![0u8; model.session_bytes(ctx, KvDType::F32)];
-    let mut s = Session::new(&model, &mut buf, ctx, KvDType::F32).unwrap();
-    let mut last = Vec::new();
-    for &t in &toks {
-        last = s.step(t).unwrap().to_vec();
+    for arch in [Arch::Gpt2, Arch::Llama] {
+        let cfg = config(arch, DType::F32);
+        let w = random_weights(&cfg, 1);
+        let bytes = build(&cfg, &char_tokenizer(cfg.vocab_size as usize), &w);
+        let model = Model::from_bytes(&bytes).unwrap();
+        let ctx = 16;
+        let toks = tokens(ctx + 5, cfg.vocab_size, 11);
+        for kv in [KvDType::F32, KvDType::F16, KvDType::I8] {
+            let mut buf = vec![0u8; model.session_bytes(ctx, kv)];
+            let mut s = Session::new(&model, &mut buf, ctx, kv).unwrap();
+            let mut last = Vec::new();
+            for &t in &toks {
+                last = s.step(t).unwrap().to_vec();
+            }
+            // After ctx tokens, token ctx shifted to keep 8, then 4 more: context holds the last 13 tokens.
+            assert_eq!(s.pos(), ctx / 2 + 5);
+            let kept = &toks[toks.len() - (ctx / 2 + 5)..];
+            let fresh = runtime_logits(&model, kept, kv);
+            assert_eq!(&last, fresh.last().unwrap(), "{arch:?} kv {kv:?}");
+        }
     }
-    // After ctx tokens, token ctx shifted to keep 8, then 4 more: context holds the last 13 tokens.
-    assert_eq!(s.pos(), ctx / 2 + 5);
-    let kept = &toks[toks.len() - (ctx / 2 + 5)..];
-    let fresh = runtime_logits(&model, kept, KvDType::F32);
-    assert_eq!(&last, fresh.last().unwrap());
 }
 
 /// A long generation never panics, whatever the context length.

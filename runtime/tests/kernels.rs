@@ -30,7 +30,7 @@ proptest! {
     fn matvec_i8_equals_plain_group_sums(
         rows in 0usize..27,
         cols in 1usize..300,
-        gs in prop_oneof![1usize..40, Just(32usize), Just(64usize), Just(96usize), Just(128usize)],
+        gs in prop_oneof![1usize..40, Just(16usize), Just(32usize), Just(64usize), Just(96usize), Just(128usize)],
         x_min in any::<bool>(),
         seed in any::<u64>(),
     ) {
@@ -97,6 +97,10 @@ proptest! {
         ops::quantize_i16(&mut q, &mut s, &x, gs);
         for (g, (qg, xg)) in q.chunks(gs).zip(x.chunks(gs)).enumerate() {
             let amax = xg.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+            // The scale uses the whole int16 range: max|x| maps to ±32767 (f64 oracle, 1 ulp).
+            let want = amax as f64 / 32767.0;
+            prop_assert!((s[g] as f64 - want).abs() <= want * f32::EPSILON as f64, "scale {} for max {}", s[g], amax);
+            prop_assert!(amax == 0.0 || qg.iter().any(|&v| v.unsigned_abs() == 32767), "the largest value is not ±32767");
             prop_assert!(qg.iter().all(|&v| v != i16::MIN), "clamped to ±32767");
             for (&qv, &xv) in qg.iter().zip(xg) {
                 prop_assert!((qv as f32 * s[g] - xv).abs() <= s[g] * 0.5 + amax * 1e-6, "{} vs {}", qv as f32 * s[g], xv);
@@ -162,6 +166,53 @@ fn avx2_and_portable_logits_are_identical() {
                 ops::simd::set_portable(false);
                 assert!(fast == portable, "{arch:?} {dtype:?} kv {kv:?}: AVX2 and portable logits differ");
             }
+        }
+    }
+}
+
+/// On Cortex-M4-class targets (and 32-bit ARM Linux in Thumb-2 mode, where the test suite runs
+/// this under qemu-arm), the `SMLAD` kernels take the aligned cases themselves (they report
+/// `true`) and agree bit for bit with the portable kernels, for every unrolled group size.
+#[cfg(all(target_arch = "arm", tinygpt_dsp))]
+#[test]
+fn dsp_kernels_run_and_equal_portable() {
+    let mut r = common::TestRng::new(3);
+    for gs in [4usize, 8, 16, 32, 64, 128, 12] {
+        let (rows, cols) = (9usize, 256usize);
+        let groups = cols.div_ceil(gs);
+        // A u32 backing store keeps the weights 4-byte aligned, as the kernels need.
+        let words: Vec<u32> = (0..rows * cols / 4).map(|_| r.next_u64() as u32).collect();
+        let wq: &[i8] = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const i8, rows * cols) };
+        let ws: Vec<f32> = (0..rows * groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let xq: Vec<i8> = (0..cols).map(|_| ((r.next_u64() % 255) as i32 - 127) as i8).collect();
+        let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let mut xp = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs(&mut xp, &xq);
+        let mut fast = vec![0f32; rows];
+        assert!(ops::dsp::matvec_i8(&mut fast, wq, &ws, &xq, &xs, &xp, gs), "group size {gs}: the DSP kernel declined");
+        let mut plain = vec![0f32; rows];
+        for (i, o) in plain.iter_mut().enumerate() {
+            for g in 0..groups {
+                let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                let isum: i32 = (a..b).map(|c| wq[i * cols + c] as i32 * xq[c] as i32).sum();
+                *o += isum as f32 * (ws[i * groups + g] * xs[g]);
+            }
+        }
+        assert_eq!(fast.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), plain.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "group size {gs}");
+
+        let x16: Vec<i16> = (0..cols).map(|_| ((r.next_u64() % 65535) as i32 - 32767) as i16).collect();
+        let mut xp16 = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs_i16(&mut xp16, &x16);
+        let mut fast16 = vec![0f32; rows];
+        assert!(ops::dsp::matvec_i8_i16(&mut fast16, wq, cols, &x16, &xs, &xp16, gs), "group size {gs}: the i16 DSP kernel declined");
+        for (i, o) in fast16.iter().enumerate() {
+            let mut acc = 0.0f32;
+            for (g, &s) in xs.iter().enumerate() {
+                let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                let isum: i32 = (a..b).map(|c| wq[i * cols + c] as i32 * x16[c] as i32).sum();
+                acc += isum as f32 * s;
+            }
+            assert_eq!(o.to_bits(), acc.to_bits(), "i16, group size {gs}, row {i}");
         }
     }
 }
