@@ -112,4 +112,10 @@ if command -v ldd >/dev/null 2>&1; then
         exit 1
     fi
 fi
-echo "setup-libtorch: libtorch $TORCH_VERSION ($mode) ready in $torch_dir" >&2
+# A fixed name for the build (.cargo/config.toml's LIBTORCH), whatever the Python version in the
+# venv's path: .venv/libtorch -> lib/pythonX.Y/site-packages/torch.
+case "$torch_dir" in
+    "$venv"/*) ln -sfn "${torch_dir#"$venv"/}" "$venv/libtorch" ;;
+    *) ln -sfn "$torch_dir" "$venv/libtorch" ;;
+esac
+echo "setup-libtorch: libtorch $TORCH_VERSION ($mode) ready in $torch_dir (linked as $venv/libtorch)" >&2
