@@ -19,9 +19,9 @@ pub const TRAILER_LEN: usize = 4;
 pub const TENSOR_ALIGN: usize = 32;
 
 /// Largest accepted value of a single dimension; keeps every size product far from overflow.
-const MAX_DIM: u32 = 1 << 20;
+pub const MAX_DIM: u32 = 1 << 20;
 /// Largest accepted number of layers.
-const MAX_LAYERS: u32 = 1024;
+pub const MAX_LAYERS: u32 = 1024;
 
 pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 

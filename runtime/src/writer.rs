@@ -289,7 +289,13 @@ pub fn encode_model(
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A reader never sees a half-written file, and an existing file survives a failed write.
+///
+/// A symbolic link at `path` is followed (its target is replaced, the link stays). Something
+/// other than a regular file there (a directory, a device such as `/dev/null`, a FIFO) is an
+/// error, not replaced. [`check_writable`] makes the same checks before any work is done.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let resolved = check_writable(path)?;
+    let path = resolved.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -310,6 +316,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Where [`write_atomic`] would write `path`: the path itself, or a symbolic link's target.
+/// Fails when the directory does not exist or something other than a regular file is there.
+pub fn check_writable(path: &Path) -> io::Result<std::path::PathBuf> {
+    let mut target = path.to_path_buf();
+    // Follow links (a bounded number, so a loop is an error, not a hang).
+    for _ in 0..40 {
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&target)?;
+                target = match target.parent() {
+                    Some(d) if link.is_relative() => d.join(link),
+                    _ => link,
+                };
+            }
+            Ok(m) if m.is_file() => return Ok(target),
+            Ok(_) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} exists and is not a regular file", target.display())));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = match target.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                if !dir.is_dir() {
+                    return Err(io::Error::new(io::ErrorKind::NotFound, format!("directory {} does not exist", dir.display())));
+                }
+                return Ok(target);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}: too many levels of symbolic links", path.display())))
 }
 
 /// Sixteen bytes at a 16-byte aligned address (`u128` is only 8-byte aligned on 32-bit ARM).

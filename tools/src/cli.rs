@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tinygpt::args::{parse_count, parse_positive, parse_temp, parse_top_p};
 use tinygpt_runtime::KvDType;
 
 /// Default prompt: a newline, the start of a fresh line of text.
@@ -172,98 +172,30 @@ pub struct BenchArgs {
     /// Tokens to generate [default: min(128, context)]
     #[arg(short = 'n', long = "n-gen", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub n_gen: Option<usize>,
-    /// Timed runs of each test (the median is reported)
+    /// Timed runs of each test, 1 to 100000 (the median is reported)
     #[arg(
         short = 'r',
         long = "repetitions",
         value_name = "N",
         default_value_t = 5,
-        value_parser = parse_positive,
+        value_parser = parse_repetitions,
         allow_negative_numbers = true,
     )]
     pub repetitions: usize,
 }
 
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(_) if s.trim_start().starts_with('-') => Err("must be at least 1".to_owned()),
-        Err(_) => Err("not a whole number, or too large".to_owned()),
+/// Most timed runs `bench` accepts: each keeps its timings for the median.
+pub const MAX_REPETITIONS: usize = 100_000;
+
+fn parse_repetitions(s: &str) -> Result<usize, String> {
+    let n = parse_positive(s)?;
+    if n > MAX_REPETITIONS {
+        return Err(format!("at most {MAX_REPETITIONS}"));
     }
+    Ok(n)
 }
 
-fn parse_count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.parse::<T>().map_err(|_| {
-        if s.trim_start().starts_with('-') {
-            "must be 0 or more".to_owned()
-        } else {
-            "not a whole number, or too large".to_owned()
-        }
-    })
-}
-
-fn parse_float(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| "not a number".to_owned())?;
-    if !v.is_finite() {
-        return Err("must be a finite number".to_owned());
-    }
-    Ok(v)
-}
-
-fn parse_temp(s: &str) -> Result<f32, String> {
-    let v = parse_float(s)?;
-    if v < 0.0 {
-        return Err("must be 0 or more".to_owned());
-    }
-    Ok(v)
-}
-
-fn parse_top_p(s: &str) -> Result<f32, String> {
-    let v = parse_float(s)?;
-    if !(v > 0.0 && v <= 1.0) {
-        return Err("must be above 0 and at most 1".to_owned());
-    }
-    Ok(v)
-}
-
-/// Reports a command-line parsing problem. Help and version go to stdout with status 0; an error
-/// becomes one `error: ...` line on stderr (with clap's tips folded in) and status 2.
+/// Reports a command-line parsing problem (see [`tinygpt::args::report_usage_error`]).
 pub fn report_usage_error(e: clap::Error) -> ExitCode {
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            // A closed stdout while printing help is not worth reporting.
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // `tinygpt` alone: the overview, on stderr, as a usage error.
-            eprint!("{}", e.render());
-            ExitCode::from(2)
-        }
-        _ => {
-            // clap writes the error, indented details and tips, then a usage block: keep everything
-            // before the usage block on one line.
-            let text = e.render().to_string();
-            let mut msg = String::new();
-            for line in text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:")) {
-                if line.is_empty() || line.starts_with("For more information") {
-                    continue;
-                }
-                let line = line.trim_start_matches("error: ");
-                if let Some(tip) = line.strip_prefix("tip: ") {
-                    msg.push_str("; ");
-                    msg.push_str(tip);
-                } else {
-                    if !msg.is_empty() {
-                        msg.push(' ');
-                    }
-                    msg.push_str(line);
-                }
-            }
-            msg.push_str(" (see 'tinygpt --help')");
-            crate::out::error_line(&msg);
-            ExitCode::from(2)
-        }
-    }
+    tinygpt::args::report_usage_error(e, "tinygpt", "error: ")
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    install_panic_hook();
+    tinygpt::args::install_panic_hook("tinygpt", "error: ");
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli::report_usage_error(e),
@@ -34,24 +34,3 @@ fn main() -> ExitCode {
     }
 }
 
-/// A panic is a bug; still, the user gets one line on stderr and exit code 101, no backtrace.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "unknown panic".to_owned()
-        };
-        let place = info
-            .location()
-            .map(|l| {
-                let file = l.file().rsplit(['/', '\\']).next().unwrap_or("");
-                format!(" at {file}:{}", l.line())
-            })
-            .unwrap_or_default();
-        out::error_line(&format!("internal error: {msg}{place} (this is a bug in tinygpt)"));
-        std::process::exit(101);
-    }));
-}

@@ -4,9 +4,7 @@ use std::io::{self, Write};
 
 /// Prints `error: msg` on stderr as a single line.
 pub fn error_line(msg: &str) {
-    let one: String = msg.split(['\n', '\r']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; ");
-    // Nothing useful can be done if stderr itself is closed.
-    let _ = writeln!(io::stderr().lock(), "error: {one}");
+    tinygpt::args::error_line("error: ", msg);
 }
 
 /// Whether `e` was caused by writing to a closed pipe (`tinygpt ... | head`).

@@ -532,6 +532,8 @@ fn bad_command_lines_fail_with_one_line() {
         (&["generate", "-m", p, "--kv", "q4"], "--kv"),
         (&["generate", "-m", p, "-p", "a", "-f", p], "--file"),
         (&["bench", "-m", p, "-r", "0"], "--repetitions"),
+        (&["bench", "-m", p, "-r", "4000000000"], "at most 100000"),
+        (&["bench", "-m", p, "-r", "18446744073709551615"], "--repetitions"),
         (&["eval", "-m", p], "--file"),
     ];
     for (args, needle) in cases {

@@ -180,6 +180,22 @@ fn d_precision() -> String {
     "auto".into()
 }
 
+/// Parses TOML text; an error is one line: where, then what.
+fn parse_toml(text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let msg = e.message().trim().replace('\n', "; ");
+        match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                anyhow::anyhow!("line {line}, column {column}: {msg}")
+            }
+            None => anyhow::anyhow!("{msg}"),
+        }
+    })
+}
+
 /// Parses `key=value`; the value is read as a TOML value (`3`, `1e-3`, `true`, `"text"`), and a bare
 /// word that is not valid TOML is taken as a string (`arch=llama`).
 fn parse_override(s: &str) -> Result<(String, toml::Value)> {
@@ -196,18 +212,33 @@ fn parse_override(s: &str) -> Result<(String, toml::Value)> {
     Ok((k.to_string(), value))
 }
 
+/// Every configuration key, for naming unknown `--set` keys before parsing (a unit test checks
+/// that it matches the fields of [`TrainConfig`]).
+const KEYS: &[&str] = &[
+    "name", "corpus", "alphabet_task", "val_fraction", "tokenizer", "bpe_vocab_size", "arch", "n_layer",
+    "n_head", "n_kv_head", "n_embd", "n_hidden", "block_size", "dropout", "tie_embeddings", "norm_eps",
+    "rope_theta", "batch_size", "grad_accum", "max_iters", "learning_rate", "min_lr", "warmup_iters",
+    "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "plateau_patience", "plateau_factor",
+    "patience", "eval_interval", "eval_batch", "log_interval", "sample_tokens", "sample_prompt",
+    "sample_temperature", "sample_top_k", "seed", "stop_at", "threads", "precision",
+];
+
+/// Largest model `validate` accepts, in parameters (4 GB of f32 weights).
+pub const MAX_PARAMS: u64 = 1_000_000_000;
+/// Most libtorch threads `validate` accepts.
+pub const MAX_THREADS: u32 = 1024;
+
 impl TrainConfig {
     /// Reads `path` and applies `overrides` (`key=value`).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let table: toml::Table =
-            text.parse().with_context(|| format!("config {} is not valid TOML", path.display()))?;
+        let table = parse_toml(&text).with_context(|| format!("config {} is not valid TOML", path.display()))?;
         Self::from_table(table, overrides).with_context(|| format!("config {}", path.display()))
     }
 
     /// Builds a configuration from TOML text and overrides.
     pub fn from_str_with(text: &str, overrides: &[String]) -> Result<Self> {
-        let table: toml::Table = text.parse().context("config is not valid TOML")?;
+        let table = parse_toml(text).context("config is not valid TOML")?;
         Self::from_table(table, overrides)
     }
 
@@ -232,15 +263,6 @@ impl TrainConfig {
     }
 
     fn known_key(k: &str) -> bool {
-        // Serialize a default-filled instance and look the key up: one source of truth for the names.
-        const KEYS: &[&str] = &[
-            "name", "corpus", "alphabet_task", "val_fraction", "tokenizer", "bpe_vocab_size", "arch", "n_layer",
-            "n_head", "n_kv_head", "n_embd", "n_hidden", "block_size", "dropout", "tie_embeddings", "norm_eps",
-            "rope_theta", "batch_size", "grad_accum", "max_iters", "learning_rate", "min_lr", "warmup_iters",
-            "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "plateau_patience", "plateau_factor",
-            "patience", "eval_interval", "eval_batch", "log_interval", "sample_tokens", "sample_prompt",
-            "sample_temperature", "sample_top_k", "seed", "stop_at", "threads", "precision",
-        ];
         KEYS.contains(&k)
     }
 
@@ -318,6 +340,31 @@ impl TrainConfig {
                 bail!("{name} must be at least 1");
             }
         }
+        // The runtime's limits (a model the trainer makes must load), and a size this trainer is for.
+        use tinygpt_runtime::format::{MAX_DIM, MAX_LAYERS};
+        for (name, v) in [
+            ("n_head", self.n_head),
+            ("n_kv_head", self.n_kv_head),
+            ("n_embd", self.n_embd),
+            ("n_hidden", self.n_hidden),
+            ("block_size", self.block_size),
+            ("bpe_vocab_size", self.bpe_vocab_size),
+        ] {
+            if v > MAX_DIM {
+                bail!("{name} must be at most {MAX_DIM}, got {v}");
+            }
+        }
+        if self.n_layer > MAX_LAYERS {
+            bail!("n_layer must be at most {MAX_LAYERS}, got {}", self.n_layer);
+        }
+        let per_layer = 4 * self.n_embd as u64 * self.n_embd as u64 + 3 * self.n_embd as u64 * self.hidden() as u64;
+        let approx = self.n_layer as u64 * per_layer + 2 * (self.block_size as u64 + 256 + self.bpe_vocab_size as u64) * self.n_embd as u64;
+        if approx > MAX_PARAMS {
+            bail!("the model would have about {approx} parameters; tinygpt-train makes models of up to {MAX_PARAMS}");
+        }
+        if self.threads > MAX_THREADS {
+            bail!("threads must be at most {MAX_THREADS} (0: one per core), got {}", self.threads);
+        }
         if self.n_embd % self.n_head != 0 {
             bail!("n_embd ({}) must be a multiple of n_head ({})", self.n_embd, self.n_head);
         }
@@ -339,8 +386,37 @@ impl TrainConfig {
         if self.max_iters == 0 {
             bail!("max_iters must be at least 1");
         }
-        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 || self.min_lr < 0.0 || self.min_lr > self.learning_rate {
-            bail!("need 0 <= min_lr <= learning_rate and learning_rate > 0");
+        for (name, v) in [
+            ("learning_rate", self.learning_rate),
+            ("min_lr", self.min_lr),
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+            ("norm_eps", self.norm_eps),
+            ("rope_theta", self.rope_theta),
+            ("sample_temperature", self.sample_temperature),
+            ("dropout", self.dropout),
+            ("val_fraction", self.val_fraction),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("plateau_factor", self.plateau_factor),
+        ] {
+            if !v.is_finite() {
+                bail!("{name} must be a finite number, got {v}");
+            }
+        }
+        if self.learning_rate <= 0.0 || self.min_lr < 0.0 || self.min_lr > self.learning_rate {
+            bail!("need 0 <= min_lr <= learning_rate and learning_rate > 0 (got min_lr {}, learning_rate {})", self.min_lr, self.learning_rate);
+        }
+        for (name, v) in [("weight_decay", self.weight_decay), ("grad_clip", self.grad_clip), ("sample_temperature", self.sample_temperature)] {
+            if v < 0.0 {
+                bail!("{name} must be 0 or more, got {v}");
+            }
+        }
+        if self.norm_eps <= 0.0 || self.norm_eps > 1.0 {
+            bail!("norm_eps must be above 0 and at most 1, got {}", self.norm_eps);
+        }
+        if self.rope_theta <= 1.0 {
+            bail!("rope_theta must be above 1, got {}", self.rope_theta);
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             bail!("beta1 and beta2 must be in [0, 1)");
@@ -414,4 +490,16 @@ mod tests {
         let c = TrainConfig::from_str_with(BASE, &[]).unwrap();
         assert_eq!(c.with_overrides(&[]).unwrap(), c);
     }
+
+    #[test]
+    fn known_keys_are_exactly_the_fields() {
+        let c = TrainConfig::from_str_with(BASE, &[]).unwrap();
+        let table = toml::Table::try_from(&c).unwrap();
+        let mut fields: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
+
 }

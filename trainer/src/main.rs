@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use tinygpt::args::{parse_count, parse_temp};
 use tinygpt_runtime::writer::{self, MetaData};
 use tinygpt_runtime::DType;
 
@@ -62,10 +63,10 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         /// int8 group size along each row.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = parse_count::<u32>, allow_negative_numbers = true)]
         group_size: u32,
-        /// Evaluate on at most this many validation tokens (default: the whole split).
-        #[arg(long)]
+        /// Evaluate on at most this many validation tokens, at least 2 (default: the whole split).
+        #[arg(long, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         eval_tokens: Option<usize>,
         /// Corpus to take the validation split from (default: the one the run was trained on).
         #[arg(long)]
@@ -75,21 +76,25 @@ enum Cmd {
         no_eval: bool,
     },
     /// Generate text from a run's best checkpoint with the runtime (same text as `tinygpt generate`
-    /// on its f32 export).
+    /// with the same flags on its f32 export; same defaults).
     Sample {
+        /// A run directory (its best.pt, else last.pt) or a checkpoint file.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Prompt text.
         #[arg(short = 'p', long, default_value = "\n")]
         prompt: String,
-        #[arg(short = 'n', long, default_value_t = 200)]
+        /// Tokens to generate.
+        #[arg(short = 'n', long, default_value_t = 256, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         n: usize,
         /// Temperature (0: greedy).
-        #[arg(long, default_value_t = 0.8)]
+        #[arg(long, default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
         temp: f32,
         /// Keep the K most likely tokens (0: all).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 40, value_parser = parse_count::<u32>, allow_negative_numbers = true)]
         top_k: u32,
-        #[arg(short = 's', long, default_value_t = 42)]
+        /// Random seed.
+        #[arg(short = 's', long, default_value_t = 42, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
         seed: u64,
     },
 }
@@ -139,6 +144,11 @@ fn run(cli: Cli) -> Result<()> {
             if group_size == 0 {
                 bail!("--group-size must be at least 1");
             }
+            if eval_tokens.is_some_and(|n| n < 2) {
+                bail!("--eval-tokens must be at least 2 (one prediction needs two tokens)");
+            }
+            // Before the evaluation, which takes a while: can the file be written there?
+            writer::check_writable(&out).with_context(|| format!("cannot write {}", out.display()))?;
             train::set_threads(0);
             let path = train::checkpoint_in(&checkpoint)?;
             let ck = train::load_checkpoint(&path)?;
@@ -155,7 +165,9 @@ fn run(cli: Cli) -> Result<()> {
                 trainer_version: TRAINER_VERSION.into(),
             };
             if let Some(c) = corpus {
+                // Also for a run of the generated alphabet task: evaluate on the file given.
                 cfg.corpus = c;
+                cfg.alphabet_task = false;
             }
             println!("exporting {} (step {}) as {}", path.display(), ck.state.step, dtype.name());
             if !no_eval {
@@ -199,12 +211,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+const ERROR: &str = "tinygpt-train: error: ";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    tinygpt::args::install_panic_hook("tinygpt-train", ERROR);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return tinygpt::args::report_usage_error(e, "tinygpt-train", ERROR),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tinygpt-train: error: {e:#}");
+            tinygpt::args::error_line(ERROR, &format!("{e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -109,7 +109,7 @@ pub fn save_checkpoint(path: &Path, state: &TrainState, model: &Gpt, opt: &AdamW
     }
     let tmp = tmp_path(path);
     let result = (|| -> Result<()> {
-        Tensor::save_multi(&named, &tmp).map_err(|e| anyhow!("{e}"))?;
+        Tensor::save_multi(&named, &tmp).map_err(|e| anyhow!("{}", torch_message(&e)))?;
         fs::File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
@@ -125,15 +125,24 @@ pub fn save_checkpoint(path: &Path, state: &TrainState, model: &Gpt, opt: &AdamW
     result.with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
+/// The first line of a libtorch error: the message, without the C++ stack libtorch appends.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
+    first.trim_start_matches("Internal torch error: ").to_owned()
+}
+
 /// Reads a checkpoint file.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     if !path.exists() {
         bail!("no checkpoint at {}", path.display());
     }
-    let list = Tensor::load_multi(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
+    let list = Tensor::load_multi(path).map_err(|e| {
+        anyhow!("cannot read checkpoint {}: not a checkpoint file, or damaged ({})", path.display(), torch_message(&e))
+    })?;
     let mut tensors: HashMap<String, Tensor> = list.into_iter().collect();
     let json = tensors.remove(STATE_KEY).with_context(|| format!("{} is not a tinygpt checkpoint", path.display()))?;
-    let bytes = Vec::<u8>::try_from(&json).map_err(|e| anyhow!("{e}"))?;
+    let bytes = Vec::<u8>::try_from(&json).map_err(|e| anyhow!("{} is not a tinygpt checkpoint: {}", path.display(), torch_message(&e)))?;
     let state: TrainState =
         serde_json::from_slice(&bytes).with_context(|| format!("checkpoint {} has an unreadable state", path.display()))?;
     Ok(Checkpoint { state, tensors })
@@ -366,6 +375,47 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// What `--resume` may not change: the model's shape and the data it was trained on.
+fn check_resume(saved: &TrainState, cfg: &TrainConfig) -> Result<()> {
+    let (a, b) = (&saved.config, cfg);
+    let fixed: [(&str, String, String); 11] = [
+        ("arch", a.arch.clone(), b.arch.clone()),
+        ("n_layer", a.n_layer.to_string(), b.n_layer.to_string()),
+        ("n_head", a.n_head.to_string(), b.n_head.to_string()),
+        ("n_kv_head", a.kv_heads().to_string(), b.kv_heads().to_string()),
+        ("n_embd", a.n_embd.to_string(), b.n_embd.to_string()),
+        ("n_hidden", a.hidden().to_string(), b.hidden().to_string()),
+        ("block_size", a.block_size.to_string(), b.block_size.to_string()),
+        ("tie_embeddings", a.tie_embeddings.to_string(), b.tie_embeddings.to_string()),
+        ("tokenizer", a.tokenizer.clone(), b.tokenizer.clone()),
+        ("bpe_vocab_size", a.bpe_vocab_size.to_string(), b.bpe_vocab_size.to_string()),
+        ("val_fraction", a.val_fraction.to_string(), b.val_fraction.to_string()),
+    ];
+    for (key, was, now) in fixed {
+        if was != now {
+            bail!("--resume: `{key}` cannot change ({was} in the checkpoint, {now} now): the model and its data depend on it");
+        }
+    }
+    if a.alphabet_task != b.alphabet_task {
+        bail!("--resume: `alphabet_task` cannot change (the checkpoint trained on {})", if a.alphabet_task { "the alphabet task" } else { "a corpus" });
+    }
+    if cfg.max_iters <= saved.step {
+        bail!("--resume: the checkpoint is at step {}; set max_iters above it to train further (it is {})", saved.step, cfg.max_iters);
+    }
+    Ok(())
+}
+
+/// Removes temporary checkpoint files a killed run left behind (`.best.pt.PID.tmp`).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if (name.starts_with(".best.pt.") || name.starts_with(".last.pt.")) && name.ends_with(".tmp") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Trains (or resumes) a run.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
@@ -380,6 +430,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             opts.out.display()
         );
     }
+    if let Some(ck) = &resumed {
+        check_resume(&ck.state, cfg)?;
+    }
+    remove_stale_temporaries(&opts.out);
     let vocab = resumed.as_ref().map(|c| c.state.vocab.clone());
     let data = prepare_data(cfg, vocab)?;
     let device = opts.device;
@@ -474,7 +528,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         val_loss_i8: None,
         trainer_version: TRAINER_VERSION.into(),
     };
-    let sample_prompt = data.tok.encode(&cfg.sample_prompt).ok().filter(|p| !p.is_empty()).unwrap_or_else(|| vec![data.val[0]]);
+    // The default prompt, a newline, falls back to the first validation token where the
+    // vocabulary lacks it; a prompt the configuration sets must encode.
+    let sample_prompt = match data.tok.encode(&cfg.sample_prompt) {
+        Ok(p) if !p.is_empty() => p,
+        Err(e) if cfg.sample_tokens > 0 && cfg.sample_prompt != "\n" => bail!("sample_prompt: {e:#}"),
+        _ => vec![data.val[0]],
+    };
 
     let mut summary = RunSummary {
         steps: state.step,
@@ -545,6 +605,14 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         let finished = state.step == cfg.max_iters;
         if state.step % cfg.eval_interval == 0 || finished {
             let val = eval_loss(&model, &data.val, block, cfg.eval_batch as usize);
+            if !val.is_finite() {
+                let saved = if last_path.exists() {
+                    format!("the last checkpoint, {}, is from an earlier evaluation", last_path.display())
+                } else {
+                    "no checkpoint was saved".to_owned()
+                };
+                bail!("training diverged: validation loss {val} at step {} (lower learning_rate); {saved}", state.step);
+            }
             summary.val_losses.push((state.step, val));
             state.last_val = Some(val);
             writeln!(log, "{}", serde_json::to_string(&LogRow { step: state.step, split: "val".into(), loss: val, lr: None, ms_per_iter: None, tokens_per_s: None })?)?;

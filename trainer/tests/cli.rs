@@ -86,6 +86,36 @@ fn unknown_config_keys_are_named() {
 
     let o = bin().args(["train", "--config"]).arg(dir.path().join("missing.toml")).output().unwrap();
     assert_clean_error(&o, &["missing.toml"]);
+
+    // TOML syntax errors: one line with the place.
+    let bad = common::write(dir.path(), "syntax.toml", b"name = \"x\nn_layer = 2\n");
+    let o = bin().args(["train", "--config"]).arg(&bad).output().unwrap();
+    assert_clean_error(&o, &["syntax.toml", "line 1, column"]);
+}
+
+/// Values a run cannot use are refused before training, each naming its key.
+#[test]
+fn out_of_range_values_are_named() {
+    for (set, needle) in [
+        ("learning_rate=inf", "learning_rate"),
+        ("weight_decay=nan", "weight_decay"),
+        ("grad_clip=-1", "grad_clip"),
+        ("norm_eps=0", "norm_eps"),
+        ("sample_temperature=-1", "sample_temperature"),
+        ("threads=100000", "threads"),
+        ("n_layer=2000", "n_layer"),
+        ("n_embd=65536", "parameters"),
+    ] {
+        let o = bin().args(["train", "--config"]).arg(configs().join("alphabet.toml")).args(["--set", set, "--device", "cpu"]).output().unwrap();
+        assert_clean_error(&o, &[needle]);
+    }
+    let o = bin()
+        .args(["train", "--config"])
+        .arg(configs().join("alphabet.toml"))
+        .args(["--set", "arch=llama", "--set", "rope_theta=0", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert_clean_error(&o, &["rope_theta"]);
 }
 
 #[test]
@@ -158,6 +188,54 @@ fn corpus_flag_completes_a_config_without_corpus() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("odd \"name\" \\ here.txt"), "the run does not name the corpus: {stdout}");
     assert!(run.join("best.pt").exists());
+
+    // What --resume may not change, and a resume with nothing left to train.
+    for (set, needles) in [
+        ("arch=llama", &["arch", "cannot change"][..]),
+        ("n_embd=64", &["n_embd", "cannot change"]),
+        ("tokenizer=bpe", &["tokenizer", "cannot change"]),
+        ("max_iters=3", &["step 3", "max_iters"]),
+    ] {
+        let o = bin().args(["train", "--resume", "--out"]).arg(&run).args(["--device", "cpu", "--set", set]).output().unwrap();
+        assert_clean_error(&o, needles);
+    }
+
+    // Export and sample: bad values and places to write are one-line errors, and nothing
+    // already there is replaced by anything but a model.
+    let file = dir.path().join("m.tgpt");
+    let nodir = dir.path().join("no/such/dir.tgpt");
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &[&str])> = vec![
+        (vec!["sample".as_ref(), "--checkpoint".as_ref(), run.as_os_str(), "--temp".as_ref(), "nan".as_ref()], &["--temp", "finite"]),
+        (vec!["sample".as_ref(), "--checkpoint".as_ref(), run.as_os_str(), "-n".as_ref(), "-1".as_ref()], &["-1", "0 or more"]),
+        (vec!["export".as_ref(), "--checkpoint".as_ref(), run.as_os_str(), "--out".as_ref(), file.as_os_str(), "--eval-tokens".as_ref(), "1".as_ref()], &["--eval-tokens"]),
+        (vec!["export".as_ref(), "--checkpoint".as_ref(), run.as_os_str(), "--out".as_ref(), nodir.as_os_str()], &["does not exist"]),
+    ];
+    for (args, needles) in cases {
+        let o = bin().args(&args).output().unwrap();
+        assert_clean_error(&o, needles);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let fifo = dir.path().join("fifo.tgpt");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let o = bin().args(["export", "--no-eval", "--checkpoint"]).arg(&run).arg("--out").arg(&fifo).output().unwrap();
+        assert_clean_error(&o, &["not a regular file"]);
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // A symbolic link is followed: its target gets the model, the link stays.
+        let link = dir.path().join("link.tgpt");
+        std::os::unix::fs::symlink("target.tgpt", &link).unwrap();
+        let o = bin().args(["export", "--no-eval", "--checkpoint"]).arg(&run).arg("--out").arg(&link).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(dir.path().join("target.tgpt").is_file());
+    }
+    // A damaged checkpoint: one line, not libtorch's C++ stack.
+    let junk = dir.path().join("junk");
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(junk.join("best.pt"), b"junk").unwrap();
+    let o = bin().args(["export", "--checkpoint"]).arg(&junk).arg("--out").arg(&file).output().unwrap();
+    assert_clean_error(&o, &["best.pt", "damaged"]);
 }
 
 /// Ctrl-C (SIGINT) saves a checkpoint, exits with 130, and `--resume` goes on from it.
