@@ -502,4 +502,19 @@ mod tests {
         assert_eq!(fields, keys);
     }
 
+
+    #[test]
+    fn shipped_configurations_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                TrainConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "expected alphabet, nanogpt-cpu and board configurations, found {n}");
+    }
+
 }

@@ -68,6 +68,19 @@ fn alphabet_task_end_to_end() {
     let o = bin().args(["sample", "--checkpoint"]).arg(&run).args(["-p", "abcd", "-n", "8", "--temp", "0"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), "abcdefghijkl");
+
+    // And the `tinygpt` command itself on the export (built by cargo if it is not yet).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let o = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "-q", "-p", "tinygpt", "--bin", "tinygpt", "--", "generate", "-m"])
+        .arg(&file)
+        .args(["-p", "abcd", "-n", "30", "--temp", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tinygpt generate failed: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("abcdefghijklmnopqrstuvwxyz\nabc"), "tinygpt generate --temp 0: {text:?}");
 }
 
 #[test]
