@@ -6,10 +6,13 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let mut version = String::from("unknown");
+    let mut lib_dir = String::new();
     if let Some(dir) = std::env::var_os("LIBTORCH") {
         let dir = PathBuf::from(dir);
         let lib = dir.join("lib");
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        // src/cuda.rs loads libtorch_cuda.so from here at run time.
+        lib_dir = lib.display().to_string();
         let header = dir.join("include/torch/headeronly/version.h");
         println!("cargo:rerun-if-changed={}", header.display());
         if let Ok(text) = std::fs::read_to_string(&header) {
@@ -26,6 +29,7 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=TINYGPT_LIBTORCH_VERSION={version}");
+    println!("cargo:rustc-env=TINYGPT_LIBTORCH_LIB={lib_dir}");
     // The binary's `mkl_serv_intel_cpu_true` (src/main.rs, src/mkl.rs) must be in its dynamic
     // symbol table for libtorch's MKL to call it.
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();

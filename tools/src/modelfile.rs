@@ -21,6 +21,9 @@ impl ModelFile {
         if meta.is_dir() {
             bail!("'{}' is a directory, not a model file", path.display());
         }
+        if !meta.is_file() {
+            bail!("'{}' is not a regular file (a device, pipe or socket), not a model file", path.display());
+        }
         if meta.len() == 0 {
             bail!("'{}' is empty, not a .tgpt model", path.display());
         }

@@ -456,6 +456,11 @@ fn missing_empty_and_non_model_files_fail_cleanly() {
     let e = clean_error(&tinygpt(&["eval", "-m", s(&text), "-f", s(&text)]), 1);
     assert!(e.contains("magic"), "{e}");
     clean_error(&tinygpt(&["inspect", s(m.dir.path())]), 1);
+    // A device reads as zero length; it is named for what it is, not called empty.
+    if cfg!(unix) {
+        let e = clean_error(&tinygpt(&["inspect", "/dev/zero"]), 1);
+        assert!(e.contains("not a regular file"), "{e}");
+    }
 }
 
 #[test]

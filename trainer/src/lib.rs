@@ -2,6 +2,7 @@
 //! exports `.tgpt` files that the runtime runs with the same numbers.
 
 pub mod config;
+pub mod cuda;
 pub mod data;
 pub mod export;
 pub mod mkl;

@@ -27,24 +27,40 @@ pub const TRAINER_VERSION: &str = concat!("tinygpt-train ", env!("CARGO_PKG_VERS
 /// libtorch version the trainer was built against.
 pub const LIBTORCH_VERSION: &str = env!("TINYGPT_LIBTORCH_VERSION");
 
-/// Picks the device: `auto` (CUDA when present), `cpu` or `cuda`.
+/// Picks the device: `auto` (CUDA when present), `cpu` or `cuda`. For `auto` and `cuda`, first
+/// loads libtorch's CUDA library (see [`crate::cuda`]).
 pub fn select_device(choice: &str) -> Result<Device> {
     match choice {
-        "auto" => Ok(Device::cuda_if_available()),
+        "auto" => {
+            let _ = crate::cuda::load();
+            Ok(Device::cuda_if_available())
+        }
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
+            if let Err(why) = crate::cuda::load() {
+                bail!(
+                    "--device cuda: libtorch's CUDA library does not load ({why}); a CPU-only install lacks the CUDA libraries: run tools/setup-libtorch.sh --cuda, or use --device cpu"
+                )
+            }
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
-                bail!("--device cuda: no CUDA device is available (this libtorch build or machine has none); use --device cpu")
+                bail!("--device cuda: libtorch's CUDA library is loaded but sees no GPU (driver or device missing); use --device cpu")
             }
         }
         other => bail!("unknown device {other:?}: expected auto, cpu or cuda"),
     }
 }
 
-/// Whether bf16 matmuls run on `device` (a pre-Ampere GPU or a build without them falls back to f32).
+/// Whether `precision = "auto"` should use bf16 on `device`: a GPU with native bf16 (compute
+/// capability 8.0, Ampere, or newer; older GPUs emulate it, slower than f32) where a bf16 matmul
+/// runs and gives the right answer.
 pub fn bf16_works(device: Device) -> bool {
+    if let Device::Cuda(i) = device {
+        if crate::cuda::compute_capability(i as i32).is_some_and(|(major, _)| major < 8) {
+            return false;
+        }
+    }
     let a = Tensor::ones([8, 8], (Kind::BFloat16, device));
     a.f_matmul(&a).and_then(|c| c.f_to_kind(Kind::Float)).and_then(|c| c.f_double_value(&[0, 0])).is_ok_and(|v| v == 8.0)
 }
@@ -60,7 +76,10 @@ pub fn set_threads(n: u32) -> i32 {
 pub fn device_name(d: Device) -> String {
     match d {
         Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
-        Device::Cuda(i) => format!("cuda:{i} ({} device(s))", tch::Cuda::device_count()),
+        Device::Cuda(i) => {
+            let cc = crate::cuda::compute_capability(i as i32).map_or(String::new(), |(a, b)| format!(", compute capability {a}.{b}"));
+            format!("cuda:{i} ({} device(s){cc})", tch::Cuda::device_count())
+        }
         other => format!("{other:?}"),
     }
 }
@@ -563,15 +582,21 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         if cfg.dropout > 0.0 {
             tch::manual_seed((mix(cfg.seed ^ mix(it)) >> 1) as i64);
         }
-        let mut loss_sum = 0.0;
+        // The micro-batch losses are summed on the device (in f64) and read once per step, so a
+        // GPU is not waited for after every micro-batch.
+        let mut loss_sum: Option<Tensor> = None;
         for micro in 0..accum {
             let (x, y) = get_batch(&train_data, data.train.len(), block, bs, cfg.seed, it, micro);
             let loss = model.loss(&x.to_device(device), &y.to_device(device), true);
             let scaled = if accum > 1 { &loss / accum as f64 } else { loss.shallow_clone() };
             scaled.backward();
-            loss_sum += loss.double_value(&[]);
+            let l = loss.detach().to_kind(Kind::Double);
+            loss_sum = Some(match loss_sum {
+                None => l,
+                Some(sum) => sum + l,
+            });
         }
-        let train_loss = loss_sum / accum as f64;
+        let train_loss = loss_sum.map_or(f64::NAN, |s| s.double_value(&[])) / accum as f64;
         if !train_loss.is_finite() {
             save_checkpoint(&last_path, &state, &model, &opt)?;
             bail!("training diverged at step {it} (loss {train_loss}); lower learning_rate. Last good state: {}", last_path.display());

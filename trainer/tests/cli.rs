@@ -311,3 +311,31 @@ fn interrupt_saves_a_checkpoint_and_resume_continues() {
     let last_train = rows.lines().filter(|l| l.contains("\"split\":\"train\"")).last().unwrap().to_owned();
     assert!(last_train.contains(&format!("\"step\":{target},")), "last log row: {last_train}");
 }
+
+/// `--device cuda` where CUDA cannot be used is a one-line error that says why; `auto` then
+/// trains on the CPU and says so first.
+#[test]
+fn cuda_without_a_usable_gpu_is_a_clear_error() {
+    let _ = tinygpt_train::cuda::load();
+    if tch::Cuda::is_available() {
+        println!("a CUDA device is available: nothing to check here");
+        return;
+    }
+    let o = bin().args(["train", "--config"]).arg(configs().join("alphabet.toml")).args(["--device", "cuda"]).output().unwrap();
+    assert_clean_error(&o, &["--device cuda"]);
+    let e = stderr(&o);
+    assert!(e.contains("does not load") || e.contains("sees no GPU"), "{e}");
+
+    let dir = common::tempdir();
+    let o = bin()
+        .args(["train", "--config"])
+        .arg(configs().join("alphabet.toml"))
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .args(["--device", "auto", "--set", "max_iters=2", "--set", "sample_tokens=0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned();
+    assert!(first.contains("device cpu"), "{first}");
+}
