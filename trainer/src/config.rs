@@ -502,7 +502,6 @@ mod tests {
         assert_eq!(fields, keys);
     }
 
-
     #[test]
     fn shipped_configurations_are_valid() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
@@ -516,5 +515,4 @@ mod tests {
         }
         assert!(n >= 3, "expected alphabet, nanogpt-cpu and board configurations, found {n}");
     }
-
 }

@@ -692,8 +692,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         save_checkpoint(&last_path, &state, &model, &opt)?;
     }
     pb.finish_and_clear();
-    // Also when the run stopped between evaluations (interrupted, paused, early stop).
-    write_plot(&opts.out, &log_path);
+    // Also when the run stopped between evaluations (interrupted, paused): rows logged since the
+    // last evaluation's plot.
+    if state.step % cfg.eval_interval != 0 && state.step != cfg.max_iters {
+        write_plot(&opts.out, &log_path);
+    }
     summary.steps = state.step;
     summary.best_val = state.best_val;
     summary.median_ms_per_iter = median(&mut iter_ms.clone());
