@@ -69,6 +69,16 @@ pub enum Error {
         /// The model's maximum.
         max: usize,
     },
+    /// The model has no chat tokens (`<|im_start|>`, `<|im_sep|>`, `<|im_end|>`, `<|pad|>`): it is
+    /// a base model.
+    NotAChatModel,
+    /// A rendered conversation does not fit in the context.
+    PromptTooLong {
+        /// Tokens the shortest rendering needs.
+        tokens: usize,
+        /// Tokens available.
+        ctx: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -108,6 +118,13 @@ impl fmt::Display for Error {
             Error::ContextLength { requested, max } => write!(
                 f,
                 "context length {requested} is not in 1..={max} (the model's block_size)"
+            ),
+            Error::NotAChatModel => f.write_str(
+                "this is a base model, not a chat model (it has no <|im_start|>, <|im_sep|>, <|im_end|> and <|pad|> tokens)"
+            ),
+            Error::PromptTooLong { tokens, ctx } => write!(
+                f,
+                "the conversation needs {tokens} tokens but only {ctx} fit in the context"
             ),
         }
     }

@@ -10,6 +10,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod chat;
 pub mod error;
 pub mod format;
 pub mod model;
@@ -23,7 +24,8 @@ pub mod writer;
 
 pub use error::Error;
 pub use format::{Arch, Config, DType, Header, KvDType, Metadata, TokenizerKind, FORMAT_VERSION, MAGIC};
-pub use model::{eval_loss, generate, GenStats, Model, Session};
+pub use chat::{ChatTokens, Message, Role, Template};
+pub use model::{eval_loss, generate, generate_until, GenStats, Model, Session};
 pub use rng::Rng;
 pub use sampler::{ProbIndex, Sampler, SamplerConfig};
 pub use tokenizer::{Decoder, Tokenizer};

@@ -193,8 +193,11 @@ impl<'s> Carver<'s> {
 pub struct GenStats {
     /// Prompt tokens fed.
     pub prompt_tokens: usize,
-    /// Tokens generated.
+    /// Tokens generated (a stop token that ended generation included).
     pub generated: usize,
+    /// Whether a stop token (the end-of-text token, or `<|im_end|>` for a chat reply) ended
+    /// generation; `false` when it ran out of tokens.
+    pub stopped: bool,
 }
 
 /// A running model: activations, KV cache and token history, all in a caller-provided buffer.
@@ -662,6 +665,22 @@ pub fn generate(
     sampler: &mut Sampler,
     prompt: &[u32],
     n_new: usize,
+    on_text: impl FnMut(&str),
+) -> Result<GenStats, Error> {
+    let eot = session.model().tokenizer().eot();
+    generate_until(session, sampler, prompt, n_new, eot.as_slice(), true, on_text)
+}
+
+/// [`generate`] with the stop tokens given: generation ends when one of `stop` is sampled (it is
+/// counted in `generated` but neither decoded nor fed). With `echo`, `on_text` also receives the
+/// prompt's text first.
+pub fn generate_until(
+    session: &mut Session<'_, '_>,
+    sampler: &mut Sampler,
+    prompt: &[u32],
+    n_new: usize,
+    stop: &[u32],
+    echo: bool,
     mut on_text: impl FnMut(&str),
 ) -> Result<GenStats, Error> {
     if prompt.is_empty() {
@@ -671,13 +690,16 @@ pub fn generate(
     let mut dec = Decoder::new();
     for &t in prompt {
         session.step(t)?;
-        dec.push(&tok, t, &mut on_text);
+        if echo {
+            dec.push(&tok, t, &mut on_text);
+        }
     }
-    let mut stats = GenStats { prompt_tokens: prompt.len(), generated: 0 };
+    let mut stats = GenStats { prompt_tokens: prompt.len(), generated: 0, stopped: false };
     for i in 0..n_new {
         let next = session.sample(sampler);
         stats.generated += 1;
-        if Some(next) == tok.eot() {
+        if stop.contains(&next) {
+            stats.stopped = true;
             break;
         }
         dec.push(&tok, next, &mut on_text);

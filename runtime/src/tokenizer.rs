@@ -7,6 +7,9 @@
 use crate::error::Error;
 use crate::format::{TokenizerHeader, TokenizerKind};
 
+/// Largest accepted number of special tokens (their names are checked pairwise for duplicates).
+pub const MAX_SPECIAL: usize = 256;
+
 fn u32_at(b: &[u8], i: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[4 * i..4 * i + 4]);
@@ -23,6 +26,9 @@ pub(crate) fn validate(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), E
     }
     if n_special > v {
         return Err(Error::Tokenizer("more special tokens than tokens"));
+    }
+    if n_special > MAX_SPECIAL {
+        return Err(Error::Tokenizer("more than 256 special tokens"));
     }
     if let Some(e) = t.eot {
         if e >= vocab_size {
@@ -45,6 +51,15 @@ pub(crate) fn validate(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), E
     }
     let tok = |i: usize| &t.token_bytes[u32_at(t.token_offsets, i) as usize..u32_at(t.token_offsets, i + 1) as usize];
     let n_regular = v - n_special;
+    // Special tokens are looked up by name: names are non-empty and distinct.
+    for i in n_regular..v {
+        if tok(i).is_empty() {
+            return Err(Error::Tokenizer("a special token has an empty name"));
+        }
+        if (n_regular..i).any(|j| tok(j) == tok(i)) {
+            return Err(Error::Tokenizer("two special tokens have the same name"));
+        }
+    }
     match t.kind {
         TokenizerKind::Char => {
             if !t.merges.is_empty() || !t.merges_by_pair.is_empty() {
@@ -124,6 +139,17 @@ impl<'a> Tokenizer<'a> {
     pub fn eot(&self) -> Option<u32> {
         self.h.eot
     }
+    /// Number of special tokens (the last ids of the vocabulary).
+    pub fn n_special(&self) -> usize {
+        self.h.n_special as usize
+    }
+
+    /// The id of the special token whose stored name is `name` (for example `<|im_end|>`).
+    pub fn special_id(&self, name: &str) -> Option<u32> {
+        let first = self.vocab_size - self.h.n_special as usize;
+        (first..self.vocab_size).map(|i| i as u32).find(|&i| self.token_bytes(i) == name.as_bytes())
+    }
+
     /// Whether `id` is a special token (never produced by [`Tokenizer::encode`], decoded as nothing).
     pub fn is_special(&self, id: u32) -> bool {
         (id as usize) >= self.vocab_size - self.h.n_special as usize && (id as usize) < self.vocab_size

@@ -178,15 +178,38 @@ pub fn encode_model(
     meta: &MetaData,
     get: &dyn Fn(&str) -> Option<Vec<f32>>,
 ) -> Result<Vec<u8>, WriteError> {
+    encode_model_with_specials(cfg, tok, &[], meta, get)
+}
+
+/// [`encode_model`] for a vocabulary followed by special tokens: `specials` are their names (for a
+/// chat model [`crate::chat::CHAT_SPECIALS`]), with ids `tok.vocab_size()..` in the order given.
+/// `cfg.vocab_size` counts them. Names must be distinct and non-empty.
+pub fn encode_model_with_specials(
+    cfg: &Config,
+    tok: &TokenizerData,
+    specials: &[&str],
+    meta: &MetaData,
+    get: &dyn Fn(&str) -> Option<Vec<f32>>,
+) -> Result<Vec<u8>, WriteError> {
     cfg.validate()?;
-    if tok.vocab_size() != cfg.vocab_size as usize {
+    if tok.vocab_size() + specials.len() != cfg.vocab_size as usize {
         return Err(WriteError::Tokenizer(format!(
-            "tokenizer has {} tokens but vocab_size is {}",
+            "tokenizer has {} tokens and {} special tokens but vocab_size is {}",
             tok.vocab_size(),
+            specials.len(),
             cfg.vocab_size
         )));
     }
-    let strings = tok.token_strings()?;
+    for (i, s) in specials.iter().enumerate() {
+        if s.is_empty() {
+            return Err(WriteError::Tokenizer("a special token has an empty name".into()));
+        }
+        if specials[..i].contains(s) {
+            return Err(WriteError::Tokenizer(format!("special token {s} is listed twice")));
+        }
+    }
+    let mut strings = tok.token_strings()?;
+    strings.extend(specials.iter().map(|s| s.as_bytes().to_vec()));
     let token_bytes: Vec<u8> = strings.concat();
     let mut offsets = vec![0u32];
     for s in &strings {
@@ -216,7 +239,7 @@ pub fn encode_model(
         config: *cfg,
         tokenizer: TokenizerHeader {
             kind,
-            n_special: 0,
+            n_special: specials.len() as u32,
             eot: None,
             token_bytes: &token_bytes,
             token_offsets: &offsets,

@@ -29,6 +29,9 @@ struct Args {
     /// Seed of the random weights (overrides the preset)
     #[arg(long)]
     seed: Option<u64>,
+    /// Append the four chat tokens (a chat model's vocabulary)
+    #[arg(long)]
+    chat: bool,
     /// Output file
     #[arg(short = 'o', long)]
     output: PathBuf,
@@ -52,6 +55,7 @@ fn main() -> Result<()> {
     if let Some(s) = a.seed {
         spec.seed = s;
     }
+    spec.chat = a.chat;
     let bytes = spec.build()?;
     tinygpt_runtime::writer::write_atomic(&a.output, &bytes)
         .with_context(|| format!("cannot write '{}'", a.output.display()))?;

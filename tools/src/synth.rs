@@ -5,7 +5,8 @@
 //! on the sampler settings, which is what the tests and the cross-target checks need.
 
 use anyhow::{bail, Context, Result};
-use tinygpt_runtime::writer::{encode_model, tensor_layout, MetaData, TokenizerData};
+use tinygpt_runtime::chat::CHAT_SPECIALS;
+use tinygpt_runtime::writer::{encode_model_with_specials, tensor_layout, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, Config, DType};
 
 /// The 65 characters of Tiny Shakespeare, the usual character vocabulary.
@@ -48,6 +49,9 @@ pub struct Spec {
     pub tie_embeddings: bool,
     /// Seed of the weights.
     pub seed: u64,
+    /// Whether the vocabulary ends with the four chat tokens (`<|im_start|>`, `<|im_sep|>`,
+    /// `<|im_end|>`, `<|pad|>`), making it a chat model.
+    pub chat: bool,
 }
 
 impl Spec {
@@ -66,6 +70,7 @@ impl Spec {
             group_size: 32,
             tie_embeddings: arch == Arch::Gpt2,
             seed: 1,
+            chat: false,
         }
     }
 
@@ -86,6 +91,7 @@ impl Spec {
             group_size: 64,
             tie_embeddings: true,
             seed: 260,
+            chat: false,
         }
     }
 
@@ -104,6 +110,7 @@ impl Spec {
             group_size: 64,
             tie_embeddings: arch == Arch::Gpt2,
             seed: 1_000_000,
+            chat: false,
         }
     }
 
@@ -112,7 +119,7 @@ impl Spec {
         let vocab_size = match &self.vocab {
             Vocab::Chars(s) => s.chars().count() as u32,
             Vocab::Bpe(m) => 256 + m,
-        };
+        } + if self.chat { CHAT_SPECIALS.len() as u32 } else { 0 };
         Config {
             arch: self.arch,
             n_layer: self.n_layer,
@@ -165,7 +172,8 @@ impl Spec {
             };
             tensors.insert(name, v);
         }
-        encode_model(&cfg, &tokenizer, &meta, &|name| tensors.get(name).cloned())
+        let specials: &[&str] = if self.chat { &CHAT_SPECIALS } else { &[] };
+        encode_model_with_specials(&cfg, &tokenizer, specials, &meta, &|name| tensors.get(name).cloned())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("cannot encode the synthetic model")
     }
