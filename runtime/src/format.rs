@@ -25,6 +25,11 @@ pub const MAX_LAYERS: u32 = 1024;
 
 pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
+/// The CRC-32 (ISO-HDLC, the zlib/PNG polynomial) a file's trailer holds over the bytes before it.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC32.checksum(bytes)
+}
+
 /// Which transformer block the model uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
