@@ -162,19 +162,25 @@ pub struct GenerateArgs {
 
 /// How `chat` answers, shown under `tinygpt chat --help`.
 const CHAT_RULE: &str = "\
-How an answer is made (the board and `tinygpt serve` answer the same way, so the same question,
-seed and settings give the same answer everywhere):
-  a fresh session of the context length (-c), a fresh sampler seeded with -s, the conversation
-  [system (--system), user: QUESTION] rendered with the model's chat template keeping 1 token
-  free for the reply, then the reply sampled after <|im_start|>assistant<|im_sep|> until
-  <|im_end|>, -n tokens, or the end of the context, whichever comes first.
-With -p, stdout gets only the answer and a newline.
+How an answer is made (the board and `tinygpt serve` answer the same way, so the same model,
+question, seed and settings give the same answer everywhere):
+  1. a fresh session of context ctx (-c, default block_size) with KV type --kv;
+  2. a fresh Sampler::new(SamplerConfig { temperature, top_k, top_p }, seed);
+  3. the conversation [system (--system, if given), user: QUESTION] rendered with
+     Template::render_fitting(messages, 1, buf[..ctx]): 1 token kept free for the reply, the
+     prompt ending with <|im_start|>assistant<|im_sep|>;
+  4. tinygpt_runtime::chat::reply(session, sampler, template, prompt, n_predict, ..): tokens
+     sampled until <|im_end|>, -n tokens or the end of the context; a reply cut by a limit is
+     printed as it is.
+With -p, stdout gets only the answer (streamed as it is generated) and a newline.
 
-Without -p, each line read from stdin is a question (a prompt `> ` is shown on stderr when stdin
-is a terminal; answers alone go to stdout). The whole conversation so far is rendered again for
-every question; when it no longer fits, the oldest turns are dropped whole (said on stderr). The
-sampler is seeded once and carries on from reply to reply. `/reset` forgets the conversation,
-an empty line is ignored, end of input (Ctrl-D) ends the chat.";
+Without -p, each line of stdin is a question (a prompt `> ` goes to stderr when stdin is a
+terminal; stdout gets only the answers, each followed by a newline). Every question is answered
+by the same rule, except that one sampler, seeded once, carries on from reply to reply and the
+messages are the whole conversation so far; when it no longer fits, render_fitting drops the
+oldest turns whole (said on stderr). `/reset` forgets the conversation; an empty line is
+ignored; a line that cannot be answered (a character the vocabulary lacks, too long for the
+context) is refused on stderr and the chat goes on; end of input (Ctrl-D) ends the chat.";
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {

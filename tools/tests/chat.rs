@@ -546,6 +546,14 @@ fn questions_too_long_for_the_context_are_refused_with_the_sizes() {
     assert!(e.contains("too long") && e.contains(&format!("{need} tokens")) && e.contains("holds 40"), "{e}");
     // The same question fits the full context.
     ok(&tinygpt(&["chat", "-m", s(&path), "-p", long]));
+    // At the edge: 1 token is kept for the reply, so a context of `need` is the smallest that
+    // answers (with at most 2 tokens: the reserved one, and the one sampled at the last position).
+    let o = Opts { ctx: Some(need), seed: 3, cfg: sampling(1.0, 0, 1.0), ..Opts::default() };
+    let (text, _) = oracle_one(&path, &o, long);
+    assert!(text.chars().count() <= 2, "{text:?}");
+    assert_eq!(ok(&chat_p(&path, &o, long)), format!("{text}\n"));
+    let e = clean_error(&chat_p(&path, &Opts { ctx: Some(need - 1), ..o.clone() }, long), 1);
+    assert!(e.contains(&format!("{need} tokens")) && e.contains(&format!("holds {}", need - 1)), "{e}");
     // With a system prompt, its tokens count too.
     let need = tokens_needed(&path, Some("Be brief."), "Who goes there, friend?");
     let e = clean_error(&tinygpt(&["chat", "-m", s(&path), "-c", "40", "--system", "Be brief.", "-p", "Who goes there, friend?"]), 1);
@@ -622,7 +630,8 @@ fn bad_command_lines_fail_with_one_line() {
     for flag in ["--model", "--prompt", "--system", "--n-predict", "--temp", "--top-k", "--top-p", "--seed", "--ctx-size", "--kv"] {
         assert!(help.contains(flag), "{flag}: {help}");
     }
-    assert!(help.contains("render") && help.contains("/reset"), "{help}");
+    assert!(help.contains("render_fitting(messages, 1, buf[..ctx])") && help.contains("chat::reply"), "{help}");
+    assert!(help.contains("/reset"), "{help}");
     assert!(stdout(&tinygpt(&["--help"])).contains("chat"));
 }
 
