@@ -19,8 +19,8 @@ use crate::out;
 
 /// The line that forgets the conversation.
 const RESET: &str = "/reset";
-/// Longest line read as a question, in bytes; a longer one is refused (whatever the tokenizer,
-/// far more than any context holds).
+/// Longest line read as a question, in bytes; a longer one is skipped with an error line, so that
+/// input without line endings cannot grow memory without bound.
 const MAX_LINE: usize = 1 << 20;
 
 pub fn run(a: &ChatArgs) -> Result<()> {
