@@ -90,22 +90,9 @@ value_of() {
     sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1
 }
 
-# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
-run_pair() {
-    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
-    local name
-    name="$(basename "$model") seed $seed"
-    local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
-    "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
-        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
-    local rc=$?
-    if [[ $rc -ne 0 ]]; then
-        bad "$name: board-qemu exit $rc"
-        tail -n 5 "$work/board.err" "$serial" | sed 's/^/    /'
-        return
-    fi
-    ok "$name: firmware ran in QEMU and exited 0"
-
+# check_budgets NAME SERIAL ELF: the budgets as the firmware printed them, and against the ELF.
+check_budgets() {
+    local name=$1 serial=$2 elf=$3
     # Budgets as the firmware measured them.
     local flash ram statics stack
     flash=$(value_of "flash:" "$serial")
@@ -127,6 +114,25 @@ run_pair() {
     else
         bad "$name: ELF says flash '$elf_flash' static '$elf_ram', firmware says '$flash' '$statics'"
     fi
+}
+
+# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
+run_pair() {
+    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
+    local name
+    name="$(basename "$model") seed $seed"
+    local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
+    "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
+        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
+    local rc=$?
+    if [[ $rc -ne 0 ]]; then
+        bad "$name: board-qemu exit $rc"
+        tail -n 5 "$work/board.err" "$serial" | sed 's/^/    /'
+        return
+    fi
+    ok "$name: firmware ran in QEMU and exited 0"
+
+    check_budgets "$name" "$serial" "$elf"
     # Cost per token is reported.
     if grep -Eq "^cost: [0-9]+ instructions in all, [1-9][0-9]* instructions/token" "$serial"; then
         ok "$name: $(grep -o '[0-9]* instructions/token' "$serial" | head -n 1)"

@@ -21,6 +21,13 @@ use crate::line::{Line, LineReader};
 /// Longest line (bytes) taken over the serial line.
 pub const MAX_LINE: usize = 256;
 
+/// Tokens a rendered question can take: at most one per byte of the line, plus the chat tokens
+/// and the role names (`user`, `assistant`: one token per byte at most).
+const MAX_RENDERED: usize = MAX_LINE + 32;
+
+/// Room for the rendered question: the context, or more to measure a question too long for it.
+const PROMPT_BUF: usize = if config::CTX > MAX_RENDERED { config::CTX } else { MAX_RENDERED };
+
 /// The line that ends the input, as Ctrl-D does.
 const QUIT: &[u8] = b"/quit";
 
@@ -75,11 +82,16 @@ pub fn run(out: &mut Serial, platform: Platform, session: &mut Session<'_, '_>) 
 /// context cannot hold gets one `error:` line instead.
 fn answer(out: &mut Serial, platform: Platform, session: &mut Session<'_, '_>, template: &Template<'_>, question: &str) {
     let messages = [Message::user(question)];
-    let mut prompt = [0u32; config::CTX];
-    let n = match template.render_fitting(&messages, 1, &mut prompt) {
+    let mut prompt = [0u32; PROMPT_BUF];
+    let n = match template.render_fitting(&messages, 1, &mut prompt[..config::CTX]) {
         Ok((_, n)) => n,
-        Err(e @ Error::PromptTooLong { .. }) => {
-            let _ = writeln!(out, "error: the question is too long: {e}");
+        Err(Error::PromptTooLong { .. }) => {
+            // What it would take, measured in the larger buffer (as `tinygpt chat` words it).
+            let _ = write!(out, "error: the question is too long: with the chat template and 1 token for the reply it needs");
+            if let Ok(len) = template.render(&messages, true, &mut prompt) {
+                let _ = write!(out, " {} tokens,", len + 1);
+            }
+            let _ = writeln!(out, " but the context holds {}", config::CTX);
             return;
         }
         Err(e) => {
