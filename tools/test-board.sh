@@ -309,14 +309,17 @@ done
 if [[ -f $chat && -f $tiny ]]; then
     "$board" --chat --model "$tiny" --tokens 4 </dev/null >/dev/null 2>"$work/err.txt"
     rc=$?
-    if [[ $rc -eq 2 ]] && [[ $(wc -l <"$work/err.txt") -eq 1 ]] && grep -q "is not a chat model" "$work/err.txt"; then
+    # Build messages go to stderr too: one line of board-qemu's own.
+    if [[ $rc -eq 2 ]] && [[ $(grep -c '^board-qemu:' "$work/err.txt") -eq 1 ]] &&
+       grep -q "^board-qemu: --chat: .* is not a chat model" "$work/err.txt"; then
         ok "--chat with a base model: one error line and exit 2"
     else
         bad "--chat with a base model: exit $rc"
     fi
     "$board" --model "$chat" --tokens 4 >/dev/null 2>"$work/err.txt"
     rc=$?
-    if [[ $rc -eq 2 ]] && [[ $(wc -l <"$work/err.txt") -eq 1 ]] && grep -q "is a chat model: give --chat" "$work/err.txt"; then
+    if [[ $rc -eq 2 ]] && [[ $(grep -c '^board-qemu:' "$work/err.txt") -eq 1 ]] &&
+       grep -q "^board-qemu: .* is a chat model: give --chat" "$work/err.txt"; then
         ok "a chat model without --chat: one error line and exit 2"
     else
         bad "a chat model without --chat: exit $rc"
