@@ -83,17 +83,27 @@ fn run(board: &mut Board) -> Result<(), ()> {
         config::CTX,
         cfg.block_size,
     );
-    let _ = writeln!(
-        out,
-        "seed {}, {}{} tokens{}, temperature {}, top-k {}, top-p {}, KV cache int8",
-        config::SEED,
-        if config::CHAT { "up to " } else { "" },
-        config::TOKENS,
-        if config::CHAT { " per reply" } else { "" },
-        config::TEMPERATURE,
-        config::TOP_K,
-        config::TOP_P
-    );
+    let _ = if config::CHAT {
+        writeln!(
+            out,
+            "seed {}, up to {} tokens per reply, temperature {}, top-k {}, top-p {}, KV cache int8",
+            config::SEED,
+            config::TOKENS,
+            config::TEMPERATURE,
+            config::TOP_K,
+            config::TOP_P
+        )
+    } else {
+        writeln!(
+            out,
+            "seed {}, {} tokens, temperature {}, top-k {}, top-p {}, KV cache int8",
+            config::SEED,
+            config::TOKENS,
+            config::TEMPERATURE,
+            config::TOP_K,
+            config::TOP_P
+        )
+    };
 
     if config::TEST_PANIC {
         panic!("TINYGPT_TEST_PANIC is set");
