@@ -5,18 +5,20 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tinygpt::args::{parse_count, parse_positive, parse_temp, parse_top_p};
-use tinygpt_runtime::KvDType;
+use tinygpt_runtime::{KvDType, SamplerConfig};
 
 /// Default prompt: a newline, the start of a fresh line of text.
 pub const DEFAULT_PROMPT: &str = "\n";
 /// Default seed, so that a plain `tinygpt generate` is reproducible.
 pub const DEFAULT_SEED: u64 = 42;
+/// Default number of tokens `generate` samples (and most tokens of a `chat` reply).
+pub const DEFAULT_N_PREDICT: usize = 256;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "tinygpt",
     version,
-    about = "Run tinygpt .tgpt models: generate text, inspect a file, evaluate loss, benchmark speed",
+    about = "Run tinygpt .tgpt models: generate text, chat, inspect a file, evaluate loss, benchmark speed",
     propagate_version = true
 )]
 pub struct Cli {
@@ -28,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Stream the prompt and generated text to stdout
     Generate(GenerateArgs),
+    /// Chat with a chat model: answer one question (-p) or converse over stdin
+    #[command(after_help = CHAT_RULE)]
+    Chat(ChatArgs),
     /// Show a model's architecture, size, memory needs and metadata
     Inspect(InspectArgs),
     /// Measure loss, perplexity and bits per character over a text file
@@ -71,6 +76,7 @@ pub struct RunOpts {
     #[arg(
         short = 'c',
         long = "ctx-size",
+        visible_alias = "ctx",
         value_name = "N",
         value_parser = parse_positive,
         allow_negative_numbers = true,
@@ -81,26 +87,9 @@ pub struct RunOpts {
     pub kv: Kv,
 }
 
+/// Sampler options every text-producing subcommand shares.
 #[derive(Args, Debug)]
-pub struct GenerateArgs {
-    #[command(flatten)]
-    pub run: RunOpts,
-    /// Prompt text [default: a newline]
-    #[arg(short = 'p', long = "prompt", value_name = "TEXT", conflicts_with = "file")]
-    pub prompt: Option<String>,
-    /// Read the prompt from a file
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    /// Number of tokens to generate
-    #[arg(
-        short = 'n',
-        long = "n-predict",
-        value_name = "N",
-        default_value_t = 256,
-        value_parser = parse_count::<usize>,
-        allow_negative_numbers = true,
-    )]
-    pub n_predict: usize,
+pub struct SampleOpts {
     /// Temperature; 0 picks the most likely token every time
     #[arg(
         long = "temp",
@@ -138,7 +127,87 @@ pub struct GenerateArgs {
         allow_negative_numbers = true,
     )]
     pub seed: u64,
+}
+
+impl SampleOpts {
+    /// The runtime's sampler settings.
+    pub fn config(&self) -> SamplerConfig {
+        SamplerConfig { temperature: self.temp, top_k: self.top_k, top_p: self.top_p }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Prompt text [default: a newline]
+    #[arg(short = 'p', long = "prompt", value_name = "TEXT", conflicts_with = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Number of tokens to generate
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        default_value_t = DEFAULT_N_PREDICT,
+        value_parser = parse_count::<usize>,
+        allow_negative_numbers = true,
+    )]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sample: SampleOpts,
     /// Print timing and token counts to stderr when done
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+/// How `chat` answers, shown under `tinygpt chat --help`.
+const CHAT_RULE: &str = "\
+How an answer is made (the board and `tinygpt serve` answer the same way, so the same model,
+question, seed and settings give the same answer everywhere):
+  1. a fresh session of context ctx (-c, default block_size) with KV type --kv;
+  2. a fresh Sampler::new(SamplerConfig { temperature, top_k, top_p }, seed);
+  3. the conversation [system (--system, if given), user: QUESTION] rendered with
+     Template::render_fitting(messages, 1, buf[..ctx]): 1 token kept free for the reply, the
+     prompt ending with <|im_start|>assistant<|im_sep|>;
+  4. tinygpt_runtime::chat::reply(session, sampler, template, prompt, n_predict, ..): tokens
+     sampled until <|im_end|>, -n tokens or the end of the context; a reply cut by a limit is
+     printed as it is.
+With -p, stdout gets only the answer (streamed as it is generated) and a newline.
+
+Without -p, each line of stdin is a question (a prompt `> ` goes to stderr when stdin is a
+terminal; stdout gets only the answers, each followed by a newline). Every question is answered
+by the same rule, except that one sampler, seeded once, carries on from reply to reply and the
+messages are the whole conversation so far; when it no longer fits, render_fitting drops the
+oldest turns whole (said on stderr). `/reset` forgets the conversation; an empty line is
+ignored; a line that cannot be answered (a character the vocabulary lacks, too long for the
+context) is refused on stderr and the chat goes on; end of input (Ctrl-D) ends the chat.";
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Answer this one question and exit [default: read questions from stdin]
+    #[arg(short = 'p', long = "prompt", value_name = "QUESTION")]
+    pub prompt: Option<String>,
+    /// System prompt: instructions rendered before the conversation
+    #[arg(long = "system", value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Most tokens per reply (a reply also ends at <|im_end|> or when the context is full)
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        default_value_t = DEFAULT_N_PREDICT,
+        value_parser = parse_count::<usize>,
+        allow_negative_numbers = true,
+    )]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sample: SampleOpts,
+    /// Print each reply's token counts and speed to stderr
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
 }

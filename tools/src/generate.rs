@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tinygpt_runtime::{generate, Model, Sampler, SamplerConfig};
+use tinygpt_runtime::{generate, Model, Sampler};
 
 use crate::cli::{GenerateArgs, DEFAULT_PROMPT};
 use crate::modelfile::{self, ModelFile};
@@ -25,7 +25,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let kv = a.run.kv.into();
     let mut buf = modelfile::session_buffer(&model, ctx, kv)?;
     let mut session = modelfile::session(&model, &mut buf, ctx, kv)?;
-    let mut sampler = Sampler::new(SamplerConfig { temperature: a.temp, top_k: a.top_k, top_p: a.top_p }, a.seed);
+    let mut sampler = Sampler::new(a.sample.config(), a.sample.seed);
 
     let stdout = io::stdout();
     let mut w = stdout.lock();

@@ -1,11 +1,13 @@
-//! `tinygpt inspect`: architecture, sizes, memory per context length, metadata.
+//! `tinygpt inspect`: architecture, tokenizer (and whether it is a chat model), sizes, memory per
+//! context length, metadata.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use tinygpt_runtime::format::{for_each_tensor, groups_per_row, tensor_shape, FORMAT_VERSION};
-use tinygpt_runtime::{Arch, DType, KvDType, TokenizerKind};
+use tinygpt_runtime::chat::{IM_END, IM_SEP, IM_START, PAD};
+use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, TokenizerKind};
 
 use crate::cli::InspectArgs;
 use crate::modelfile::ModelFile;
@@ -60,6 +62,14 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     if let Some(e) = tok.eot() {
         kv(&mut s, "end of text", &format!("token {e}"));
     }
+    let chat = match ChatTokens::find(&tok) {
+        Some(c) => format!(
+            "yes ({IM_START} id {}, {IM_SEP} id {}, {IM_END} id {}, {PAD} id {})",
+            c.im_start, c.im_sep, c.im_end, c.pad
+        ),
+        None => "no (base model)".to_owned(),
+    };
+    kv(&mut s, "chat", &chat);
     kv(&mut s, "parameters", &thousands(model.param_count()));
 
     // Bytes by storage type, from the tensor shapes.
@@ -140,7 +150,7 @@ fn context_rows(block: usize) -> Vec<usize> {
 
 /// Metadata strings come from the file: show control characters escaped, so a hostile file cannot
 /// drive the terminal.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 

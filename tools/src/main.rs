@@ -1,6 +1,7 @@
-//! `tinygpt`: generate text with a `.tgpt` model, inspect it, evaluate it, benchmark it.
+//! `tinygpt`: generate text with a `.tgpt` model, chat with it, inspect it, evaluate it, benchmark it.
 
 mod bench;
+mod chat;
 mod cli;
 mod eval;
 mod generate;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         cli::Command::Generate(a) => generate::run(&a),
+        cli::Command::Chat(a) => chat::run(&a),
         cli::Command::Inspect(a) => inspect::run(&a),
         cli::Command::Eval(a) => eval::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
