@@ -283,7 +283,7 @@ pub struct ServeArgs {
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origin: Option<String>,
     /// Tokens generated when a request gives no max_tokens
-    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 256, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = DEFAULT_N_PREDICT, value_parser = parse_positive, allow_negative_numbers = true)]
     pub n_predict: usize,
     /// Largest max_tokens a request may ask for
     #[arg(long = "max-tokens", value_name = "N", default_value_t = 4096, value_parser = parse_positive, allow_negative_numbers = true)]

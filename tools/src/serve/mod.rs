@@ -135,7 +135,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
     let mut so = std::io::stdout().lock();
     let _ = writeln!(
         so,
-        "tinygpt serve: {} ({chat}, context {ctx}, kv {}): {} slots x {} = {} of session memory, queue {}",
+        "tinygpt serve: {} ({chat}, context {ctx}, kv {}): {} slot(s) x {} = {} of session memory, queue {}",
         file.path().display(),
         kv.name(),
         a.parallel,
