@@ -198,9 +198,9 @@ impl<'m> Server<'m> {
             self.template.is_some(),
             self.queue.slots(),
             l.default_max_tokens,
-            json::num(l.sampler.temperature as f64),
+            f32_lit(l.sampler.temperature),
             l.sampler.top_k,
-            json::num(l.sampler.top_p as f64),
+            f32_lit(l.sampler.top_p),
             l.seed,
             l.max_tokens,
         )
@@ -572,6 +572,15 @@ impl<'m> Server<'m> {
             Err(e @ RtError::PromptTooLong { .. }) => Err(ApiError::param(400, "messages", format!("{e}")).code("context_length_exceeded")),
             Err(e) => Err(ApiError::param(400, "messages", format!("cannot render the conversation: {e}"))),
         }
+    }
+}
+
+/// A finite f32 as its shortest decimal (`0.8`, not `0.800000011920929`).
+fn f32_lit(v: f32) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".to_owned()
     }
 }
 
