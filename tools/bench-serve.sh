@@ -7,5 +7,5 @@
 # Builds the release binary; needs only python3 (the standard library).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build -q --release -p tinygpt --bin tinygpt
+cargo build -q --release -p tinygpt --features serve --bin tinygpt
 TINYGPT=target/release/tinygpt exec python3 tools/serve-tests/bench.py "${1:-models/shakespeare-board.tgpt}" "${2:-128}" "${3:-8}"

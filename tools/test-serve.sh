@@ -4,9 +4,11 @@
 #
 #   tools/test-serve.sh
 #
-# Installs what it needs when missing (idempotent): Debian's chromium and chromium-driver, and a
-# Python venv .venv-serve with openai and selenium from PyPI. Builds `tinygpt`, writes synthetic
-# models (a character model, a chat model, a slower 1M-parameter model), then runs
+# First `cargo test --features serve`: the server's own tests (the feature is off in a plain
+# build, so `cargo test --workspace` skips them). Then it installs what it needs when missing
+# (idempotent): Debian's chromium and chromium-driver, and a Python venv .venv-serve with openai
+# and selenium from PyPI. Builds `tinygpt --features serve`, writes synthetic models (a
+# character model, a chat model, a slower 1M-parameter model), then runs
 #   tools/serve-tests/test_openai.py  completions and chat completions, streamed and not, against
 #                                     `tinygpt generate` and `tinygpt chat -p`; errors as exceptions;
 #   tools/serve-tests/test_page.py    the page: type, press the button, compare the streamed text
@@ -28,7 +30,9 @@ if ! "$venv/bin/python" -c "import openai, selenium" 2>/dev/null; then
         { echo "error: could not set up $venv" >&2; exit 1; }
 fi
 
-cargo build -q -p tinygpt --bin tinygpt --example make-model || { echo "error: build failed" >&2; exit 1; }
+# The Rust side first: the server's unit tests and tools/tests/serve.rs (cargo's own report).
+cargo test -q -p tinygpt --features serve --bin tinygpt --test serve -- --test-threads 2 || { echo "FAIL cargo test --features serve"; cargo_failed=1; }
+cargo build -q -p tinygpt --features serve --bin tinygpt --example make-model || { echo "error: build failed" >&2; exit 1; }
 models=$(mktemp -d)
 trap 'rm -rf "$models"' EXIT
 target/debug/examples/make-model -o "$models/base.tgpt" &&
@@ -38,7 +42,7 @@ target/debug/examples/make-model -o "$models/base.tgpt" &&
 
 export TINYGPT=target/debug/tinygpt SERVE_TEST_OUT="$out"
 passed=0
-failed=0
+failed=${cargo_failed:-0}
 for t in test_openai test_page load_test; do
     echo "--- $t"
     "$venv/bin/python" "tools/serve-tests/$t.py" "$models" 2>&1 | tee "$out/$t.log"
