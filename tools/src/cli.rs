@@ -42,13 +42,6 @@ pub enum Command {
     /// Serve a web page and an OpenAI-compatible HTTP API
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
-    /// (not in this build: `tinygpt serve` needs `--features serve`)
-    #[cfg(not(feature = "serve"))]
-    #[command(hide = true)]
-    Serve {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
 }
 
 /// KV-cache element type.

@@ -29,10 +29,6 @@ fn main() -> ExitCode {
         cli::Command::Bench(a) => bench::run(&a),
         #[cfg(feature = "serve")]
         cli::Command::Serve(a) => serve::run(&a),
-        #[cfg(not(feature = "serve"))]
-        cli::Command::Serve { .. } => Err(anyhow::anyhow!(
-            "this tinygpt was built without the server: build it with `cargo build --release -p tinygpt --features serve`"
-        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -180,12 +180,16 @@ pub struct Counters {
 /// Runs jobs from `queue` in `session` until the queue is closed and empty.
 pub fn worker(queue: &Queue, counters: &Counters, shutdown: &AtomicBool, template: Option<Template<'_>>, mut session: Session<'_, '_>) {
     while let Some(job) = queue.pop() {
-        run(&mut session, template.as_ref(), &job, counters, shutdown);
+        let last = run(&mut session, template.as_ref(), &job, counters, shutdown);
+        // The slot is free before the client learns that its answer is complete, so that a
+        // client sending its next request at once finds it free.
         queue.done();
+        let _ = job.events.send(last);
     }
 }
 
-fn run(session: &mut Session<'_, '_>, template: Option<&Template<'_>>, job: &Job, counters: &Counters, shutdown: &AtomicBool) {
+/// Runs `job`, sending its text as it comes; returns the last event (`Done` or `Failed`).
+fn run(session: &mut Session<'_, '_>, template: Option<&Template<'_>>, job: &Job, counters: &Counters, shutdown: &AtomicBool) -> Event {
     // The receiver may already be gone; then the checks below end the job at once.
     let _ = job.events.send(Event::Started);
     let mut sampler = Sampler::new(job.sampler, job.seed);
@@ -216,10 +220,7 @@ fn run(session: &mut Session<'_, '_>, template: Option<&Template<'_>>, job: &Job
     session.reset();
     let result = match (job.kind, template) {
         (Kind::Chat, Some(t)) => reply_while(session, &mut sampler, t, &job.tokens, job.max_tokens, on_text, go_on),
-        (Kind::Chat, None) => {
-            let _ = job.events.send(Event::Failed("the model is not a chat model".into()));
-            return;
-        }
+        (Kind::Chat, None) => return Event::Failed("the model is not a chat model".into()),
         (Kind::Completion, _) => {
             let eot = session.model().tokenizer().eot();
             generate_while(session, &mut sampler, &job.tokens, job.max_tokens, eot.as_slice(), false, on_text, go_on)
@@ -241,10 +242,8 @@ fn run(session: &mut Session<'_, '_>, template: Option<&Template<'_>>, job: &Job
                 Finish::TimedOut => counters.timed_out.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };
-            let _ = job.events.send(Event::Done { prompt_tokens: stats.prompt_tokens, completion_tokens: stats.generated, finish });
+            Event::Done { prompt_tokens: stats.prompt_tokens, completion_tokens: stats.generated, finish }
         }
-        Err(e) => {
-            let _ = job.events.send(Event::Failed(format!("generation failed: {e}")));
-        }
+        Err(e) => Event::Failed(format!("generation failed: {e}")),
     }
 }
