@@ -417,7 +417,7 @@ impl<'m> Server<'m> {
             Err(e) => return self.write(stream, e.into()),
         };
         let cancel = job.cancel.clone();
-        if self.queue.push(job).is_err() {
+        if !self.queue.push(job) {
             let e = if self.shutdown.load(Ordering::Relaxed) {
                 ApiError::new(503, "the server is shutting down")
             } else {
@@ -448,10 +448,7 @@ impl<'m> Server<'m> {
         let max_key = if kind == Kind::Chat && body.get("max_completion_tokens").is_some() { "max_completion_tokens" } else { "max_tokens" };
         let max_tokens = p.uint(max_key, 1, l.max_tokens as u64)?.map_or(l.default_max_tokens, |v| v as usize);
         let temperature = p.float("temperature", 0.0, f64::MAX, "0 or more")?.map_or(l.sampler.temperature, |v| v as f32);
-        let top_p = match p.float("top_p", 0.0, 1.0, "above 0 and at most 1")? {
-            Some(v) if v == 0.0 => return Err(ApiError::param(400, "top_p", "'top_p' must be above 0 and at most 1")),
-            v => v.map_or(l.sampler.top_p, |v| v as f32),
-        };
+        let top_p = p.float("top_p", f32::MIN_POSITIVE as f64, 1.0, "above 0 and at most 1")?.map_or(l.sampler.top_p, |v| v as f32);
         let top_k = p.uint("top_k", 0, u32::MAX as u64)?.map_or(l.sampler.top_k, |v| v as u32);
         let seed = p.uint("seed", 0, u64::MAX)?.unwrap_or(l.seed);
         if let Some(n) = p.uint("n", 1, u64::MAX)? {
@@ -641,7 +638,7 @@ impl Params<'_> {
         let Some((n, text)) = self.number(k)? else { return Ok(None) };
         let v = match text.parse::<u64>() {
             Ok(v) => v,
-            Err(_) if n.fract() == 0.0 && n >= 0.0 && n < 18446744073709551616.0 => n as u64,
+            Err(_) if n.fract() == 0.0 && (0.0..18446744073709551616.0).contains(&n) => n as u64,
             Err(_) if n < 0.0 => return Err(ApiError::param(400, k, format!("'{k}' must be {min} or more, not {text}"))),
             Err(_) if n.fract() != 0.0 => return Err(ApiError::param(400, k, format!("'{k}' must be a whole number, not {text}"))),
             Err(_) => return Err(ApiError::param(400, k, format!("'{k}' must be at most {max}, not {text}"))),

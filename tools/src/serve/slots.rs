@@ -107,17 +107,18 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds `job`, or gives it back when every slot is busy and the queue is full (or closed).
-    pub fn push(&self, job: Job) -> Result<(), Job> {
+    /// Adds `job`; `false` (and the job is dropped) when every slot is busy and the queue is full,
+    /// or the queue is closed.
+    pub fn push(&self, job: Job) -> bool {
         let mut s = self.lock();
         let idle = self.slots - s.busy;
         if s.closed || s.jobs.len() >= self.capacity + idle {
-            return Err(job);
+            return false;
         }
         s.jobs.push_back(job);
         drop(s);
         self.ready.notify_one();
-        Ok(())
+        true
     }
 
     /// Waits for the next job and marks a slot busy; `None` once the queue is closed and empty.
