@@ -193,7 +193,7 @@ impl<'m> Server<'m> {
             cfg.vocab_size,
             cfg.block_size,
             self.ctx,
-            loss.map_or("null".to_owned(), |v| json::num(v as f64)),
+            loss.map_or("null".to_owned(), f32_lit),
             str_lit(meta.corpus),
             self.template.is_some(),
             self.queue.slots(),
