@@ -57,11 +57,10 @@ fn random_conversation(rng: &mut Rng) -> Conversation {
     Conversation { messages }
 }
 
-fn small_cfg(arch: &str, tie: bool, vocab_note: &str) -> TrainConfig {
-    let _ = vocab_note;
+fn small_cfg(arch: &str, tie: bool) -> TrainConfig {
     TrainConfig::from_str_with(
         &format!(
-            "corpus = \"-\"\narch = \"{arch}\"\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 64\nbatch_size = 2\nmax_iters = 1\nlearning_rate = 1e-3\ntie_embeddings = {tie}\n"
+            "corpus = \"-\"\narch = \"{arch}\"\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 128\nbatch_size = 2\nmax_iters = 1\nlearning_rate = 1e-3\ntie_embeddings = {tie}\n"
         ),
         &[],
     )
@@ -70,7 +69,7 @@ fn small_cfg(arch: &str, tie: bool, vocab_note: &str) -> TrainConfig {
 
 /// A `.tgpt` of a random model with `tok`'s vocabulary (special tokens included).
 fn runtime_file(tok: &TextTokenizer) -> AlignedBytes {
-    let cfg = small_cfg("llama", true, "");
+    let cfg = small_cfg("llama", true);
     let model = Gpt::new(ModelDims::new(&cfg, tok.vocab_size()), Device::Cpu, false).unwrap();
     export::encode(&model, tok, &MetaData::default(), DType::F32, 16).unwrap()
 }
@@ -137,7 +136,7 @@ fn special_tokens_are_never_encoded_and_decode_as_nothing() {
         let end = tok.special_id(IM_END).unwrap();
         assert!(tok.is_special(end) && !tok.is_special(ids[0]));
         let mut with = tok.encode("hello").unwrap();
-        with.insert(2, end);
+        with.insert(with.len().min(2), end);
         with.push(tok.special_id(PAD).unwrap());
         assert_eq!(tok.decode(&with), "hello", "{kind}");
         // Adding the chat tokens again changes nothing.
@@ -167,7 +166,7 @@ fn oracle_loss(logits: &Tensor, targets: &Tensor) -> f64 {
 #[test]
 fn the_loss_is_the_mean_over_assistant_tokens_only() {
     let (_, tok) = tokenizers().remove(0);
-    let cfg = small_cfg("gpt2", true, "");
+    let cfg = small_cfg("gpt2", true);
     tch::manual_seed(3);
     let model = Gpt::new(ModelDims::new(&cfg, tok.vocab_size()), Device::Cpu, false).unwrap();
     let pad = tok.special_id(PAD).unwrap();
@@ -183,7 +182,7 @@ fn the_loss_is_the_mean_over_assistant_tokens_only() {
     let short = Conversation { messages: vec![(Role::User, "héllo ☃".into()), (Role::Assistant, "ok.".into())] };
     let a = sft::render(&tok, &long.messages).unwrap();
     let b = sft::render(&tok, &short.messages).unwrap();
-    let (x, y, real) = sft::batch_tensors(&[&a, &b], pad, 64);
+    let (x, y, real) = sft::batch_tensors(&[&a, &b], pad, 128);
     assert_eq!(x.size(), [2, a.0.len() as i64 - 1]);
     assert_eq!(real as usize, a.0.len() + b.0.len() - 2);
     let n_targets = y.ne(-100i64).sum(Kind::Int64).int64_value(&[]);
@@ -198,7 +197,7 @@ fn the_loss_is_the_mean_over_assistant_tokens_only() {
     let user_pos = a.1.iter().position(|&m| !m).unwrap() + 3;
     let mut a2 = a.clone();
     a2.0[user_pos] = tok.encode("w").unwrap()[0];
-    let (_, y2, _) = sft::batch_tensors(&[&a2, &b], pad, 64);
+    let (_, y2, _) = sft::batch_tensors(&[&a2, &b], pad, 128);
     assert_eq!(Vec::<i64>::try_from(&y2.view([-1])).unwrap(), Vec::<i64>::try_from(&y.view([-1])).unwrap());
     assert_eq!(loss(&x, &y2), base);
     // Padding inputs replaced by other tokens, and the padding's targets: nothing changes.
@@ -209,7 +208,7 @@ fn the_loss_is_the_mean_over_assistant_tokens_only() {
     assert_eq!(loss(&x3, &y), base);
     // The batch's loss is the token-weighted mean of each conversation's own loss (no padding).
     let one = |r: &sft::Rendered| {
-        let (x, y, _) = sft::batch_tensors(&[r], pad, 64);
+        let (x, y, _) = sft::batch_tensors(&[r], pad, 128);
         (loss(&x, &y), r.1.iter().filter(|&&m| m).count() as f64)
     };
     let ((la, na), (lb, nb)) = (one(&a), one(&b));
@@ -218,7 +217,7 @@ fn the_loss_is_the_mean_over_assistant_tokens_only() {
     let asst_pos = a.1.iter().position(|&m| m).unwrap();
     let mut a4 = a.clone();
     a4.0[asst_pos] = tok.encode("z").unwrap()[0];
-    let (_, y4, _) = sft::batch_tensors(&[&a4, &b], pad, 64);
+    let (_, y4, _) = sft::batch_tensors(&[&a4, &b], pad, 128);
     assert!((loss(&x, &y4) - base).abs() > 1e-4);
     assert!((sft::masked_loss(&model, &[a, b], pad, 1) - base).abs() < 1e-5);
 }
@@ -253,7 +252,7 @@ fn growing_the_vocabulary_keeps_the_base_logits() {
     let text = "the quick brown fox jumps over the lazy dog\n";
     for (arch, tie) in [("gpt2", true), ("llama", false)] {
         let tok = TextTokenizer::train_char(text);
-        let cfg = small_cfg(arch, tie, "");
+        let cfg = small_cfg(arch, tie);
         let (path, base_model) = save_base(dir.path(), &cfg, &tok);
         let base = sft::load_base(&path).unwrap();
         assert_eq!(base.tok.vocab_size(), tok.vocab_size());
@@ -291,7 +290,7 @@ fn growing_the_vocabulary_keeps_the_base_logits() {
 fn a_tgpt_base_loads_with_its_weights_dequantized() {
     let dir = common::tempdir();
     let tok = TextTokenizer::train_char("the quick brown fox jumps over the lazy dog\n");
-    let cfg = small_cfg("llama", true, "");
+    let cfg = small_cfg("llama", true);
     let (_, model) = save_base(dir.path(), &cfg, &tok);
     let meta = MetaData { name: "fox".into(), corpus: "fox.txt".into(), train_steps: 9, ..MetaData::default() };
     for dtype in [DType::F32, DType::F16, DType::I8] {
@@ -300,7 +299,7 @@ fn a_tgpt_base_loads_with_its_weights_dequantized() {
         writer::write_atomic(&path, &bytes).unwrap();
         let base = sft::load_base(&path).unwrap();
         assert_eq!(base.tok.vocab(), tok.vocab());
-        assert_eq!((base.config.n_layer, base.config.n_embd, base.config.block_size), (1, 16, 64));
+        assert_eq!((base.config.n_layer, base.config.n_embd, base.config.block_size), (1, 16, 128));
         assert_eq!((base.steps, base.corpus_name.as_str()), (9, "fox.txt"));
         for (name, t) in model.named_params() {
             let w = Vec::<f32>::try_from(&t.contiguous().view([-1])).unwrap();
@@ -320,7 +319,7 @@ fn a_tgpt_base_loads_with_its_weights_dequantized() {
             assert_eq!(got, expect, "{} {name}", dtype.name());
         }
         let (tok2, block) = sft::base_tokenizer(&path).unwrap();
-        assert_eq!((tok2.vocab_size(), block), (tok.vocab_size() + 4, 64));
+        assert_eq!((tok2.vocab_size(), block), (tok.vocab_size() + 4, 128));
     }
 }
 
@@ -467,6 +466,7 @@ fn a_fine_tuned_alphabet_model_answers_and_exports_as_a_chat_model() {
     let prompts: Vec<&[(Role, String)]> = convs.iter().map(|c| c.prompt_and_answer().unwrap().0).collect();
     let replies = sft::runtime_replies(&bytes, &prompts, 16).unwrap();
     let correct = convs.iter().zip(&replies).filter(|(c, r)| c.prompt_and_answer().unwrap().1 == r.as_str()).count();
+    eprintln!("fine-tuning: validation loss {first:.4} -> {last:.4}; {correct} of {} greedy replies correct", convs.len());
     assert!(correct * 10 >= convs.len() * 8, "{correct} of {} greedy replies correct: {replies:?}", convs.len());
 
     // The fine-tuned model fine-tunes again without growing; from its .tgpt too.
