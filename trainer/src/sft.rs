@@ -395,7 +395,11 @@ pub struct BaseModel {
 /// Loads a base: a run directory (its best.pt, else last.pt), a `.pt` checkpoint, or a `.tgpt`
 /// file (weights dequantized to f32 from int8 or f16).
 pub fn load_base(path: &Path) -> Result<BaseModel> {
-    let is_tgpt = path.is_file() && std::fs::read(path).map(|b| b.starts_with(&tinygpt_runtime::MAGIC)).unwrap_or(false);
+    let is_tgpt = path.is_file() && {
+        use std::io::Read;
+        let mut magic = [0u8; 8];
+        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == tinygpt_runtime::MAGIC
+    };
     if is_tgpt {
         return load_tgpt(path);
     }
