@@ -9,4 +9,5 @@ pub mod mkl;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod sft;
 pub mod train;

@@ -10,6 +10,8 @@ use tinygpt_runtime::writer::{self, MetaData};
 use tinygpt_runtime::DType;
 
 use tinygpt_train::config::TrainConfig;
+use tinygpt_train::data::TextTokenizer;
+use tinygpt_train::sft::{self, SftConfig};
 use tinygpt_train::export::{self, parse_dtype};
 use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
 
@@ -44,6 +46,41 @@ enum Cmd {
         /// Output directory for checkpoints, log and plot (default: runs/<name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// auto (CUDA when present), cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Fine-tune a base model into a chat model on conversations (JSONL, one
+    /// {"messages": [{"role": .., "content": ..}, ..]} a line); the loss is on the assistant's turns.
+    Sft {
+        /// The base: a run directory (its best.pt, else last.pt), a .pt checkpoint or a .tgpt file
+        /// (not needed with --resume).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Training conversations (JSONL).
+        #[arg(long)]
+        data: PathBuf,
+        /// Validation conversations (JSONL; default: `val_fraction` of --data, held out).
+        #[arg(long)]
+        val_data: Option<PathBuf>,
+        /// SFT configuration (TOML; default: the built-in settings, see configs/sft-board.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a configuration key: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Corpus whose validation split `export` measures (overrides `corpus` in the configuration).
+        #[arg(long)]
+        corpus: Option<String>,
+        /// Output directory for checkpoints, log and plot.
+        #[arg(long)]
+        out: PathBuf,
+        /// Skip bad lines of the data (with a warning each) instead of refusing the file.
+        #[arg(long)]
+        skip_bad: bool,
         /// Continue the run in --out from its last checkpoint.
         #[arg(long)]
         resume: bool,
@@ -127,6 +164,54 @@ fn run(cli: Cli) -> Result<()> {
             let s = train::train(&cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
             println!(
                 "{}: {} steps; median {:.2} ms/iter, {:.0} tokens/s; best val loss {}; checkpoints in {}",
+                s.reason,
+                s.steps,
+                s.median_ms_per_iter,
+                s.tokens_per_s,
+                s.best_val.map_or("-".into(), |v| format!("{v:.4}")),
+                out.display()
+            );
+            if s.reason == "interrupted" {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
+        Cmd::Sft { checkpoint, data, val_data, config, mut set, corpus, out, skip_bad, resume, device } => {
+            if let Some(c) = corpus {
+                set.push(format!("corpus={}", toml::Value::String(c)));
+            }
+            // The tokenizer and context the data must fit: the run's own when resuming.
+            let (cfg, tok, block, base) = if resume {
+                let ck = train::load_checkpoint(&out.join("last.pt")).context("--resume")?;
+                let origin = ck.state.sft.clone().with_context(|| {
+                    format!("--resume: {} is not a fine-tuning run (continue it with `tinygpt-train train --resume`)", out.display())
+                })?;
+                let cfg = match &config {
+                    Some(p) => SftConfig::load(p, &set)?,
+                    None => origin.config.with_overrides(&set)?,
+                };
+                let tok = TextTokenizer::with_specials(ck.state.vocab.clone(), ck.state.specials.clone());
+                (cfg, tok, ck.state.config.block_size as usize, checkpoint.unwrap_or_else(|| PathBuf::from(&origin.base)))
+            } else {
+                let base = checkpoint.context("sft needs --checkpoint BASE (a run directory, .pt or .tgpt file)")?;
+                let cfg = match &config {
+                    Some(p) => SftConfig::load(p, &set)?,
+                    None => SftConfig::default().with_overrides(&set)?,
+                };
+                let (tok, block) = sft::base_tokenizer(&base)?;
+                (cfg, tok, block, base)
+            };
+            let convs = sft::read_jsonl(&data, &tok, block, skip_bad)?;
+            let (train_set, val_set) = match &val_data {
+                Some(p) => (convs, sft::read_jsonl(p, &tok, block, skip_bad)?),
+                None => sft::split_conversations(&convs, cfg.val_fraction, cfg.seed)?,
+            };
+            train::set_threads(cfg.threads);
+            let dev = train::select_device(&device)?;
+            banner(dev);
+            let s = sft::finetune(&base, &train_set, &val_set, &cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
+            println!(
+                "{}: {} steps; median {:.2} ms/iter, {:.0} tokens/s; best val loss {} (assistant tokens); checkpoints in {}",
                 s.reason,
                 s.steps,
                 s.median_ms_per_iter,
