@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use tinygpt::args::{parse_count, parse_temp};
+use tinygpt::args::{parse_count, parse_float, parse_temp};
 use tinygpt_runtime::writer::{self, MetaData};
 use tinygpt_runtime::DType;
 
 use tinygpt_train::config::TrainConfig;
+use tinygpt_train::evalchat::{self, EvalOptions, EvalReport, RuntimeAnswerer};
 use tinygpt_train::export::{self, parse_dtype};
+use tinygpt_train::rl;
+use tinygpt_train::tasks::{self, TaskConfig};
 use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
 
 /// MKL's question "is this an Intel CPU?", answered by `tinygpt-train` (see `tinygpt_train::mkl`):
@@ -96,6 +99,78 @@ enum Cmd {
         /// Random seed.
         #[arg(short = 's', long, default_value_t = 42, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
         seed: u64,
+    },
+    /// Generate checkable chat tasks (train.jsonl, val.jsonl in the SFT format): alphabet,
+    /// backwards spelling, letter counting, arithmetic in words, and unanswerable questions.
+    Tasks {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed of the split and of every question.
+        #[arg(long, default_value_t = 1, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        seed: u64,
+        /// Training questions.
+        #[arg(long, default_value_t = 2000, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        train: usize,
+        /// Held-out questions (no item shared with the training split).
+        #[arg(long, default_value_t = 400, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        val: usize,
+        /// Share of unanswerable questions (right answer: "I do not know.").
+        #[arg(long, default_value_t = 0.2, value_parser = parse_float, allow_negative_numbers = true)]
+        unanswerable_frac: f32,
+    },
+    /// Evaluate a chat model on a task file: greedy accuracy per family with 95% Wilson intervals,
+    /// prudence, over-conservativeness against an earlier evaluation, pass@K with --samples.
+    ChatEval {
+        /// The chat model (.tgpt).
+        #[arg(long)]
+        model: PathBuf,
+        /// Task file (val.jsonl from `tasks`).
+        #[arg(long)]
+        tasks: PathBuf,
+        /// An earlier evaluation (--out of chat-eval) for over-conservativeness.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// Write per-question results and figures as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Sampled answers per question for pass@K (0: greedy only).
+        #[arg(long, default_value_t = 0, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        samples: usize,
+        /// Sampling temperature for pass@K.
+        #[arg(long, default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
+        temp: f32,
+        /// Random seed of the samples.
+        #[arg(long, default_value_t = 42, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        seed: u64,
+        /// Answering threads (results do not depend on it).
+        #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        threads: usize,
+    },
+    /// Relabel training tasks from the model's own samples: where none of N samples is right, the
+    /// target becomes "I do not know."; elsewhere the answer stays (then run `sft` on the output).
+    Idk {
+        /// The chat model (.tgpt).
+        #[arg(long)]
+        model: PathBuf,
+        /// Task file (train.jsonl from `tasks`).
+        #[arg(long)]
+        tasks: PathBuf,
+        /// Samples per question.
+        #[arg(long, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        samples: usize,
+        /// Sampling temperature.
+        #[arg(long, default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
+        temp: f32,
+        /// Random seed of the samples.
+        #[arg(long, default_value_t = 42, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        seed: u64,
+        /// Output task file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Sampling threads (results do not depend on it).
+        #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        threads: usize,
     },
 }
 
@@ -208,7 +283,93 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
+        Cmd::Tasks { out, seed, train, val, unanswerable_frac } => {
+            if !(0.0..=1.0).contains(&unanswerable_frac) {
+                bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
+            }
+            if train == 0 || val == 0 {
+                bail!("--train and --val must be at least 1");
+            }
+            let cfg = TaskConfig { seed, train, val, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            tasks_cmd(&out, &cfg)
+        }
+        Cmd::ChatEval { model, tasks, before, out, samples, temp, seed, threads } => {
+            if threads == 0 {
+                bail!("--threads must be at least 1");
+            }
+            let opts = EvalOptions { samples, temperature: temp, seed, threads };
+            chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts)
+        }
+        Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
     }
+}
+
+fn tasks_cmd(out: &Path, cfg: &TaskConfig) -> Result<()> {
+    if !out.is_dir() {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    let set = tasks::generate(cfg)?;
+    tasks::write_tasks(&out.join("train.jsonl"), &set.train)?;
+    tasks::write_tasks(&out.join("val.jsonl"), &set.val)?;
+    for (name, split) in [("train", &set.train), ("val", &set.val)] {
+        let c = tasks::counts(split);
+        let per: Vec<String> = c.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        println!("{name}: {} questions ({})", split.len(), per.join(", "));
+    }
+    println!("wrote {} and {}", out.join("train.jsonl").display(), out.join("val.jsonl").display());
+    Ok(())
+}
+
+fn chat_eval_cmd(model: &Path, tasks_path: &Path, before: Option<&Path>, out: Option<&Path>, opts: &EvalOptions) -> Result<()> {
+    let answerer = RuntimeAnswerer::from_file(model)?;
+    let tasks = tasks::read_tasks(tasks_path)?;
+    let before = before.map(evalchat::read_report).transpose()?;
+    if let Some(o) = out {
+        writer::check_writable(o).with_context(|| format!("cannot write {}", o.display()))?;
+    }
+    let t0 = std::time::Instant::now();
+    let (summary, questions) = evalchat::evaluate(&answerer, &tasks, opts, before.as_ref().map(|b| &b.questions[..]))?;
+    if before.is_some() && summary.over_conservative.is_none() {
+        eprintln!("warning: the --before evaluation shares no question with {}", tasks_path.display());
+    }
+    println!("{}: {} questions in {:.1} s", model.display(), tasks.len(), t0.elapsed().as_secs_f64());
+    println!("{}", evalchat::table(&summary, opts.samples));
+    if let Some(o) = out {
+        let report = EvalReport {
+            model: model.display().to_string(),
+            tasks: tasks_path.display().to_string(),
+            samples: opts.samples,
+            temperature: opts.temperature,
+            seed: opts.seed,
+            summary,
+            questions,
+        };
+        evalchat::write_report(o, &report)?;
+        println!("wrote {}", o.display());
+    }
+    Ok(())
+}
+
+fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, temp: f32, seed: u64, out: &Path, threads: usize) -> Result<()> {
+    if samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let answerer = RuntimeAnswerer::from_file(model)?;
+    let tasks = tasks::read_tasks(tasks_path)?;
+    writer::check_writable(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let t0 = std::time::Instant::now();
+    let (relabelled, counts) = rl::relabel_unknown(&answerer, &tasks, samples, temp, seed, threads)?;
+    println!("{}: {} questions x {samples} samples at temperature {temp} in {:.1} s", model.display(), tasks.len(), t0.elapsed().as_secs_f64());
+    println!("{:<12} {:>6} {:>12}", "family", "kept", "relabelled");
+    for (f, kept, relabelled) in &counts {
+        println!("{:<12} {:>6} {:>12}", f.name(), kept, relabelled);
+    }
+    tasks::write_tasks(out, &relabelled)?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 const ERROR: &str = "tinygpt-train: error: ";
