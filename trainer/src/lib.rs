@@ -11,5 +11,6 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod rl;
+pub mod sft;
 pub mod tasks;
 pub mod train;

@@ -10,9 +10,11 @@ use tinygpt_runtime::writer::{self, MetaData};
 use tinygpt_runtime::DType;
 
 use tinygpt_train::config::TrainConfig;
+use tinygpt_train::data::TextTokenizer;
 use tinygpt_train::evalchat::{self, EvalOptions, EvalReport, RuntimeAnswerer};
 use tinygpt_train::export::{self, parse_dtype};
-use tinygpt_train::rl;
+use tinygpt_train::rl::{self, RlConfig, SftPolicy};
+use tinygpt_train::sft::{self, SftConfig};
 use tinygpt_train::tasks::{self, TaskConfig};
 use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
 
@@ -47,6 +49,41 @@ enum Cmd {
         /// Output directory for checkpoints, log and plot (default: runs/<name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// auto (CUDA when present), cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Fine-tune a base model into a chat model on conversations (JSONL, one
+    /// {"messages": [{"role": .., "content": ..}, ..]} a line); the loss is on the assistant's turns.
+    Sft {
+        /// The base: a run directory (its best.pt, else last.pt), a .pt checkpoint or a .tgpt file
+        /// (not needed with --resume).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Training conversations (JSONL).
+        #[arg(long)]
+        data: PathBuf,
+        /// Validation conversations (JSONL; default: `val_fraction` of --data, held out).
+        #[arg(long)]
+        val_data: Option<PathBuf>,
+        /// SFT configuration (TOML; default: the built-in settings, see configs/sft-board.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a configuration key: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Corpus whose validation split `export` measures (overrides `corpus` in the configuration).
+        #[arg(long)]
+        corpus: Option<String>,
+        /// Output directory for checkpoints, log and plot.
+        #[arg(long)]
+        out: PathBuf,
+        /// Skip bad lines of the data (with a warning each) instead of refusing the file.
+        #[arg(long)]
+        skip_bad: bool,
         /// Continue the run in --out from its last checkpoint.
         #[arg(long)]
         resume: bool,
@@ -172,6 +209,55 @@ enum Cmd {
         #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         threads: usize,
     },
+    /// RL by re-sampling (rejection-sampling fine-tuning): per round, sample K answers per training
+    /// question, fine-tune on the right ones (questions never right: "I do not know."), evaluate
+    /// held-out pass@1 and pass@K; stop when pass@1 stops improving. DIR/best.pt is the best round.
+    Rl {
+        /// The chat model to start from: a fine-tuning run directory (its best.pt) or a .pt checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Training tasks (train.jsonl from `tasks`).
+        #[arg(long)]
+        tasks: PathBuf,
+        /// Held-out tasks (val.jsonl from `tasks`).
+        #[arg(long)]
+        val: PathBuf,
+        /// Samples per training question per round (and K of the held-out pass@K).
+        #[arg(long, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        samples: usize,
+        /// Output directory: rl.jsonl, best.pt, round-N/ (one fine-tuning run per round).
+        #[arg(long)]
+        out: PathBuf,
+        /// Most rounds.
+        #[arg(long, default_value_t = 5, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        rounds: usize,
+        /// Sampling temperature.
+        #[arg(long, default_value_t = 0.8, value_parser = parse_temp, allow_negative_numbers = true)]
+        temp: f32,
+        /// Random seed (same seed, same log on the CPU).
+        #[arg(long, default_value_t = 1, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        seed: u64,
+        /// Stop after this many rounds without a better held-out pass@1.
+        #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        patience: usize,
+        /// Leave questions never answered right out of the fine-tuning set (instead of training
+        /// them to "I do not know.").
+        #[arg(long)]
+        no_idk: bool,
+        /// Fine-tuning configuration of each round (SFT TOML; default: the built-in SFT settings with
+        /// max_iters = 200).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a fine-tuning key: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Sampling threads (results do not depend on it).
+        #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        threads: usize,
+        /// auto (CUDA when present), cpu or cuda (fine-tuning; sampling runs on the CPU).
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
 }
 
 fn banner(device: tch::Device) {
@@ -202,6 +288,54 @@ fn run(cli: Cli) -> Result<()> {
             let s = train::train(&cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
             println!(
                 "{}: {} steps; median {:.2} ms/iter, {:.0} tokens/s; best val loss {}; checkpoints in {}",
+                s.reason,
+                s.steps,
+                s.median_ms_per_iter,
+                s.tokens_per_s,
+                s.best_val.map_or("-".into(), |v| format!("{v:.4}")),
+                out.display()
+            );
+            if s.reason == "interrupted" {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
+        Cmd::Sft { checkpoint, data, val_data, config, mut set, corpus, out, skip_bad, resume, device } => {
+            if let Some(c) = corpus {
+                set.push(format!("corpus={}", toml::Value::String(c)));
+            }
+            // The tokenizer and context the data must fit: the run's own when resuming.
+            let (cfg, tok, block, base) = if resume {
+                let ck = train::load_checkpoint(&out.join("last.pt")).context("--resume")?;
+                let origin = ck.state.sft.clone().with_context(|| {
+                    format!("--resume: {} is not a fine-tuning run (continue it with `tinygpt-train train --resume`)", out.display())
+                })?;
+                let cfg = match &config {
+                    Some(p) => SftConfig::load(p, &set)?,
+                    None => origin.config.with_overrides(&set)?,
+                };
+                let tok = TextTokenizer::with_specials(ck.state.vocab.clone(), ck.state.specials.clone());
+                (cfg, tok, ck.state.config.block_size as usize, checkpoint.unwrap_or_else(|| PathBuf::from(&origin.base)))
+            } else {
+                let base = checkpoint.context("sft needs --checkpoint BASE (a run directory, .pt or .tgpt file)")?;
+                let cfg = match &config {
+                    Some(p) => SftConfig::load(p, &set)?,
+                    None => SftConfig::default().with_overrides(&set)?,
+                };
+                let (tok, block) = sft::base_tokenizer(&base)?;
+                (cfg, tok, block, base)
+            };
+            let convs = sft::read_jsonl(&data, &tok, block, skip_bad)?;
+            let (train_set, val_set) = match &val_data {
+                Some(p) => (convs, sft::read_jsonl(p, &tok, block, skip_bad)?),
+                None => sft::split_conversations(&convs, cfg.val_fraction, cfg.seed)?,
+            };
+            train::set_threads(cfg.threads);
+            let dev = train::select_device(&device)?;
+            banner(dev);
+            let s = sft::finetune(&base, &train_set, &val_set, &cfg, &RunOptions { out: out.clone(), resume, device: dev, verbose: true })?;
+            println!(
+                "{}: {} steps; median {:.2} ms/iter, {:.0} tokens/s; best val loss {} (assistant tokens); checkpoints in {}",
                 s.reason,
                 s.steps,
                 s.median_ms_per_iter,
@@ -301,6 +435,10 @@ fn run(cli: Cli) -> Result<()> {
             chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts)
         }
         Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
+        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, config, set, threads, device } => {
+            let cfg = RlConfig { samples, rounds, temperature: temp, seed, patience, idk: !no_idk, threads };
+            rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)
+        }
     }
 }
 
@@ -369,6 +507,77 @@ fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, temp: f32, seed: u64
     }
     tasks::write_tasks(out, &relabelled)?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+struct RlArgs {
+    checkpoint: PathBuf,
+    tasks: PathBuf,
+    val: PathBuf,
+    out: PathBuf,
+    config: Option<PathBuf>,
+    set: Vec<String>,
+    device: String,
+}
+
+fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
+    if cfg.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if cfg.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if cfg.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if cfg.patience == 0 {
+        bail!("--patience must be at least 1");
+    }
+    let mut sets = vec!["max_iters=200".to_string()];
+    sets.extend(a.set.iter().cloned());
+    let sft_cfg = match &a.config {
+        Some(p) => SftConfig::load(p, &a.set)?,
+        None => SftConfig::default().with_overrides(&sets)?,
+    };
+    if a.checkpoint.extension().is_some_and(|e| e == "tgpt") {
+        bail!("--checkpoint {} is a .tgpt file: rl needs the fine-tuning run (its directory or a .pt checkpoint)", a.checkpoint.display());
+    }
+    if !a.checkpoint.exists() {
+        bail!("--checkpoint {} does not exist", a.checkpoint.display());
+    }
+    let start = train::checkpoint_in(&a.checkpoint)?;
+    let train_tasks = tasks::read_tasks(&a.tasks)?;
+    let val_tasks = tasks::read_tasks(&a.val)?;
+    if a.out.join("rl.jsonl").exists() {
+        bail!("{} already holds an RL run (rl.jsonl): choose another --out", a.out.display());
+    }
+    train::set_threads(sft_cfg.threads);
+    let dev = train::select_device(&a.device)?;
+    banner(dev);
+    let policy = SftPolicy { cfg: sft_cfg, device: dev, verbose: false };
+    println!(
+        "rl: {} from {}; {} training / {} held-out questions, {} samples at temperature {}, up to {} rounds (patience {})",
+        if cfg.idk { "never-right questions trained to \"I do not know.\"" } else { "never-right questions left out" },
+        start.display(),
+        train_tasks.len(),
+        val_tasks.len(),
+        cfg.samples,
+        cfg.temperature,
+        cfg.rounds,
+        cfg.patience
+    );
+    let k = cfg.samples;
+    let s = rl::run(&policy, &start, &train_tasks, &val_tasks, &cfg, &a.out, |r| println!("{}", rl::progress_line(r, k)))?;
+    let best = &s.rounds[s.best_round];
+    println!(
+        "{}: best round {} (held-out pass@1 {:.1}%, pass@{k} {:.1}%); {} holds its checkpoint, {} the log",
+        s.reason,
+        s.best_round,
+        100.0 * best.val_pass1.value,
+        100.0 * best.val_pass_k.value,
+        a.out.join("best.pt").display(),
+        a.out.join("rl.jsonl").display()
+    );
     Ok(())
 }
 

@@ -280,3 +280,36 @@ pub fn progress_line(r: &RoundLog, k: usize) -> String {
         r.seconds
     )
 }
+
+/// The [`Policy`] of `tinygpt-train`: checkpoints exported with [`crate::export::encode`] and
+/// fine-tuned with [`crate::sft::finetune`] (settings `cfg`; each round's seed replaces `cfg.seed`).
+pub struct SftPolicy {
+    pub cfg: crate::sft::SftConfig,
+    pub device: tch::Device,
+    /// Print each fine-tuning run's progress.
+    pub verbose: bool,
+}
+
+/// A task as a conversation: the question, then the target.
+pub fn conversation(t: &Task) -> crate::sft::Conversation {
+    use tinygpt_runtime::chat::Role;
+    crate::sft::Conversation { messages: vec![(Role::User, t.question.clone()), (Role::Assistant, t.target.clone())] }
+}
+
+impl Policy for SftPolicy {
+    fn export(&self, checkpoint: &Path) -> Result<AlignedBytes> {
+        let ck = crate::train::load_checkpoint(checkpoint)?;
+        let (model, tok) = crate::train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
+        crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), tinygpt_runtime::DType::F32, 64)
+    }
+
+    fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf> {
+        let train: Vec<_> = train.iter().map(conversation).collect();
+        // Validation on the right answers of the held-out questions.
+        let val: Vec<_> = val.iter().map(|t| conversation(&Task { target: t.answer.clone(), ..t.clone() })).collect();
+        let cfg = crate::sft::SftConfig { seed, ..self.cfg.clone() };
+        let opts = crate::train::RunOptions { out: out.to_path_buf(), resume: false, device: self.device, verbose: self.verbose };
+        crate::sft::finetune(base, &train, &val, &cfg, &opts)?;
+        crate::train::checkpoint_in(out)
+    }
+}
