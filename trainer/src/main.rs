@@ -539,6 +539,8 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
         Some(p) => SftConfig::load(p, &a.set)?,
         None => SftConfig::default().with_overrides(&sets)?,
     };
+    let train_tasks = tasks::read_tasks(&a.tasks)?;
+    let val_tasks = tasks::read_tasks(&a.val)?;
     if a.checkpoint.extension().is_some_and(|e| e == "tgpt") {
         bail!("--checkpoint {} is a .tgpt file: rl needs the fine-tuning run (its directory or a .pt checkpoint)", a.checkpoint.display());
     }
@@ -546,8 +548,6 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
         bail!("--checkpoint {} does not exist", a.checkpoint.display());
     }
     let start = train::checkpoint_in(&a.checkpoint)?;
-    let train_tasks = tasks::read_tasks(&a.tasks)?;
-    let val_tasks = tasks::read_tasks(&a.val)?;
     if a.out.join("rl.jsonl").exists() {
         bail!("{} already holds an RL run (rl.jsonl): choose another --out", a.out.display());
     }
