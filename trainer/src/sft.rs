@@ -37,6 +37,9 @@ use crate::train::{
     RunSummary, TrainState, TRAINER_VERSION,
 };
 
+/// The corpus name `train` stores for the generated alphabet task.
+const ALPHABET_CORPUS_NAME: &str = "alphabet task (generated)";
+
 /// Noise added to the new tokens' embedding rows, relative to the spread of the base's rows.
 pub const NEW_ROW_NOISE: f64 = 0.1;
 
@@ -462,6 +465,8 @@ fn load_tgpt(path: &Path) -> Result<BaseModel> {
     t.insert("name".into(), name.into());
     let corpus = if meta.corpus.is_empty() { "unknown corpus" } else { meta.corpus };
     t.insert("corpus".into(), corpus.into());
+    // The name `train` gives the generated alphabet task: generate it again for `export`.
+    t.insert("alphabet_task".into(), (meta.corpus == ALPHABET_CORPUS_NAME).into());
     t.insert("tokenizer".into(), if th.kind == TokenizerKind::Char { "char" } else { "bpe" }.into());
     if th.kind == TokenizerKind::ByteBpe {
         t.insert("bpe_vocab_size".into(), (n_regular as i64).into());

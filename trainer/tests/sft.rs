@@ -469,6 +469,14 @@ fn a_fine_tuned_alphabet_model_answers_and_exports_as_a_chat_model() {
     eprintln!("fine-tuning: validation loss {first:.4} -> {last:.4}; {correct} of {} greedy replies correct", convs.len());
     assert!(correct * 10 >= convs.len() * 8, "{correct} of {} greedy replies correct: {replies:?}", convs.len());
 
+    // The base, grown but not fine-tuned, does not answer (the replies were learnt).
+    let b = sft::load_base(&base).unwrap();
+    let (m0, t0) = sft::chat_model(&b, &b.config, Device::Cpu, false).unwrap();
+    let bytes0 = export::encode(&m0, &t0, &MetaData::default(), DType::F32, 64).unwrap();
+    let replies0 = sft::runtime_replies(&bytes0, &prompts, 16).unwrap();
+    let correct0 = convs.iter().zip(&replies0).filter(|(c, r)| c.prompt_and_answer().unwrap().1 == r.as_str()).count();
+    assert!(correct0 <= 2, "the base already answers {correct0}: {replies0:?}");
+
     // The fine-tuned model fine-tunes again without growing; from its .tgpt too.
     let again = sft::load_base(&file).unwrap();
     assert_eq!(again.tok.vocab_size(), 31);
@@ -570,4 +578,49 @@ fn the_command_line_refuses_bad_data_and_skips_it_on_request() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--checkpoint"));
+}
+
+#[test]
+fn a_run_from_a_tgpt_base_exports_with_the_base_corpus_validation() {
+    let dir = common::tempdir();
+    let run = alphabet_base(dir.path());
+    let base = dir.path().join("base.tgpt");
+    let exe = env!("CARGO_BIN_EXE_tinygpt-train");
+    let o = Command::new(exe).args(["export", "--dtype", "int8", "--no-eval", "--checkpoint"]).arg(&run).arg("--out").arg(&base).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A .tgpt of a corpus file names the file only: without `corpus`, export says what to pass.
+    let text = common::write(dir.path(), "letters.txt", "abcdefghijklmnopqrstuvwxyz\n".repeat(200).as_bytes());
+    let bytes = writer::read_aligned(&base).unwrap();
+    let mut meta = MetaData::from_file(Model::from_bytes(&bytes).unwrap().metadata());
+    assert_eq!(meta.corpus, "alphabet task (generated)");
+    meta.corpus = "letters.txt".into();
+    let b = sft::load_base(&base).unwrap();
+    let base_model = Gpt::new(ModelDims::new(&b.config, b.tok.vocab_size()), Device::Cpu, false).unwrap();
+    for (name, w) in base_model.named_params() {
+        let mut w = w.shallow_clone();
+        tch::no_grad(|| w.copy_(&b.weights[&name]));
+    }
+    let named = dir.path().join("named.tgpt");
+    writer::write_atomic(&named, &export::encode(&base_model, &b.tok, &meta, DType::F32, 64).unwrap()).unwrap();
+    let export = |run: &Path, extra: &[&str]| {
+        Command::new(exe).args(["export", "--eval-tokens", "500", "--checkpoint"]).arg(run).arg("--out").arg(dir.path().join("chat.tgpt")).args(extra).output().unwrap()
+    };
+    let corpus_set = format!("corpus={:?}", text.display().to_string());
+    for (src, sets, ok) in [(&base, vec!["max_iters=20"], true), (&named, vec!["max_iters=20"], false), (&named, vec!["max_iters=20", corpus_set.as_str()], true)] {
+        let out = dir.path().join(format!("sft-{}-{}", src.file_stem().unwrap().to_string_lossy(), sets.len()));
+        let s = finetune(src, &out, &sets, false);
+        assert_eq!(s.steps, 20);
+        let o = export(&out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.success(), ok, "{}: {err}", out.display());
+        if ok {
+            let m = writer::read_aligned(&dir.path().join("chat.tgpt")).unwrap();
+            let model = Model::from_bytes(&m).unwrap();
+            assert!(Template::new(model.tokenizer()).is_ok());
+            assert!(model.metadata().val_loss_f32.is_some_and(|l| l.is_finite() && l < 1.0), "the alphabet survived");
+        } else {
+            assert!(err.contains("letters.txt") && err.contains("--corpus"), "{err}");
+            assert!(export(&out, &["--corpus", &text.display().to_string()]).status.success());
+        }
+    }
 }
