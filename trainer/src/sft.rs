@@ -214,6 +214,10 @@ pub struct SftConfig {
     pub corpus: String,
     /// Fraction of the conversations held out for validation when no validation file is given.
     pub val_fraction: f64,
+    /// Share of each batch's rows that are windows of the base's prose (the training split of
+    /// `corpus`, loss on every token) instead of conversations, so that fine-tuning does not
+    /// forget the prose (0: conversations only).
+    pub prose_fraction: f64,
     pub max_iters: u64,
     /// Conversations per batch.
     pub batch_size: u32,
@@ -250,6 +254,7 @@ impl Default for SftConfig {
             name: String::new(),
             corpus: String::new(),
             val_fraction: 0.1,
+            prose_fraction: 0.0,
             max_iters: 1000,
             batch_size: 16,
             learning_rate: 3e-4,
@@ -313,6 +318,9 @@ impl SftConfig {
     pub fn validate(&self) -> Result<()> {
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             bail!("val_fraction must be between 0 and 1, got {}", self.val_fraction);
+        }
+        if !(0.0..=0.9).contains(&self.prose_fraction) {
+            bail!("prose_fraction must be between 0 and 0.9, got {}", self.prose_fraction);
         }
         let probe = TrainConfig::from_str_with(
             "corpus = \"-\"\narch = \"gpt2\"\nn_layer = 1\nn_head = 1\nn_embd = 8\nblock_size = 8\nbatch_size = 1\nmax_iters = 1\nlearning_rate = 1e-3\n",
@@ -636,6 +644,9 @@ pub fn masked_loss(model: &Gpt, items: &[Rendered], pad: u32, batch: usize) -> f
 pub struct ChatBatches {
     train: Vec<Rendered>,
     val: Vec<Rendered>,
+    /// Token ids of the prose mixed into training batches, and the rows per batch it takes.
+    prose: Vec<u32>,
+    prose_rows: usize,
     pad: u32,
     block: usize,
     batch: usize,
@@ -675,12 +686,38 @@ impl ChatBatches {
         Ok(ChatBatches {
             train,
             val,
+            prose: Vec::new(),
+            prose_rows: 0,
             pad,
             block,
             batch: cfg.batch_size as usize,
             eval_batch: cfg.eval_batch as usize,
             seed: cfg.seed,
         })
+    }
+
+    /// Mixes prose into every training batch: `round(fraction · batch_size)` of its rows (at least
+    /// one when `fraction > 0`, at most all but one) become windows of `tokens` as long as the
+    /// batch's longest conversation, with the loss on every token.
+    pub fn with_prose(mut self, tokens: Vec<u32>, fraction: f64) -> Result<Self> {
+        if fraction <= 0.0 {
+            return Ok(self);
+        }
+        if tokens.len() < self.block + 2 {
+            bail!("the prose for prose_fraction has {} tokens; it needs at least block_size + 2 = {}", tokens.len(), self.block + 2);
+        }
+        let rows = ((fraction * self.batch as f64).round() as usize).max(1);
+        if rows >= self.batch {
+            bail!("prose_fraction {fraction} leaves no conversation in a batch of {}", self.batch);
+        }
+        self.prose = tokens;
+        self.prose_rows = rows;
+        Ok(self)
+    }
+
+    /// Rows of each training batch that are prose.
+    pub fn prose_rows(&self) -> usize {
+        self.prose_rows
     }
 
     /// Assistant tokens (loss positions) of the training set.
@@ -706,12 +743,24 @@ impl ChatBatches {
 impl Batches for ChatBatches {
     fn batch(&self, step: u64, micro: u32) -> Batch {
         let mut s = mix(self.seed ^ mix(step.wrapping_mul(0x1000_0000_01B3) ^ micro as u64 ^ 0x5f7));
-        let picks: Vec<&Rendered> = (0..self.batch)
+        let mut picks: Vec<&Rendered> = (0..self.batch - self.prose_rows)
             .map(|_| {
                 s = mix(s);
                 &self.train[(s % self.train.len() as u64) as usize]
             })
             .collect();
+        // Prose windows as long as the longest conversation, so they add no padding.
+        let len = picks.iter().map(|(t, _)| t.len()).max().unwrap_or(2).clamp(2, self.block + 1);
+        let prose: Vec<Rendered> = (0..self.prose_rows)
+            .map(|_| {
+                s = mix(s);
+                let start = (s % (self.prose.len() - len + 1) as u64) as usize;
+                let mut mask = vec![true; len];
+                mask[0] = false;
+                (self.prose[start..start + len].to_vec(), mask)
+            })
+            .collect();
+        picks.extend(prose.iter());
         let (inputs, targets, tokens) = batch_tensors(&picks, self.pad, self.block);
         Batch { inputs, targets, tokens }
     }
@@ -820,7 +869,12 @@ pub fn finetune(base: &Path, train: &[Conversation], val: &[Conversation], cfg: 
     remove_stale_temporaries(&opts.out);
     let mut state = state;
     let tcfg = state.config.clone();
-    let data = ChatBatches::new(&tok, train, val, &tcfg)?;
+    let mut data = ChatBatches::new(&tok, train, val, &tcfg)?;
+    if cfg.prose_fraction > 0.0 {
+        let prose = train::prepare_data(&tcfg, Some(tok.vocab().clone()))
+            .context("reading the prose for prose_fraction (the training split of `corpus`)")?;
+        data = data.with_prose(prose.train, cfg.prose_fraction)?;
+    }
     let fp = data.fingerprint();
     if let Some(o) = state.sft.as_mut() {
         if opts.resume && o.data_fingerprint != fp {
@@ -837,10 +891,15 @@ pub fn finetune(base: &Path, train: &[Conversation], val: &[Conversation], cfg: 
             model.param_count(), if bf16 { "bf16 matmuls and attention" } else { "f32" }
         );
         println!(
-            "data: {} train / {} val conversations, {} assistant tokens to learn",
+            "data: {} train / {} val conversations, {} assistant tokens to learn{}",
             train.len(),
             val.len(),
-            data.train_targets()
+            data.train_targets(),
+            if data.prose_rows() > 0 {
+                format!("; {} of {} rows per batch are prose from {}", data.prose_rows(), tcfg.batch_size, tcfg.corpus)
+            } else {
+                String::new()
+            }
         );
     }
     // The sample at each evaluation: the reply to the first validation conversation's prompt.

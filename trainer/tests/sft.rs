@@ -624,3 +624,40 @@ fn a_run_from_a_tgpt_base_exports_with_the_base_corpus_validation() {
         }
     }
 }
+
+#[test]
+fn prose_rows_are_mixed_into_batches_with_the_loss_on_every_token() {
+    use tinygpt_train::train::Batches;
+    let (_, tok) = tokenizers().remove(0);
+    let mut rng = Rng(7);
+    let convs: Vec<Conversation> = (0..20).map(|_| random_conversation(&mut rng)).collect();
+    let mut cfg = small_cfg("llama", true);
+    cfg.batch_size = 8;
+    let prose: Vec<u32> = tok.encode(&"abcdefghijklmnopqrstuvwxyz ".repeat(20)).unwrap();
+    let plain = sft::ChatBatches::new(&tok, &convs, &convs, &cfg).unwrap();
+    let mixed = sft::ChatBatches::new(&tok, &convs, &convs, &cfg).unwrap().with_prose(prose.clone(), 0.25).unwrap();
+    assert_eq!(mixed.prose_rows(), 2);
+    for step in 0..5 {
+        let (a, b) = (plain.batch(step, 0), mixed.batch(step, 0));
+        assert_eq!(b.inputs.size()[0], 8);
+        let t = b.inputs.size()[1];
+        let y = Vec::<i64>::try_from(b.targets.view([-1])).unwrap();
+        let x = Vec::<i64>::try_from(b.inputs.view([-1])).unwrap();
+        // The last two rows are prose: every position has a target, the next character.
+        for row in 6..8 {
+            let (xs, ys) = (&x[row * t as usize..(row + 1) * t as usize], &y[row * t as usize..(row + 1) * t as usize]);
+            assert!(ys.iter().all(|&v| v >= 0), "a prose target is masked");
+            assert_eq!(&xs[1..], &ys[..ys.len() - 1], "prose targets are the next tokens");
+            let start = prose.windows(xs.len()).position(|w| w.iter().zip(xs).all(|(&p, &q)| p as i64 == q));
+            assert!(start.is_some(), "a prose row is not a window of the prose");
+        }
+        // The conversation rows keep their mask: some targets are masked.
+        assert!(y[..6 * t as usize].iter().any(|&v| v == -100));
+        // The plain batches are all conversations.
+        assert_eq!(a.inputs.size()[0], 8);
+    }
+    // Bad fractions are refused.
+    assert!(sft::ChatBatches::new(&tok, &convs, &convs, &cfg).unwrap().with_prose(prose.clone(), 1.0).is_err());
+    assert!(sft::ChatBatches::new(&tok, &convs, &convs, &cfg).unwrap().with_prose(prose[..10].to_vec(), 0.25).is_err());
+    assert!(SftConfig::default().with_overrides(&["prose_fraction=0.95".into()]).is_err());
+}
