@@ -630,7 +630,12 @@ fn prose_rows_are_mixed_into_batches_with_the_loss_on_every_token() {
     use tinygpt_train::train::Batches;
     let (_, tok) = tokenizers().remove(0);
     let mut rng = Rng(7);
-    let convs: Vec<Conversation> = (0..20).map(|_| random_conversation(&mut rng)).collect();
+    let convs: Vec<Conversation> = (0..200)
+        .map(|_| random_conversation(&mut rng))
+        .filter(|c| sft::render(&tok, &c.messages).is_ok_and(|r| r.0.len() <= 129 && r.1.iter().any(|&m| m)))
+        .take(20)
+        .collect();
+    assert_eq!(convs.len(), 20);
     let mut cfg = small_cfg("llama", true);
     cfg.batch_size = 8;
     let prose: Vec<u32> = tok.encode(&"abcdefghijklmnopqrstuvwxyz ".repeat(20)).unwrap();
