@@ -3,69 +3,15 @@
 //! runtime's API (and, for character models, with a reply loop written here token by token), in
 //! one-question mode and turn by turn through a pipe, plus the error cases.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use tempfile::TempDir;
+mod common;
+use common::*;
+
 use tinygpt::synth::{Spec, Vocab};
 use tinygpt_runtime::chat::{self, ChatTokens, Message, Role, Template, CHAT_SPECIALS};
 use tinygpt_runtime::{writer::read_aligned, Arch, DType, Error, KvDType, Model, Sampler, SamplerConfig, Session};
-
-fn tinygpt(args: &[&str]) -> Output {
-    tinygpt_fed(args, b"")
-}
-
-/// Runs the binary with `input` on its stdin (a pipe, closed after `input`).
-fn tinygpt_fed(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tinygpt"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tinygpt binary runs");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = input.to_vec();
-    // Written from a thread, so that a full stdout pipe cannot block the writer.
-    let writer = std::thread::spawn(move || {
-        // The command may exit before reading everything (an error); that is not a test failure.
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait for tinygpt");
-    writer.join().expect("stdin writer");
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a successful run with nothing on stderr; returns stdout.
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}, stderr: {}", o.status.code(), stderr(o));
-    assert_eq!(stderr(o), "", "stderr must stay empty");
-    stdout(o)
-}
-
-/// Asserts a clean failure: the exit code, nothing on stdout, exactly one `error: ` line on
-/// stderr, no panic. Returns the line.
-fn clean_error(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(o.stdout.is_empty(), "stdout must be empty on error: {:?}", stdout(o));
-    assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
-    assert!(err.starts_with("error: ") && err.ends_with('\n'), "{err:?}");
-    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "thread 'main'"] {
-        assert!(!err.contains(bad), "{err:?}");
-    }
-    err
-}
 
 /// The text of no special token appears in an answer.
 fn assert_no_special_text(out: &str) {
@@ -74,23 +20,7 @@ fn assert_no_special_text(out: &str) {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
-
-struct Models {
-    dir: TempDir,
-}
-
 impl Models {
-    fn new() -> Self {
-        Models { dir: tempfile::tempdir().expect("temp dir") }
-    }
-    fn write(&self, name: &str, spec: &Spec) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, spec.build().expect("synthetic model builds")).expect("write model");
-        p
-    }
     /// A character-level chat model (the Shakespeare characters and the four chat tokens), with
     /// a context of 128 tokens: room for a few turns.
     fn chat(&self, arch: Arch, dtype: DType) -> PathBuf {

@@ -2,65 +2,18 @@
 //! architectures in every dtype, the error cases, and oracles computed through the runtime's API.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use tempfile::TempDir;
 use tinygpt::synth::{Spec, Vocab};
 use tinygpt_runtime::{writer::read_aligned, Arch, DType, KvDType, Model, Session};
+
+mod common;
+use common::*;
 
 const ARCHS: [Arch; 2] = [Arch::Gpt2, Arch::Llama];
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::I8];
 
-fn tinygpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinygpt"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("the tinygpt binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a successful run with nothing on stderr.
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}, stderr: {}", o.status.code(), stderr(o));
-    assert_eq!(stderr(o), "", "stderr must stay empty");
-    stdout(o)
-}
-
-/// Asserts a clean failure: the exit code, nothing on stdout, exactly one `error: ` line on
-/// stderr, no panic message or backtrace. Returns the line.
-fn clean_error(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(o.stdout.is_empty(), "stdout must be empty on error: {:?}", stdout(o));
-    assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
-    assert!(err.starts_with("error: ") && err.ends_with('\n'), "{err:?}");
-    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "thread 'main'"] {
-        assert!(!err.contains(bad), "{err:?}");
-    }
-    err
-}
-
-struct Models {
-    dir: TempDir,
-}
-
 impl Models {
-    fn new() -> Self {
-        Models { dir: tempfile::tempdir().expect("temp dir") }
-    }
-    fn write(&self, name: &str, spec: &Spec) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, spec.build().expect("synthetic model builds")).expect("write model");
-        p
-    }
     fn tiny(&self, arch: Arch, dtype: DType) -> PathBuf {
         self.write(&format!("tiny-{}-{}.tgpt", arch.name(), dtype.name()), &Spec::tiny(arch, dtype))
     }
@@ -78,9 +31,6 @@ impl Models {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 /// Greedy decoding computed through the runtime API with an argmax written here, decoded by
 /// concatenating token bytes: the oracle for `--temp 0`.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
+mod common;
+use common::Models;
+
 use tinygpt::synth::Spec;
 use tinygpt_runtime::{Arch, DType};
 
@@ -376,19 +378,7 @@ fn lit(s: &str) -> String {
     o
 }
 
-struct Models {
-    dir: TempDir,
-}
-
 impl Models {
-    fn new() -> Self {
-        Models { dir: tempfile::tempdir().expect("temp dir") }
-    }
-    fn write(&self, name: &str, spec: &Spec) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, spec.build().expect("synthetic model builds")).expect("write model");
-        p
-    }
     fn base(&self) -> PathBuf {
         self.write("base.tgpt", &Spec::tiny(Arch::Llama, DType::F32))
     }
