@@ -368,8 +368,8 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
     fn forward(&mut self, token: u32, pos: usize) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        if ops::simd::avx2() {
-            // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
             unsafe { self.forward_avx2(token, pos) };
             return;
         }

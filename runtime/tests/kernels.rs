@@ -154,7 +154,7 @@ fn avx2_and_portable_logits_are_identical() {
             for kv in [KvDType::F32, KvDType::F16, KvDType::I8] {
                 // 50 steps in a context of 40: past the context shift too.
                 let run = |portable: bool| {
-                    ops::simd::set_portable(portable);
+                    ops::x86::set_portable(portable);
                     let mut buf = vec![0u8; model.session_bytes(40, kv)];
                     let mut s = Session::new(&model, &mut buf, 40, kv).unwrap();
                     let v: Vec<u32> = (0..50)
@@ -163,7 +163,7 @@ fn avx2_and_portable_logits_are_identical() {
                     v
                 };
                 let (fast, portable) = (run(false), run(true));
-                ops::simd::set_portable(false);
+                ops::x86::set_portable(false);
                 assert!(fast == portable, "{arch:?} {dtype:?} kv {kv:?}: AVX2 and portable logits differ");
             }
         }
@@ -189,7 +189,7 @@ fn dsp_kernels_run_and_equal_portable() {
         let mut xp = vec![0u32; ops::pair_words(cols)];
         ops::widen_pairs(&mut xp, &xq);
         let mut fast = vec![0f32; rows];
-        assert!(ops::dsp::matvec_i8(&mut fast, wq, &ws, &xq, &xs, &xp, gs), "group size {gs}: the DSP kernel declined");
+        assert!(ops::arm_dsp::matvec_i8(&mut fast, wq, &ws, &xq, &xs, &xp, gs), "group size {gs}: the DSP kernel declined");
         let mut plain = vec![0f32; rows];
         for (i, o) in plain.iter_mut().enumerate() {
             for g in 0..groups {
@@ -204,7 +204,7 @@ fn dsp_kernels_run_and_equal_portable() {
         let mut xp16 = vec![0u32; ops::pair_words(cols)];
         ops::widen_pairs_i16(&mut xp16, &x16);
         let mut fast16 = vec![0f32; rows];
-        assert!(ops::dsp::matvec_i8_i16(&mut fast16, wq, cols, &x16, &xs, &xp16, gs), "group size {gs}: the i16 DSP kernel declined");
+        assert!(ops::arm_dsp::matvec_i8_i16(&mut fast16, wq, cols, &x16, &xs, &xp16, gs), "group size {gs}: the i16 DSP kernel declined");
         for (i, o) in fast16.iter().enumerate() {
             let mut acc = 0.0f32;
             for (g, &s) in xs.iter().enumerate() {
