@@ -5,12 +5,12 @@ use half::f16;
 use crate::error::Error;
 use crate::format::{
     self, tensor_bytes, tensor_shape, Arch, Config, DType, Header, KvDType, LayerTensor, Layout, Metadata,
-    TensorId,
+    ScaleDType, TensorId,
 };
 use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
-use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
+use crate::weights::{F16Matrix, F32Matrix, I4Matrix, I8Matrix, Input, Matrix};
 
 /// Alignment the model bytes must have in memory.
 pub const MODEL_ALIGN: usize = 16;
@@ -21,6 +21,7 @@ const REGION_ALIGN: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     header: Header<'a>,
+    scales: ScaleDType,
     data: &'a [u8],
     layout: Layout,
 }
@@ -35,7 +36,7 @@ impl<'a> Model<'a> {
             return Err(Error::Misaligned);
         }
         let p = format::parse(bytes)?;
-        Ok(Model { header: p.header, data: p.data, layout: p.layout })
+        Ok(Model { header: p.header, scales: p.scales, data: p.data, layout: p.layout })
     }
 
     /// Architecture numbers.
@@ -49,6 +50,11 @@ impl<'a> Model<'a> {
     /// The whole header.
     pub fn header(&self) -> &Header<'a> {
         &self.header
+    }
+    /// Storage type of the group scales of quantized matrices (f32 for files without a
+    /// quantization header, and meaningless for float weights).
+    pub fn scale_dtype(&self) -> ScaleDType {
+        self.scales
     }
     /// The tokenizer stored in the file.
     pub fn tokenizer(&self) -> Tokenizer<'a> {
@@ -72,7 +78,7 @@ impl<'a> Model<'a> {
         let (mut m, mut v) = (0u64, 0u64);
         format::for_each_tensor(cfg, |id| {
             let s = tensor_shape(cfg, id);
-            let b = tensor_bytes(s, cfg.dtype, cfg.group_size as usize).unwrap_or(0) as u64;
+            let b = tensor_bytes(s, cfg.dtype, cfg.group_size as usize, self.scales).unwrap_or(0) as u64;
             if s.vector {
                 v += b
             } else {
@@ -92,12 +98,12 @@ impl<'a> Model<'a> {
         let cfg = &self.header.config;
         let off = self.layout.offset(id);
         // Sizes were checked against the data section when the file was parsed.
-        let len = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, cfg.group_size as usize).unwrap_or(0);
+        let len = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, cfg.group_size as usize, self.scales).unwrap_or(0);
         &self.data[off..off + len]
     }
     fn matrix<M: Matrix<'a>>(&self, id: TensorId) -> M {
         let s = tensor_shape(&self.header.config, id);
-        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize)
+        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize, self.scales)
     }
     fn vector(&self, id: TensorId) -> &'a [f32] {
         bytemuck::cast_slice(self.bytes_of(id))
@@ -393,6 +399,7 @@ impl<'s, 'a> Session<'s, 'a> {
             (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
             (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
             (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+            (DType::I4, kv) => self.forward_kv::<I4Matrix<'a>>(token, pos, kv),
         }
     }
 
@@ -613,7 +620,7 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
         quantize(&mut xq[..n], &mut xs[..g], x, gs);
         let p: &[u32] = if ops::WIDEN_PAIRS {
             let w = ops::pair_words(n);
-            ops::widen_pairs(&mut xp[..w], &xq[..n]);
+            M::widen(&mut xp[..w], &xq[..n]);
             &xp[..w]
         } else {
             &[]

@@ -7,6 +7,8 @@
 //! `SXTB16` and four `SMLAD`. Integer sums are exact, and the float steps per group are the
 //! portable kernel's, in the same order, so the result is bit-identical.
 
+use super::FloatWeight;
+
 #[inline(always)]
 fn smlad(x: u32, y: u32, acc: i32) -> i32 {
     let r: i32;
@@ -131,7 +133,7 @@ unsafe fn dot_any(w: &mut *const i8, x: &mut *const u32, n: usize) -> i32 {
 /// The int8 matvec with `SMLAD`; returns false (doing nothing) where its conditions do not
 /// hold: group size and row length multiples of 4, weights 4-byte aligned, `xp` widened for
 /// the whole row. The caller then uses the portable kernel.
-pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
+pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
     let cols = xq.len();
     let groups = xs.len();
     let rows = out.len();
@@ -139,7 +141,7 @@ pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
         return false;
     }
     // SAFETY: checked by `fits`, and `rows·groups` weight scales.
-    unsafe { rows_by_group::<true>(out, wq.as_ptr(), cols, ws.as_ptr(), xs, xp.as_ptr(), cols, gs) };
+    unsafe { rows_by_group::<true, S>(out, wq.as_ptr(), cols, ws.as_ptr(), xs, xp.as_ptr(), cols, gs) };
     true
 }
 
@@ -151,7 +153,7 @@ pub fn matvec_i8_i16(out: &mut [f32], w: &[i8], stride: usize, x: &[i16], xs: &[
         return false;
     }
     // SAFETY: checked by `fits`.
-    unsafe { rows_by_group::<false>(out, w.as_ptr(), stride, core::ptr::null(), xs, xp.as_ptr(), cols, gs) };
+    unsafe { rows_by_group::<false, f32>(out, w.as_ptr(), stride, core::ptr::null(), xs, xp.as_ptr(), cols, gs) };
     true
 }
 
@@ -177,11 +179,11 @@ fn fits(rows: usize, cols: usize, stride: usize, gs: usize, groups: usize, w: &[
 /// As checked by [`fits`]; with `WS`, `ws` holds `out.len() · groups` scales.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_by_group<const WS: bool>(
+unsafe fn rows_by_group<const WS: bool, S: FloatWeight>(
     out: &mut [f32],
     w: *const i8,
     stride: usize,
-    ws: *const f32,
+    ws: *const S,
     xs: &[f32],
     x: *const u32,
     cols: usize,
@@ -190,11 +192,11 @@ unsafe fn rows_by_group<const WS: bool>(
     // SAFETY: passed on from the caller.
     unsafe {
         match gs {
-            16 => rows::<2, WS>(out, w, stride, ws, xs, x, cols, gs),
-            32 => rows::<4, WS>(out, w, stride, ws, xs, x, cols, gs),
-            64 => rows::<8, WS>(out, w, stride, ws, xs, x, cols, gs),
-            128 => rows::<16, WS>(out, w, stride, ws, xs, x, cols, gs),
-            _ => rows::<0, WS>(out, w, stride, ws, xs, x, cols, gs),
+            16 => rows::<2, WS, S>(out, w, stride, ws, xs, x, cols, gs),
+            32 => rows::<4, WS, S>(out, w, stride, ws, xs, x, cols, gs),
+            64 => rows::<8, WS, S>(out, w, stride, ws, xs, x, cols, gs),
+            128 => rows::<16, WS, S>(out, w, stride, ws, xs, x, cols, gs),
+            _ => rows::<0, WS, S>(out, w, stride, ws, xs, x, cols, gs),
         }
     }
 }
@@ -207,11 +209,11 @@ unsafe fn rows_by_group<const WS: bool>(
 /// As for [`rows_by_group`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows<const N: usize, const WS: bool>(
+unsafe fn rows<const N: usize, const WS: bool, S: FloatWeight>(
     out: &mut [f32],
     w: *const i8,
     stride: usize,
-    ws: *const f32,
+    ws: *const S,
     xs: &[f32],
     x: *const u32,
     cols: usize,
@@ -231,7 +233,7 @@ unsafe fn rows<const N: usize, const WS: bool>(
             unsafe {
                 let dot = if N > 0 { dot_unrolled::<N>(&mut pw, &mut px) } else { dot_any(&mut pw, &mut px, gs) };
                 if WS {
-                    acc += dot as f32 * (*ps * sx);
+                    acc += dot as f32 * ((*ps).f32() * sx);
                     ps = ps.add(1);
                 } else {
                     acc += dot as f32 * sx;
@@ -242,7 +244,7 @@ unsafe fn rows<const N: usize, const WS: bool>(
             unsafe {
                 let dot = dot_any(&mut pw, &mut px, tail);
                 if WS {
-                    acc += dot as f32 * (*ps * xs[full]);
+                    acc += dot as f32 * ((*ps).f32() * xs[full]);
                     ps = ps.add(1);
                 } else {
                     acc += dot as f32 * xs[full];

@@ -306,11 +306,11 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// targets with the DSP extension, whose kernel multiplies pairs of 16-bit values); it may be
 /// empty elsewhere. Every kernel gives the same bits.
 #[inline]
-pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
+pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if x86::avx2() {
         // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
-        unsafe { x86::matvec_i8_avx2(out, wq, ws, xq, xs, group_size) };
+        unsafe { x86::matvec_i8(out, wq, ws, xq, xs, group_size) };
         return;
     }
     #[cfg(all(target_arch = "arm", tinygpt_dsp))]
@@ -381,18 +381,18 @@ pub fn widen_pairs(out: &mut [u32], x: &[i8]) {
 }
 
 #[inline(always)]
-fn matvec_i8_portable(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+fn matvec_i8_portable<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
     match group_size {
-        32 => matvec_i8_fixed::<32>(out, wq, ws, xq, xs),
-        64 => matvec_i8_fixed::<64>(out, wq, ws, xq, xs),
-        128 => matvec_i8_fixed::<128>(out, wq, ws, xq, xs),
+        32 => matvec_i8_fixed::<32, S>(out, wq, ws, xq, xs),
+        64 => matvec_i8_fixed::<64, S>(out, wq, ws, xq, xs),
+        128 => matvec_i8_fixed::<128, S>(out, wq, ws, xq, xs),
         _ => matvec_i8_any(out, wq, ws, xq, xs, group_size),
     }
 }
 
 /// Any group size.
 #[inline(always)]
-fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+fn matvec_i8_any<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -404,7 +404,7 @@ fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
         let mut c = 0;
         for (&s_w, &s_x) in srow.iter().zip(xs) {
             let end = (c + group_size).min(cols);
-            acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w * s_x);
+            acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w.f32() * s_x);
             c = end;
         }
         *o = acc;
@@ -414,7 +414,7 @@ fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
 /// A group size known at compile time: full groups are fixed-size arrays the compiler unrolls and
 /// vectorizes; the short last group (if any) takes the general path. Same sums, same order.
 #[inline(always)]
-fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) {
+fn matvec_i8_fixed<const G: usize, S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32]) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -430,13 +430,110 @@ fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &
                 (Ok(a), Ok(b)) => (a, b),
                 _ => continue, // unreachable: chunks_exact yields exactly G elements
             };
-            acc += dot_i8(&a[..], &b[..]) as f32 * (s_w * s_x);
+            acc += dot_i8(&a[..], &b[..]) as f32 * (s_w.f32() * s_x);
         }
         if full < groups {
             let c = full * G;
-            acc += dot_i8(&qrow[c..], &xq[c..]) as f32 * (srow[full] * xs[full]);
+            acc += dot_i8(&qrow[c..], &xq[c..]) as f32 * (srow[full].f32() * xs[full]);
         }
         *o = acc;
+    }
+}
+
+/// The int4 value at column `c` of a packed row: byte `c / 2`, low nibble for even `c`, high
+/// nibble for odd `c`, stored offset by 8 (nibble `u` is the value `u − 8`; the writer stores
+/// 1..=15, and a 0 nibble reads as −8 in every kernel alike).
+#[inline(always)]
+pub fn i4_at(row: &[u8], c: usize) -> i32 {
+    let b = row[c / 2];
+    (if c % 2 == 0 { b & 15 } else { b >> 4 }) as i32 - 8
+}
+
+/// Exact `Σ_i q(row, c0 + i) · x[i]` over the int4 columns `c0..c0 + x.len()` of a packed row.
+/// At most `8 · 128 · 2^20 = 2^30` in magnitude, so it never overflows.
+#[inline(always)]
+pub fn dot_i4(row: &[u8], c0: usize, x: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    let (mut x, mut c) = (x, c0);
+    if c % 2 == 1 {
+        if let Some((&v, rest)) = x.split_first() {
+            acc += i4_at(row, c) * v as i32;
+            (x, c) = (rest, c + 1);
+        }
+    }
+    let bytes = &row[c / 2..];
+    let mut pairs = x.chunks_exact(2);
+    for (p, &b) in (&mut pairs).zip(bytes) {
+        acc += ((b & 15) as i32 - 8) * p[0] as i32 + ((b >> 4) as i32 - 8) * p[1] as i32;
+    }
+    if let [v] = pairs.remainder() {
+        acc += ((bytes[x.len() / 2] & 15) as i32 - 8) * *v as i32;
+    }
+    acc
+}
+
+/// `out[r] = Σ_g dot_i4(w[r, g], xq[g]) · (w_scale[r, g] · x_scale[g])`: int4 weights (rows of
+/// `ceil(cols / 2)` bytes, see [`i4_at`]) against int8-quantized activations, exact integer sums
+/// per group, f32 accumulation across groups in group order, exactly as [`matvec_i8`].
+///
+/// `xp` is `xq` widened by [`widen_pairs_i4`] when [`WIDEN_PAIRS`] is true (the DSP kernel reads
+/// it), else ignored. Every kernel gives the same bits.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if x86::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+        unsafe { x86::matvec_i4(out, w, ws, xq, xs, group_size) };
+        return;
+    }
+    #[cfg(all(target_arch = "arm", tinygpt_dsp))]
+    if arm_dsp::matvec_i4(out, w, ws, xq, xs, xp, group_size) {
+        return;
+    }
+    let _ = xp;
+    matvec_i4_portable(out, w, ws, xq, xs, group_size)
+}
+
+/// The portable int4 kernel, the one the fast ones are held to.
+#[inline(always)]
+pub(crate) fn matvec_i4_portable<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
+    let cols = xq.len();
+    let groups = xs.len();
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let rb = crate::format::i4_row_bytes(cols);
+    for (o, (row, srow)) in out.iter_mut().zip(w.chunks_exact(rb).zip(ws.chunks_exact(groups))) {
+        let mut acc = 0.0f32;
+        let mut c = 0;
+        for (&s_w, &s_x) in srow.iter().zip(xs) {
+            let end = (c + group_size).min(cols);
+            acc += dot_i4(row, c, &xq[c..end]) as f32 * (s_w.f32() * s_x);
+            c = end;
+        }
+        *o = acc;
+    }
+}
+
+/// Words [`widen_pairs_i4`] writes for `n` activations (at most [`pair_words`]`(n)`).
+pub const fn i4_pair_words(n: usize) -> usize {
+    n / 8 * 4
+}
+
+/// Widens int8 activations to the 16-bit pairs the DSP int4 kernel multiplies: for every full
+/// chunk `x[8k..8k+8]`, words `4k..4k+4` hold `(x0, x4)`, `(x2, x6)`, `(x1, x5)`, `(x3, x7)` of
+/// the chunk (low half first, sign-extended). A word of eight packed int4 weights masked with
+/// `0x000F000F` after shifts by 0, 8, 4 and 12 bits gives the weights of those columns in the
+/// same halves. A last partial chunk is not widened.
+pub fn widen_pairs_i4(out: &mut [u32], x: &[i8]) {
+    let h = |v: i8| v as i16 as u16 as u32;
+    for (o, c) in out.chunks_exact_mut(4).zip(x.chunks_exact(8)) {
+        o[0] = h(c[0]) | h(c[4]) << 16;
+        o[1] = h(c[2]) | h(c[6]) << 16;
+        o[2] = h(c[1]) | h(c[5]) << 16;
+        o[3] = h(c[3]) | h(c[7]) << 16;
     }
 }
 
