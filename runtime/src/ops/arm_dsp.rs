@@ -281,3 +281,127 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     }
     acc
 }
+
+/// The asm text of `n` blocks of eight int4 columns: one (unaligned) word of eight packed
+/// weights, four activation words, and per pair of columns one `AND` with the mask `0x000F000F`
+/// after a shift of 0, 8, 4 or 12 bits (the offset nibbles of columns (0, 4), (2, 6), (1, 5),
+/// (3, 7) in the two halves) and one `SMLAD`: ten instructions per eight weights.
+macro_rules! block_i4 {
+    (1) => {
+        "ldr {w}, [{pw}], #4
+        ldm {px}!, {{r0, r1, r2, r3}}
+        and {t}, {m}, {w}
+        smlad {acc}, {t}, r0, {acc}
+        and {t}, {m}, {w}, lsr #8
+        smlad {acc}, {t}, r1, {acc}
+        and {t}, {m}, {w}, lsr #4
+        smlad {acc}, {t}, r2, {acc}
+        and {t}, {m}, {w}, lsr #12
+        smlad {acc}, {t}, r3, {acc}
+        "
+    };
+    (4) => { concat!(block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(1)) };
+}
+
+/// `acc + Σ u·x` over the next `8·n` columns of offset int4 weights (`u = q + 8`, 0..=15) and
+/// activations widened by [`super::widen_pairs_i4`], wrapping; advances both pointers past them.
+///
+/// # Safety
+/// `*w` must have `4·n` readable bytes (any alignment); `*x` must be 4-byte aligned with `4·n`
+/// readable words.
+#[inline(always)]
+unsafe fn dot_u4(w: &mut *const u8, x: &mut *const u32, n: usize, mut acc: i32) -> i32 {
+    let m = 0x000F_000Fu32;
+    macro_rules! asm_blocks {
+        ($n:tt) => {
+            core::arch::asm!(
+                block_i4!($n),
+                pw = inout(reg) *w,
+                px = inout(reg) *x,
+                acc = inout(reg) acc,
+                m = in(reg) m,
+                w = out(reg) _,
+                t = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(readonly, nostack),
+            )
+        };
+    }
+    // SAFETY: the caller guarantees the reads; the asm only reads memory and writes the
+    // registers it declares. Cortex-M4 (and ARMv7-A) allow unaligned `LDR`.
+    unsafe {
+        for _ in 0..n / 4 {
+            asm_blocks!(4);
+        }
+        for _ in 0..n % 4 {
+            asm_blocks!(1);
+        }
+    }
+    acc
+}
+
+/// The int4 matvec with `SMLAD` on offset nibbles; returns false (doing nothing) where its
+/// conditions do not hold: a group size that is a multiple of 8, and `xp` widened by
+/// [`super::widen_pairs_i4`] for the whole row. Rows may start at any byte. The caller then uses
+/// the portable kernel.
+///
+/// Per group, `Σ q·x = Σ u·x − 8·Σ x` in wrapping i32 arithmetic (exact: the true sum is at most
+/// 2^30 in magnitude); the columns of a short last group after its last multiple of 8 are
+/// summed in plain code. The float steps are the portable kernel's, in its order: `Σ x` is
+/// computed for up to 64 groups at a time, and each row's running sum waits in `out` between
+/// those batches.
+pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
+    let cols = xq.len();
+    let groups = xs.len();
+    let rows = out.len();
+    let rb = crate::format::i4_row_bytes(cols);
+    if gs == 0
+        || gs % 8 != 0
+        || cols == 0
+        || groups != cols.div_ceil(gs)
+        || xp.len() < super::i4_pair_words(cols)
+        || w.len() < rows * rb
+        || ws.len() < rows * groups
+        || xp.as_ptr() as usize % 4 != 0
+    {
+        return false;
+    }
+    const BATCH: usize = 64;
+    out.fill(0.0);
+    let mut g0 = 0;
+    while g0 < groups {
+        let g1 = (g0 + BATCH).min(groups);
+        let mut xsum = [0i32; BATCH];
+        for (g, s) in (g0..g1).zip(xsum.iter_mut()) {
+            // The columns the SMLAD loop takes: the group's whole chunks of eight.
+            let (c, end) = (g * gs, ((g + 1) * gs).min(cols));
+            *s = xq[c..c + (end - c) / 8 * 8].iter().map(|&v| v as i32).sum();
+        }
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = &w[r * rb..(r + 1) * rb];
+            let mut acc = *o;
+            for (g, &s) in (g0..g1).zip(xsum.iter()) {
+                let (c, end) = (g * gs, ((g + 1) * gs).min(cols));
+                let blocks = (end - c) / 8;
+                // SAFETY: columns c..c + 8·blocks ≤ end ≤ cols are bytes c/2..c/2 + 4·blocks of
+                // the row (c is a multiple of 8) and words c/2..c/2 + 4·blocks of the pairs
+                // (every full chunk of eight of the row is widened: xp.len() ≥ i4_pair_words).
+                let mut pw = unsafe { row.as_ptr().add(c / 2) };
+                let mut px = unsafe { xp.as_ptr().add(c / 2) };
+                let u = unsafe { dot_u4(&mut pw, &mut px, blocks, 0) };
+                let mut dot = u.wrapping_sub(s.wrapping_mul(8));
+                let done = c + 8 * blocks;
+                if done < end {
+                    dot = dot.wrapping_add(super::dot_i4(row, done, &xq[done..end]));
+                }
+                acc += dot as f32 * (ws[r * groups + g].f32() * xs[g]);
+            }
+            *o = acc;
+        }
+        g0 = g1;
+    }
+    true
+}
