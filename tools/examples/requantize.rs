@@ -16,7 +16,7 @@ use tinygpt::synth::parse_dtype;
 use tinygpt_runtime::format::{self, for_each_tensor, tensor_bytes, tensor_shape, ScaleDType};
 use tinygpt_runtime::weights::{F16Matrix, F32Matrix, I4Matrix, I8Matrix, Matrix};
 use tinygpt_runtime::writer::{encode_model_scaled, read_aligned, write_atomic, MetaData, TokenizerData};
-use tinygpt_runtime::{DType, TokenizerKind};
+use tinygpt_runtime::{DType, Model, TokenizerKind};
 
 #[derive(Parser)]
 #[command(about = "Re-encode a .tgpt model's weights in another storage type")]
@@ -78,19 +78,38 @@ fn main() -> Result<()> {
         };
         weights.insert(id.to_string(), v);
     });
-    let tok = p.header.tokenizer;
-    if tok.kind != TokenizerKind::Char || tok.n_special != 0 {
-        bail!("only character vocabularies without special tokens are supported");
+    let th = p.header.tokenizer;
+    let model = Model::from_bytes(&bytes).map_err(|e| anyhow!("'{}': {e}", a.input.display()))?;
+    let tok = model.tokenizer();
+    let first_special = tok.vocab_size() - tok.n_special();
+    let tokenizer = match th.kind {
+        TokenizerKind::Char => {
+            let mut chars = Vec::new();
+            for id in 0..first_special as u32 {
+                let s = std::str::from_utf8(tok.token_bytes(id)).context("the vocabulary is not UTF-8")?;
+                chars.extend(s.chars());
+            }
+            TokenizerData::Char { chars }
+        }
+        TokenizerKind::ByteBpe => {
+            let w: Vec<u32> = th.merges.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            TokenizerData::ByteBpe { merges: w.chunks_exact(2).map(|p| (p[0], p[1])).collect() }
+        }
+    };
+    let specials: Vec<String> = (first_special..tok.vocab_size())
+        .map(|id| String::from_utf8_lossy(tok.token_bytes(id as u32)).into_owned())
+        .collect();
+    let specials: Vec<&str> = specials.iter().map(String::as_str).collect();
+    if th.eot.is_some() {
+        bail!("models with an end-of-text token are not supported (the writer does not store one)");
     }
-    let text = std::str::from_utf8(tok.token_bytes).context("the vocabulary is not UTF-8")?;
-    let tokenizer = TokenizerData::Char { chars: text.chars().collect() };
     let mut out_cfg = cfg;
     out_cfg.dtype = dtype;
     if let Some(g) = a.group_size {
         out_cfg.group_size = g;
     }
     let meta = MetaData::from_file(&p.header.meta);
-    let out = encode_model_scaled(&out_cfg, scales, &tokenizer, &[], &meta, &|n| weights.get(n).cloned())
+    let out = encode_model_scaled(&out_cfg, scales, &tokenizer, &specials, &meta, &|n| weights.get(n).cloned())
         .map_err(|e| anyhow!("cannot encode the model: {e}"))?;
     write_atomic(&a.output, &out).with_context(|| format!("cannot write '{}'", a.output.display()))?;
     println!("{} ({} bytes): {} weights, {} scales, group size {}", a.output.display(), out.len(), dtype.name(), scales.name(), out_cfg.group_size);
