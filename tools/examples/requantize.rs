@@ -48,6 +48,11 @@ fn rows<'a, M: Matrix<'a>>(bytes: &'a [u8], rows: usize, cols: usize, gs: usize,
     out
 }
 
+/// The smallest normal f16, 2^-14.
+fn half_min_positive() -> f32 {
+    f32::from_bits((127 - 14) << 23)
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     let dtype = parse_dtype(&a.dtype)?;
@@ -107,6 +112,25 @@ fn main() -> Result<()> {
     out_cfg.dtype = dtype;
     if let Some(g) = a.group_size {
         out_cfg.group_size = g;
+    }
+    // How many groups get an f16 scale below f16's normal range (fewer significant bits).
+    if let Some(levels) = dtype.levels() {
+        let (mut n, mut sub) = (0usize, 0usize);
+        let g = out_cfg.group_size as usize;
+        for_each_tensor(&out_cfg, |id| {
+            let s = tensor_shape(&out_cfg, id);
+            if s.vector {
+                return;
+            }
+            for row in weights[&id.to_string()].chunks(s.cols) {
+                for grp in row.chunks(g) {
+                    let scale = grp.iter().fold(0.0f32, |m, &v| m.max(v.abs())) / levels as f32;
+                    n += 1;
+                    sub += (scale > 0.0 && scale < half_min_positive()) as usize;
+                }
+            }
+        });
+        println!("{sub} of {n} groups have a scale below f16's normal range (2^-14)");
     }
     let meta = MetaData::from_file(&p.header.meta);
     let out = encode_model_scaled(&out_cfg, scales, &tokenizer, &specials, &meta, &|n| weights.get(n).cloned())

@@ -68,6 +68,13 @@ pub const LANES: usize = 8;
 pub trait FloatWeight: Copy {
     /// The value as f32.
     fn f32(self) -> f32;
+    /// Whether this is IEEE half precision (the x86 kernels then widen eight at a time with F16C).
+    const IS_F16: bool = false;
+    /// The bits of a half-precision value (0 for other types).
+    #[inline(always)]
+    fn f16_bits(self) -> u16 {
+        0
+    }
 }
 impl FloatWeight for f32 {
     #[inline(always)]
@@ -79,6 +86,11 @@ impl FloatWeight for half::f16 {
     #[inline(always)]
     fn f32(self) -> f32 {
         self.to_f32()
+    }
+    const IS_F16: bool = true;
+    #[inline(always)]
+    fn f16_bits(self) -> u16 {
+        self.to_bits()
     }
 }
 impl FloatWeight for i8 {

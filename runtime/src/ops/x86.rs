@@ -46,10 +46,11 @@ pub fn set_portable(portable: bool) {
     PORTABLE.with(|p| p.set(portable));
 }
 
-/// Whether the AVX2 kernels are used (on this thread).
+/// Whether the AVX2 kernels are used (on this thread): the CPU has AVX2 and F16C (every AVX2 CPU
+/// has F16C; the integer kernels widen f16 scales with it).
 #[inline]
 pub fn avx2() -> bool {
-    !PORTABLE.with(Cell::get) && std::is_x86_feature_detected!("avx2")
+    !PORTABLE.with(Cell::get) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
 }
 
 #[target_feature(enable = "avx2")]
@@ -139,9 +140,9 @@ macro_rules! matvec_i8_kernel {
         }
     };
 }
-matvec_i8_kernel!(matvec_i8_avx2, "avx2", dot4_avx2);
-matvec_i8_kernel!(matvec_i8_avxvnni, "avx2,avxvnni", dot4_avxvnni);
-matvec_i8_kernel!(matvec_i8_avx512vnni, "avx2,avx512vnni,avx512vl", dot4_avx512vnni);
+matvec_i8_kernel!(matvec_i8_avx2, "avx2,f16c", dot4_avx2);
+matvec_i8_kernel!(matvec_i8_avxvnni, "avx2,f16c,avxvnni", dot4_avxvnni);
+matvec_i8_kernel!(matvec_i8_avx512vnni, "avx2,f16c,avx512vnni,avx512vl", dot4_avx512vnni);
 
 /// The int8 matvec on the best instruction set this CPU (and thread, see [`set_vnni`]) has.
 ///
@@ -186,10 +187,12 @@ fn dot4_avx512vnni(acc: core::arch::x86_64::__m256i, a: core::arch::x86_64::__m2
 /// bit, as [`super::matvec_i4_portable`] (exact integer sums per group, then each f32 lane runs
 /// the portable float steps for its row in the same order).
 ///
-/// Per 32 columns of a row: sixteen bytes are split into low and high nibbles with masks and
-/// interleaved back into column order (`vpunpcklbw`, `vpunpckhbw`), giving the 32 offset values
-/// `u = q + 8` as unsigned bytes (0..=15); their products with the signed activations are summed
-/// by [`dot4_avx2`] (pairs at most 2·15·128, never saturating) or `vpdpbusd`. Per group,
+/// Per 64 columns of a row: 32 bytes masked into their low nibbles (the even columns) and high
+/// nibbles (the odd ones), the offset values `u = q + 8` as unsigned bytes (0..=15), against the
+/// even and the odd activations (split once for the eight rows); products summed by
+/// [`dot4_avx2`] (pairs at most 2·15·128, never saturating) or `vpdpbusd`. A group's last 32
+/// columns or more take sixteen bytes interleaved back into column order (`vpunpcklbw`,
+/// `vpunpckhbw`), and its last columns after a multiple of 32 plain code. Per group,
 /// `Σ q·x = Σ u·x − 8·Σ x`, with `Σ x` computed once for the eight rows; the i32 arithmetic wraps,
 /// and the exact result (at most 2^30 in magnitude) is what remains. Any activation value
 /// works, −128 included. Group sizes that are not a multiple of 32, and the rows after the last
@@ -214,46 +217,60 @@ macro_rules! matvec_i4_kernel {
             {
                 return super::matvec_i4_portable(out, w, ws, xq, xs, group_size);
             }
-            let full = cols / group_size;
             let mask = _mm_set1_epi8(0x0F);
+            let mask256 = _mm256_set1_epi8(0x0F);
             let ones8 = _mm256_set1_epi8(1);
             for r0 in (0..blocked).step_by(8) {
                 let mut acc = _mm256_setzero_ps();
-                for (g, &sx) in xs[..full].iter().enumerate() {
+                for (g, &sx) in xs.iter().enumerate() {
+                    let (c0, c1) = (g * group_size, ((g + 1) * group_size).min(cols));
                     let mut sums = [_mm256_setzero_si256(); 8];
                     let mut xsum = _mm256_setzero_si256();
-                    let mut c = g * group_size;
-                    while c < (g + 1) * group_size {
-                        // SAFETY: c + 32 ≤ full · group_size ≤ cols, so the 32 activations and
-                        // the 16 bytes from (r0 + i) · rb + c / 2 lie inside row r0 + i, and
-                        // rows · rb ≤ w.len() (checked above).
+                    let mut c = c0;
+                    // SAFETY (the loads of both loops): c0 is a multiple of 32 and c + 64 (or
+                    // 32) ≤ c1 ≤ cols, so the activations read are inside xq and the bytes
+                    // (r0 + i) · rb + c / 2 .. + 32 (or 16) inside row r0 + i; rows · rb ≤
+                    // w.len() (checked above).
+                    while c + 64 <= c1 {
+                        // 64 columns: the even and odd activations apart (shared by the eight
+                        // rows), against the low and the high nibbles of 32 weight bytes.
+                        let a = _mm256_loadu_si256(xq.as_ptr().add(c) as *const __m256i);
+                        let b = _mm256_loadu_si256(xq.as_ptr().add(c + 32) as *const __m256i);
+                        xsum = $dot($dot(xsum, ones8, a), ones8, b);
+                        let (xe, xo) = split_even_odd(a, b);
+                        for (i, s) in sums.iter_mut().enumerate() {
+                            let v = _mm256_loadu_si256(w.as_ptr().add((r0 + i) * rb + c / 2) as *const __m256i);
+                            let lo = _mm256_and_si256(v, mask256);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask256);
+                            *s = $dot($dot(*s, lo, xe), hi, xo);
+                        }
+                        c += 64;
+                    }
+                    while c + 32 <= c1 {
+                        // 32 columns: sixteen bytes, nibbles interleaved back into column order.
                         let x = _mm256_loadu_si256(xq.as_ptr().add(c) as *const __m256i);
                         xsum = $dot(xsum, ones8, x);
                         for (i, s) in sums.iter_mut().enumerate() {
-                            let b = _mm_loadu_si128(w.as_ptr().add((r0 + i) * rb + c / 2) as *const __m128i);
-                            let lo = _mm_and_si128(b, mask);
-                            let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), mask);
+                            let v = _mm_loadu_si128(w.as_ptr().add((r0 + i) * rb + c / 2) as *const __m128i);
+                            let lo = _mm_and_si128(v, mask);
+                            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), mask);
                             let u = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
                             *s = $dot(*s, u, x);
                         }
                         c += 32;
                     }
                     let xsum8 = _mm256_slli_epi32::<3>(_mm256_set1_epi32(hsum1(xsum)));
-                    let dots = _mm256_sub_epi32(hsum8(&sums), xsum8);
+                    let mut dots = _mm256_sub_epi32(hsum8(&sums), xsum8);
+                    if c < c1 {
+                        // The last columns of a short last group, in plain code.
+                        let mut d = [0i32; 8];
+                        for (i, v) in d.iter_mut().enumerate() {
+                            *v = super::dot_i4(&w[(r0 + i) * rb..(r0 + i + 1) * rb], c, &xq[c..c1]);
+                        }
+                        dots = _mm256_add_epi32(dots, _mm256_loadu_si256(d.as_ptr() as *const __m256i));
+                    }
                     let sw = row_scales(ws, r0 * groups + g, groups);
                     let scale = _mm256_mul_ps(sw, _mm256_set1_ps(sx));
-                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), scale));
-                }
-                if full < groups {
-                    // The short last group in plain code, then the same lane-wise float step.
-                    let c = full * group_size;
-                    let mut d = [0i32; 8];
-                    for (i, v) in d.iter_mut().enumerate() {
-                        *v = super::dot_i4(&w[(r0 + i) * rb..(r0 + i + 1) * rb], c, &xq[c..]);
-                    }
-                    let dots = _mm256_loadu_si256(d.as_ptr() as *const __m256i);
-                    let sw = row_scales(ws, r0 * groups + full, groups);
-                    let scale = _mm256_mul_ps(sw, _mm256_set1_ps(xs[full]));
                     acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), scale));
                 }
                 _mm256_storeu_ps(out.as_mut_ptr().add(r0), acc);
@@ -269,9 +286,9 @@ macro_rules! matvec_i4_kernel {
         }
     };
 }
-matvec_i4_kernel!(matvec_i4_avx2, "avx2", dot4_avx2);
-matvec_i4_kernel!(matvec_i4_avxvnni, "avx2,avxvnni", dot4_avxvnni);
-matvec_i4_kernel!(matvec_i4_avx512vnni, "avx2,avx512vnni,avx512vl", dot4_avx512vnni);
+matvec_i4_kernel!(matvec_i4_avx2, "avx2,f16c", dot4_avx2);
+matvec_i4_kernel!(matvec_i4_avxvnni, "avx2,f16c,avxvnni", dot4_avxvnni);
+matvec_i4_kernel!(matvec_i4_avx512vnni, "avx2,f16c,avx512vnni,avx512vl", dot4_avx512vnni);
 
 /// The int4 matvec on the best instruction set this CPU (and thread) has.
 ///
@@ -286,6 +303,24 @@ pub(super) unsafe fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[
             Vnni::None => matvec_i4_avx2(out, w, ws, xq, xs, group_size),
         }
     }
+}
+
+/// The even and the odd bytes of the 64 bytes `a, b` (`a` first), each in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn split_even_odd(
+    a: core::arch::x86_64::__m256i,
+    b: core::arch::x86_64::__m256i,
+) -> (core::arch::x86_64::__m256i, core::arch::x86_64::__m256i) {
+    use core::arch::x86_64::*;
+    // Per 128-bit lane: the eight even bytes, then the eight odd ones.
+    let m = _mm256_setr_epi8(
+        0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+    );
+    // Quadwords [even 0, odd 0, even 1, odd 1] → [even 0, even 1, odd 0, odd 1].
+    let a = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(a, m));
+    let b = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(b, m));
+    (_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
 }
 
 /// The sum of the eight i32 lanes of `v` (wrapping).
@@ -316,11 +351,17 @@ fn hsum8(v: &[core::arch::x86_64::__m256i; 8]) -> core::arch::x86_64::__m256i {
     _mm256_add_epi32(lo, hi)
 }
 
-/// The eight scales `ws[at + i · stride]`, `i` in `0..8`.
+/// The eight scales `ws[at + i · stride]`, `i` in `0..8`, as f32 (f16 widened by `vcvtph2ps`,
+/// exactly, as `f16::to_f32` does).
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn row_scales<S: FloatWeight>(ws: &[S], at: usize, stride: usize) -> core::arch::x86_64::__m256 {
     use core::arch::x86_64::*;
-    let s = |i: usize| ws[at + i * stride].f32();
-    _mm256_setr_ps(s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7))
+    if S::IS_F16 {
+        let h = |i: usize| ws[at + i * stride].f16_bits() as i16;
+        _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
+    } else {
+        let s = |i: usize| ws[at + i * stride].f32();
+        _mm256_setr_ps(s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7))
+    }
 }
