@@ -2,7 +2,11 @@
 //!
 //! Every target runs the same code in the same order, so the same model gives the same numbers on
 //! x86_64, ARM Linux and the Cortex-M4. Float dot products use eight interleaved partial sums that
-//! are combined in a fixed tree; int8 dot products are exact integer sums per group.
+//! are combined in a fixed tree; int8 and int4 dot products are exact integer sums per group.
+//!
+//! This file holds the portable kernels (the ones every fast kernel is held to, bit for bit);
+//! `x86.rs` the AVX2/VNNI ones and `arm_dsp.rs` the Cortex-M4 `SMLAD` ones, each checked against
+//! these in `tests/kernels.rs`.
 
 /// Math functions: `libm` by default, `micromath` approximations with the `fast-math` feature.
 pub mod math {
