@@ -5,7 +5,7 @@
 //! | variable              | meaning                                   | default                  |
 //! |-----------------------|-------------------------------------------|--------------------------|
 //! | `TINYGPT_MODEL`       | `.tgpt` file embedded in flash            | `DEFAULT_MODEL` below    |
-//! | `TINYGPT_PROMPT`      | prompt text                               | a newline                |
+//! | `TINYGPT_PROMPT`      | prompt text (base models only)            | a newline                |
 //! | `TINYGPT_SEED`        | sampler seed (u64)                        | 42                       |
 //! | `TINYGPT_TOKENS`      | tokens to generate                        | 256                      |
 //! | `TINYGPT_TEMPERATURE` | sampling temperature, 0 = greedy          | 0.8                      |
@@ -19,6 +19,10 @@
 //! The model header is read here (with the runtime's own parser) so that the session
 //! buffer is sized exactly and a model that cannot fit the board fails the build with
 //! a clear message instead of failing on the board.
+//!
+//! A chat model (one whose special tokens include the four chat tokens,
+//! `tinygpt_runtime::ChatTokens::find`) builds the chat firmware: questions are typed over
+//! USART1 and answered with the chat template, so `TINYGPT_PROMPT` does not apply to it.
 
 use std::env;
 use std::fmt::Write as _;
@@ -26,7 +30,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use tinygpt_runtime::writer::read_aligned;
-use tinygpt_runtime::{KvDType, Model};
+use tinygpt_runtime::{ChatTokens, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -88,7 +92,8 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("model {}: {e} (set TINYGPT_MODEL to a .tgpt file)", model_path.display())));
     println!("cargo:rerun-if-changed={}", model_path.display());
 
-    let prompt = var("TINYGPT_PROMPT").unwrap_or_else(|| "\n".to_string());
+    let prompt_var = var("TINYGPT_PROMPT");
+    let prompt = prompt_var.clone().unwrap_or_else(|| "\n".to_string());
     if prompt.is_empty() {
         fail("TINYGPT_PROMPT is empty: give at least one character");
     }
@@ -133,15 +138,37 @@ fn main() {
             bytes.len()
         ));
     }
-    // Refuse a prompt the tokenizer cannot encode now rather than on the board.
-    let mut ids = vec![0u32; prompt.len().max(1)];
-    let n_prompt = model
-        .tokenizer()
-        .encode(&prompt, &mut ids)
-        .unwrap_or_else(|e| fail(format!("TINYGPT_PROMPT={prompt:?}: {e}")));
-    if n_prompt > ctx {
-        fail(format!("TINYGPT_PROMPT is {n_prompt} tokens, longer than the context {ctx}"));
-    }
+    let chat = ChatTokens::find(&model.tokenizer()).is_some();
+    let n_prompt = if chat {
+        if prompt_var.is_some() {
+            fail(format!(
+                "TINYGPT_PROMPT is set but model {} is a chat model: its questions are typed over USART1 \
+                 (unset TINYGPT_PROMPT)",
+                model_path.display()
+            ));
+        }
+        // The shortest conversation, one empty question, must leave room for a reply token.
+        let template = Template::new(model.tokenizer()).unwrap_or_else(|e| fail(format!("model {}: {e}", model_path.display())));
+        let mut ids = vec![0u32; ctx];
+        if let Err(e) = template.render_fitting(&[Message::user("")], 1, &mut ids) {
+            fail(format!(
+                "model {}: context {ctx} cannot hold the chat template and a question ({e}); use a larger TINYGPT_CTX",
+                model_path.display()
+            ));
+        }
+        0
+    } else {
+        // Refuse a prompt the tokenizer cannot encode now rather than on the board.
+        let mut ids = vec![0u32; prompt.len().max(1)];
+        let n_prompt = model
+            .tokenizer()
+            .encode(&prompt, &mut ids)
+            .unwrap_or_else(|e| fail(format!("TINYGPT_PROMPT={prompt:?}: {e}")));
+        if n_prompt > ctx {
+            fail(format!("TINYGPT_PROMPT is {n_prompt} tokens, longer than the context {ctx}"));
+        }
+        n_prompt
+    };
 
     let mut cfg = String::new();
     writeln!(cfg, "/// Path of the embedded model.").unwrap();
@@ -164,6 +191,8 @@ fn main() {
     writeln!(cfg, "pub const CTX: usize = {ctx};").unwrap();
     writeln!(cfg, "/// Bytes of the session buffer (int8 KV cache at `CTX`).").unwrap();
     writeln!(cfg, "pub const SESSION_BYTES: usize = {session_bytes};").unwrap();
+    writeln!(cfg, "/// A chat model: questions typed over the serial line, answered with the chat template.").unwrap();
+    writeln!(cfg, "pub const CHAT: bool = {chat};").unwrap();
     writeln!(cfg, "/// Read prompts typed over the serial line.").unwrap();
     writeln!(cfg, "pub const SERIAL_PROMPT: bool = {serial_prompt};").unwrap();
     writeln!(cfg, "/// Panic after the banner (tests the failure path).").unwrap();

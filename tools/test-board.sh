@@ -13,6 +13,12 @@
 #   - runs `tinygpt generate` on the host with the same model, prompt, seed, token count,
 #     sampler and int8 KV cache, and checks that its stdout appears verbatim in the serial
 #     output (the serial console ends lines with CR LF; CRs are dropped before comparing).
+# Chat models (a synthetic one from `tinygpt`'s make-model example, one of the board's shape that
+# fills most of the flash, and every chat model in models/) run in chat mode (--chat): questions
+# typed over the serial line with backspaces, CR, LF and CR LF endings, an over-long line, a
+# character the vocabulary lacks and a question too long for the context; each answer must equal
+# `tinygpt chat -p QUESTION ... --kv i8` byte for byte (firmware/scripts/chat-check.py), the
+# refusals must appear, /quit and Ctrl-D end the run, and the budgets are checked as above.
 # Then prompts typed over the serial line (--input), and the failure paths: a prompt the
 # vocabulary cannot encode, a session too large for the RAM, a firmware panic, a run past its
 # time limit, a bad command line; and that instruction counts repeat exactly and that a
@@ -48,12 +54,14 @@ fi
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
              python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || target_dir=
 [[ -n $target_dir ]] || target_dir="$root/target"
-echo "building the host CLI and the random-model maker" >&2
-if ! (cd "$root" && cargo build --release -q -p tinygpt --bin tinygpt) >&2; then
+echo "building the host CLI and the random-model makers" >&2
+if ! (cd "$root" && cargo build --release -q -p tinygpt --bin tinygpt --example make-model) >&2; then
     bad "host CLI builds"
     finish
 fi
 tinygpt="$target_dir/release/tinygpt"
+synth="$target_dir/release/examples/make-model"
+chatpy="$root/firmware/scripts/chat-check.py"
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
 # firmware/.cargo/config.toml makes thumbv7em the default there; name the host target.
 if ! (cd "$root/firmware/host-tools" && cargo build --release -q --target "$host_triple") >&2; then
@@ -81,8 +89,10 @@ if "$board_model" --out "$work/tiny-gpt2.tgpt" --layers 2 --heads 4 --embd 32 --
 else
     bad "random models written"
 fi
+chat_models=()
 for m in "$root"/models/*.tgpt; do
-    [[ -f $m ]] && models+=("$m")
+    [[ -f $m ]] || continue
+    if "$tinygpt" inspect "$m" 2>/dev/null | grep -q '^chat *yes'; then chat_models+=("$m"); else models+=("$m"); fi
 done
 
 # value_of LABEL FILE: the first number after "LABEL" on its line of the serial output.
@@ -90,22 +100,9 @@ value_of() {
     sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1
 }
 
-# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
-run_pair() {
-    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
-    local name
-    name="$(basename "$model") seed $seed"
-    local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
-    "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
-        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
-    local rc=$?
-    if [[ $rc -ne 0 ]]; then
-        bad "$name: board-qemu exit $rc"
-        tail -n 5 "$work/board.err" "$serial" | sed 's/^/    /'
-        return
-    fi
-    ok "$name: firmware ran in QEMU and exited 0"
-
+# check_budgets NAME SERIAL ELF: the budgets as the firmware printed them, and against the ELF.
+check_budgets() {
+    local name=$1 serial=$2 elf=$3
     # Budgets as the firmware measured them.
     local flash ram statics stack
     flash=$(value_of "flash:" "$serial")
@@ -127,6 +124,25 @@ run_pair() {
     else
         bad "$name: ELF says flash '$elf_flash' static '$elf_ram', firmware says '$flash' '$statics'"
     fi
+}
+
+# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
+run_pair() {
+    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
+    local name
+    name="$(basename "$model") seed $seed"
+    local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
+    "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
+        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
+    local rc=$?
+    if [[ $rc -ne 0 ]]; then
+        bad "$name: board-qemu exit $rc"
+        tail -n 5 "$work/board.err" "$serial" | sed 's/^/    /'
+        return
+    fi
+    ok "$name: firmware ran in QEMU and exited 0"
+
+    check_budgets "$name" "$serial" "$elf"
     # Cost per token is reported.
     if grep -Eq "^cost: [0-9]+ instructions in all, [1-9][0-9]* instructions/token" "$serial"; then
         ok "$name: $(grep -o '[0-9]* instructions/token' "$serial" | head -n 1)"
@@ -243,6 +259,77 @@ if [[ -f $work/too-much-ram.tgpt ]]; then
         ok "a session too large for the RAM fails the build (exit 3) and says why"
     else
         bad "oversized session: exit $rc"
+    fi
+fi
+
+# --- chat models ----------------------------------------------------------------------
+# chat_run NAME MODEL SET CTX QUIT: types chat-check.py's questions into the board (seed 7, 40
+# tokens, temperature 0.8, top-k 40) and checks every answer against tinygpt chat -p.
+chat_run() {
+    local name=$1 model=$2 set=$3 ctx=$4 quit=$5
+    local serial="$work/chat-serial.txt" elf="$work/chat.elf" q=()
+    [[ $quit -eq 1 ]] && q=(--quit)
+    python3 "$chatpy" input --set "$set" --ctx "$ctx" "${q[@]}" >"$work/typed.bin"
+    "$board" --chat --model "$model" --seed 7 --tokens 40 --temperature 0.8 --top-k 40 --ctx "$ctx" \
+        --timeout 300 --elf "$elf" <"$work/typed.bin" >"$serial" 2>"$work/board.err"
+    local rc=$?
+    if [[ $rc -ne 0 ]]; then
+        bad "$name: board-qemu --chat exit $rc"
+        tail -n 5 "$work/board.err" "$serial" | tr -d '\r' | sed 's/^/    /'
+        return
+    fi
+    ok "$name: chat firmware ran in QEMU and exited 0 ($([[ $quit -eq 1 ]] && echo /quit || echo Ctrl-D))"
+    check_budgets "$name" "$serial" "$elf"
+    local line
+    while IFS= read -r line; do
+        case $line in
+            "ok   "*) ok "${line#ok   }" ;;
+            "FAIL "*) bad "${line#FAIL }" ;;
+        esac
+    done < <(python3 "$chatpy" check --set "$set" --ctx "$ctx" "${q[@]}" --serial "$serial" --tinygpt "$tinygpt" \
+                 --model "$model" --name "$name" --seed 7 --tokens 40 --temp 0.8 --top-k 40 2>&1)
+}
+
+chat="$work/chat.tgpt"
+if "$synth" --chat --dtype int8 -o "$chat" >&2 &&
+   "$board_model" --out "$work/board-chat.tgpt" --name board-chat-random --arch llama --layers 5 --embd 128 \
+       --heads 8 --kv-heads 2 --hidden 320 --block 128 --group 64 --seed 3 --chat >&2; then
+    ok "chat models written"
+    chat_run "chat.tgpt" "$chat" full 64 1
+    chat_run "chat.tgpt ctx 48" "$chat" short 48 0
+    chat_run "board-chat.tgpt" "$work/board-chat.tgpt" short 128 0
+else
+    bad "chat models written"
+fi
+for m in "${chat_models[@]}"; do
+    ctx=$("$tinygpt" inspect "$m" | sed -n 's/^block_size *\([0-9]*\).*/\1/p' | head -n 1)
+    chat_run "$(basename "$m")" "$m" full "${ctx:-128}" 1
+done
+
+if [[ -f $chat && -f $tiny ]]; then
+    "$board" --chat --model "$tiny" --tokens 4 </dev/null >/dev/null 2>"$work/err.txt"
+    rc=$?
+    # Build messages go to stderr too: one line of board-qemu's own.
+    if [[ $rc -eq 2 ]] && [[ $(grep -c '^board-qemu:' "$work/err.txt") -eq 1 ]] &&
+       grep -q "^board-qemu: --chat: .* is not a chat model" "$work/err.txt"; then
+        ok "--chat with a base model: one error line and exit 2"
+    else
+        bad "--chat with a base model: exit $rc"
+    fi
+    "$board" --model "$chat" --tokens 4 >/dev/null 2>"$work/err.txt"
+    rc=$?
+    if [[ $rc -eq 2 ]] && [[ $(grep -c '^board-qemu:' "$work/err.txt") -eq 1 ]] &&
+       grep -q "^board-qemu: .* is a chat model: give --chat" "$work/err.txt"; then
+        ok "a chat model without --chat: one error line and exit 2"
+    else
+        bad "a chat model without --chat: exit $rc"
+    fi
+    "$board" --chat --model "$chat" --ctx 12 </dev/null >/dev/null 2>"$work/err.txt"
+    rc=$?
+    if [[ $rc -eq 3 ]] && grep -q "cannot hold the chat template" "$work/err.txt"; then
+        ok "a context too small for the chat template fails the build (exit 3) and says why"
+    else
+        bad "chat context too small: exit $rc"
     fi
 fi
 

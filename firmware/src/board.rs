@@ -208,12 +208,20 @@ impl Serial {
 
     /// Waits for one received byte. Reading SR then DR also clears an overrun.
     pub fn read_byte(&mut self) -> u8 {
+        self.read_byte_checked().0
+    }
+
+    /// Waits for one received byte; the flag tells whether bytes were lost before it (an
+    /// overrun: a byte arrived while the previous one was still unread; the USART has no
+    /// FIFO). Reading SR then DR clears the overrun. QEMU's USART never overruns: it holds
+    /// further input back until DR has been read.
+    pub fn read_byte_checked(&mut self) -> (u8, bool) {
         // SAFETY: USART1 is only driven through `Serial`.
         let usart = unsafe { &*pac::USART1::ptr() };
         loop {
             let sr = usart.sr().read();
             if sr.rxne().bit_is_set() || sr.ore().bit_is_set() {
-                return usart.dr().read().dr().bits() as u8;
+                return (usart.dr().read().dr().bits() as u8, sr.ore().bit_is_set());
             }
         }
     }

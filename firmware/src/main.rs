@@ -3,10 +3,13 @@
 //! Boot, bring the board up (see `board`), print a banner, run the runtime's `generate`
 //! loop (the same one the `tinygpt` CLI uses, so the text matches the host byte for byte),
 //! print the cost per token and the memory budgets, then exit (QEMU) or idle (silicon).
+//! A chat model answers questions typed over the serial line instead (see `chat`).
 #![no_std]
 #![no_main]
 
 mod board;
+mod chat;
+mod line;
 mod stack;
 
 #[allow(dead_code)]
@@ -80,15 +83,27 @@ fn run(board: &mut Board) -> Result<(), ()> {
         config::CTX,
         cfg.block_size,
     );
-    let _ = writeln!(
-        out,
-        "seed {}, {} tokens, temperature {}, top-k {}, top-p {}, KV cache int8",
-        config::SEED,
-        config::TOKENS,
-        config::TEMPERATURE,
-        config::TOP_K,
-        config::TOP_P
-    );
+    let _ = if config::CHAT {
+        writeln!(
+            out,
+            "seed {}, up to {} tokens per reply, temperature {}, top-k {}, top-p {}, KV cache int8",
+            config::SEED,
+            config::TOKENS,
+            config::TEMPERATURE,
+            config::TOP_K,
+            config::TOP_P
+        )
+    } else {
+        writeln!(
+            out,
+            "seed {}, {} tokens, temperature {}, top-k {}, top-p {}, KV cache int8",
+            config::SEED,
+            config::TOKENS,
+            config::TEMPERATURE,
+            config::TOP_K,
+            config::TOP_P
+        )
+    };
 
     if config::TEST_PANIC {
         panic!("TINYGPT_TEST_PANIC is set");
@@ -109,6 +124,9 @@ fn run(board: &mut Board) -> Result<(), ()> {
         }
     };
 
+    if config::CHAT {
+        return chat::run(out, platform, &mut session);
+    }
     if !config::SERIAL_PROMPT {
         return generate_and_report(out, platform, &mut session, config::PROMPT);
     }
@@ -249,7 +267,7 @@ fn generate_and_report(
 const MAX_PROMPT: usize = if config::PROMPT_TOKENS > MAX_LINE { config::PROMPT_TOKENS } else { MAX_LINE };
 
 /// Prints flash and RAM use; an error when over budget or when the stack ran out of room.
-fn report_budgets(out: &mut board::Serial) -> Result<(), ()> {
+pub(crate) fn report_budgets(out: &mut board::Serial) -> Result<(), ()> {
     let flash = stack::flash_used();
     let statics = stack::static_ram();
     let high_water = stack::high_water();

@@ -8,6 +8,8 @@ mod generate;
 mod inspect;
 mod modelfile;
 mod out;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,8 @@ fn main() -> ExitCode {
         cli::Command::Inspect(a) => inspect::run(&a),
         cli::Command::Eval(a) => eval::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
+        #[cfg(feature = "serve")]
+        cli::Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

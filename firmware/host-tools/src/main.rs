@@ -4,20 +4,22 @@
 //! ```text
 //! make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N]
 //!            [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT]
-//!            [--untied]
+//!            [--untied] [--chat]
 //! ```
 //!
 //! Defaults: gpt2, 2 layers, 4 heads (KV heads = heads), 64 wide, hidden 4x wide, block 64,
 //! int8 in groups of 32, classifier tied to the token embeddings (`--untied`: separate).
 //!
-//! The vocabulary is Tiny Shakespeare's 65 characters. Weights are uniform in ±1.5/√fan_in
+//! The vocabulary is Tiny Shakespeare's 65 characters; `--chat` appends the four chat tokens
+//! (`tinygpt_runtime::chat::CHAT_SPECIALS`), making a chat model. Weights are uniform in ±1.5/√fan_in
 //! (a seeded xorshift generator, so a command line always gives the same file); norm weights
 //! are 1. That spreads the logits over a few nats, so the sampled text depends on the seed.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tinygpt_runtime::writer::{encode_model, tensor_layout, write_atomic, MetaData, TokenizerData};
+use tinygpt_runtime::chat::CHAT_SPECIALS;
+use tinygpt_runtime::writer::{encode_model_with_specials, tensor_layout, write_atomic, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, Config, DType};
 
 const CHARS: &str = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -35,6 +37,7 @@ fn run() -> Result<()> {
     let (mut dtype, mut group, mut seed) = (DType::I8, 32u32, 1u64);
     let mut name = String::from("random");
     let mut tie = true;
+    let mut chat = false;
     let mut out: Option<PathBuf> = None;
 
     let mut args = std::env::args().skip(1);
@@ -68,8 +71,9 @@ fn run() -> Result<()> {
             "--seed" => seed = num(value()?)?,
             "--name" => name = value()?,
             "--untied" => tie = false,
+            "--chat" => chat = true,
             "-h" | "--help" => {
-                println!("usage: make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N] [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT] [--untied]");
+                println!("usage: make-model --out FILE [--arch gpt2|llama] [--layers N] [--heads N] [--kv-heads N] [--embd N] [--hidden N] [--block N] [--dtype i8|f16|f32] [--group N] [--seed N] [--name TEXT] [--untied] [--chat]");
                 return Ok(());
             }
             f => bail!("unknown argument {f}"),
@@ -82,6 +86,7 @@ fn run() -> Result<()> {
     if hidden == 0 {
         hidden = 4 * embd;
     }
+    let specials: &[&str] = if chat { &CHAT_SPECIALS } else { &[] };
     let cfg = Config {
         arch,
         n_layer: layers,
@@ -90,7 +95,7 @@ fn run() -> Result<()> {
         n_embd: embd,
         n_hidden: hidden,
         block_size: block,
-        vocab_size: CHARS.chars().count() as u32,
+        vocab_size: (CHARS.chars().count() + specials.len()) as u32,
         norm_eps: 1e-5,
         rope_theta: 10000.0,
         tie_embeddings: tie,
@@ -128,7 +133,7 @@ fn run() -> Result<()> {
         ..MetaData::default()
     };
     let tok = TokenizerData::Char { chars: CHARS.chars().collect() };
-    let bytes = encode_model(&cfg, &tok, &meta, &get).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = encode_model_with_specials(&cfg, &tok, specials, &meta, &get).map_err(|e| anyhow::anyhow!("{e}"))?;
     write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
