@@ -181,3 +181,35 @@ impl<'a> Matrix<'a> for I4Matrix<'a> {
         }
     }
 }
+
+/// Every element of tensor `id` of a parsed file as f32, row-major, into `out` (`rows · cols`
+/// elements; fewer fill only a prefix): vectors and f32 matrices as stored, f16 widened, int8 and
+/// int4 dequantized (`q · s`), whatever the scale type. The file must be 16-byte aligned in memory
+/// (as [`crate::Model::from_bytes`] needs).
+pub fn tensor_f32(p: &crate::format::Parsed<'_>, id: crate::format::TensorId, out: &mut [f32]) {
+    use crate::format::{tensor_bytes, tensor_shape, DType};
+    let cfg = &p.header.config;
+    let s = tensor_shape(cfg, id);
+    let gs = cfg.group_size as usize;
+    let off = p.layout.offset(id);
+    let len = tensor_bytes(s, cfg.dtype, gs, p.scales).unwrap_or(0);
+    let b = &p.data[off..off + len];
+    if s.vector || cfg.dtype == DType::F32 {
+        for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        return;
+    }
+    fn rows<'a, M: Matrix<'a>>(m: M, cols: usize, out: &mut [f32]) {
+        for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+            m.row(r, o);
+        }
+    }
+    let m = (b, s.rows, s.cols, gs, p.scales);
+    match cfg.dtype {
+        DType::F32 => {}
+        DType::F16 => rows(F16Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I8 => rows(I8Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I4 => rows(I4Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+    }
+}
