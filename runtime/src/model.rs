@@ -10,7 +10,9 @@ use crate::format::{
 use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
-use crate::weights::{F16Matrix, F32Matrix, I4Matrix, I8Matrix, Input, Matrix};
+#[cfg(feature = "int4")]
+use crate::weights::I4Matrix;
+use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
 
 /// Alignment the model bytes must have in memory.
 pub const MODEL_ALIGN: usize = 16;
@@ -36,6 +38,9 @@ impl<'a> Model<'a> {
             return Err(Error::Misaligned);
         }
         let p = format::parse(bytes)?;
+        if p.header.config.dtype == DType::I4 && !cfg!(feature = "int4") {
+            return Err(Error::Unsupported("int4 weights need the runtime's `int4` feature"));
+        }
         Ok(Model { header: p.header, scales: p.scales, data: p.data, layout: p.layout })
     }
 
@@ -399,7 +404,11 @@ impl<'s, 'a> Session<'s, 'a> {
             (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
             (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
             (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+            #[cfg(feature = "int4")]
             (DType::I4, kv) => self.forward_kv::<I4Matrix<'a>>(token, pos, kv),
+            // Without the feature `from_bytes` refuses int4 models, so there is none to run.
+            #[cfg(not(feature = "int4"))]
+            (DType::I4, _) => {}
         }
     }
 

@@ -9,6 +9,14 @@ use tinygpt_runtime::format::ScaleDType;
 use tinygpt_runtime::writer::{encode_model, encode_model_scaled, AlignedBytes, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, DType, Error, Model, FORMAT_VERSION};
 
+/// Weight types the runtime runs in this build: int4 only with its feature.
+const N_DTYPES: usize = if cfg!(feature = "int4") { 4 } else { 3 };
+
+/// `cases` without the int4 ones when the runtime is built without int4.
+fn with_int4(cases: Vec<(Arch, DType)>) -> Vec<(Arch, DType)> {
+    cases.into_iter().filter(|&(_, d)| d != DType::I4 || cfg!(feature = "int4")).collect()
+}
+
 fn small_model(arch: Arch, dtype: DType) -> Vec<u8> {
     let mut cfg = config(arch, dtype);
     (cfg.n_layer, cfg.n_embd, cfg.n_hidden, cfg.block_size) = (1, 16, 24, 8);
@@ -21,7 +29,7 @@ fn small_model(arch: Arch, dtype: DType) -> Vec<u8> {
 
 #[test]
 fn every_truncation_is_an_error() {
-    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Gpt2, DType::I4)] {
+    for (arch, dtype) in with_int4(vec![(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Gpt2, DType::I4)]) {
         let full = small_model(arch, dtype);
         assert!(Model::from_bytes(&AlignedBytes::new(&full)).is_ok());
         for len in 0..full.len() {
@@ -33,7 +41,7 @@ fn every_truncation_is_an_error() {
 
 #[test]
 fn every_single_byte_flip_is_an_error() {
-    for dtype in [DType::I8, DType::I4] {
+    for (_, dtype) in with_int4(vec![(Arch::Llama, DType::I8), (Arch::Llama, DType::I4)]) {
         let full = small_model(Arch::Llama, dtype);
         for i in 0..full.len() {
             let mut b = full.clone();
@@ -47,6 +55,7 @@ fn every_single_byte_flip_is_an_error() {
 /// wrong one, an unknown one, bytes after it, and a data section one tensor-alignment too long
 /// or short are all refused (with the checksum made right each time); a file without it (as
 /// written before int4) has f32 scales.
+#[cfg(feature = "int4")]
 #[test]
 fn quantization_header_and_sizes_are_checked() {
     let seal = |mut b: Vec<u8>| {
@@ -173,7 +182,7 @@ fn checksum_is_standard_crc32() {
 #[test]
 fn accepted_corruptions_run_safely() {
     let mut accepted = 0;
-    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Llama, DType::I4)] {
+    for (arch, dtype) in with_int4(vec![(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Llama, DType::I4)]) {
         let full = small_model(arch, dtype);
         for p in 0..400.min(full.len() - 4) {
             for val in [0u8, 1, 2, 0x7f, 0x80, 0xff, full[p] ^ 1, full[p].wrapping_add(1)] {
@@ -194,7 +203,7 @@ proptest! {
 
     /// Corrupted header and table bytes that still pass the checksum never panic.
     #[test]
-    fn resealed_corruption_never_panics(pos in 0usize..400, val in any::<u8>(), which in 0usize..4) {
+    fn resealed_corruption_never_panics(pos in 0usize..400, val in any::<u8>(), which in 0usize..N_DTYPES) {
         let full = small_model([Arch::Gpt2, Arch::Llama, Arch::Llama, Arch::Gpt2][which], [DType::F32, DType::I8, DType::F16, DType::I4][which]);
         let mut b = full.clone();
         let p = pos % (b.len() - 4);
@@ -221,7 +230,7 @@ proptest! {
     /// Any valid configuration and tokenizer round-trips through the writer and reader.
     #[test]
     fn format_round_trip(
-        llama in any::<bool>(), dt in 0usize..4, f16_scales in any::<bool>(), n_layer in 1u32..3, n_kv in 1u32..3, rep in 1u32..3,
+        llama in any::<bool>(), dt in 0usize..N_DTYPES, f16_scales in any::<bool>(), n_layer in 1u32..3, n_kv in 1u32..3, rep in 1u32..3,
         hd2 in 1u32..5, n_hidden in 1u32..40, block in 1u32..20, gs in 1u32..40, tie in any::<bool>(),
         name in "[a-zA-Z0-9 ]{0,20}", steps in any::<u64>(), loss in proptest::option::of(0.0f32..10.0),
     ) {
@@ -271,4 +280,15 @@ fn writer_rejects_bad_inputs() {
     let mut bad = cfg;
     bad.n_head = 5;
     assert!(encode_model(&bad, &tok, &meta, &|n| w.get(n).cloned()).is_err());
+}
+
+/// Without the `int4` feature the runtime refuses int4 models by name (it has no int4 forward
+/// pass), rather than running them.
+#[cfg(not(feature = "int4"))]
+#[test]
+fn int4_needs_the_feature() {
+    let full = small_model(Arch::Llama, DType::I4);
+    let e = Model::from_bytes(&AlignedBytes::new(&full)).unwrap_err();
+    assert_eq!(e, Error::Unsupported("int4 weights need the runtime's `int4` feature"));
+    assert_eq!(e.to_string(), "unsupported model: int4 weights need the runtime's `int4` feature");
 }

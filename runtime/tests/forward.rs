@@ -149,10 +149,12 @@ fn int8_f32_scales_match_reference() {
 
 // int4 weights (f16 scales, the writer's default) against a reference that re-states the int4
 // scheme: exact integer sums again, so the int8 criterion holds.
+#[cfg(feature = "int4")]
 #[test]
 fn gpt2_int4_matches_int4_reference() {
     check(Case { arch: Arch::Gpt2, dtype: DType::I4, kv: KvDType::F32, mode: RefMode::Int4 { group: 32 }, tol: 0.0 });
 }
+#[cfg(feature = "int4")]
 #[test]
 fn llama_int4_matches_int4_reference() {
     check(Case { arch: Arch::Llama, dtype: DType::I4, kv: KvDType::F32, mode: RefMode::Int4 { group: 32 }, tol: 0.0 });
@@ -162,6 +164,7 @@ fn llama_int4_matches_int4_reference() {
 /// odd columns (and odd `rows · cols`, so rows start mid-way through no byte), group size 1, an
 /// odd group size (groups start on either nibble), groups at least as long as a row, all-zero
 /// groups and rows; every logit finite and equal to the reference's.
+#[cfg(feature = "int4")]
 #[test]
 fn int4_awkward_shapes() {
     // (arch, n_embd, n_head, n_kv_head, n_hidden, group)
@@ -197,6 +200,7 @@ fn int4_awkward_shapes() {
 
 /// int4 is a real quantization of the weights, not something closer to int8: against exact
 /// weights it is off by more than int8 and still follows the exact logits (correlation).
+#[cfg(feature = "int4")]
 #[test]
 fn int4_follows_exact_logits() {
     for arch in [Arch::Gpt2, Arch::Llama] {
