@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: single-thread speed of `tinygpt bench` on synthetic models (random weights, the real
 # file format) of about 1M parameters and of llama2.c's 260K shape (dim 64, 5 layers, 8 heads,
-# 4 KV heads, hidden 172, vocab 512, block 512), in f32 and int8, for both architectures.
+# 4 KV heads, hidden 172, vocab 512, block 512), in f32, int8 and int4, for both architectures.
 # Each cell is the median over REPS rounds; a round runs every model once with `tinygpt bench -r 3`
 # (one warm-up, then the median of 3 timed runs) of 128 prompt tokens (pp128) and 128 generated
-# tokens (tg128, forward pass + sampling), from an empty context, KV cache f32. Interleaving the
+# tokens (tg128, forward pass + sampling), from an empty context, KV cache f32. int8 and int4
+# models store f16 group scales (the writer's default). Interleaving the
 # models keeps their ratios fair on a machine whose speed drifts.
 # "t/s" columns use wall-clock time; "cpu" columns use the thread's CPU time, which leaves out time
 # spent waiting for a core on a busy machine (both in tokens/s).
@@ -15,13 +16,14 @@
 #
 # Usage: tools/bench.sh [REPS]          (rounds, default 7)
 # Environment: BENCH_KV=f32|f16|i8 (KV cache type, default f32), BENCH_SHAPES="260k 1m",
-#              BENCH_INSTRUCTIONS=1.
+#              BENCH_DTYPES="f32 int8 int4", BENCH_INSTRUCTIONS=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 reps="${1:-7}"
 kv="${BENCH_KV:-f32}"
 shapes="${BENCH_SHAPES:-260k 1m}"
+dtypes="${BENCH_DTYPES:-f32 int8 int4}"
 
 cargo build --release -p tinygpt --bin tinygpt --example make-model >&2
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -53,7 +55,7 @@ if [ "$instr" = 1 ]; then header+=("pp kIr/t" "tg kIr/t"); fmt+=' %9s %9s'; fi
 models=()
 for shape in $shapes; do
   for arch in llama gpt2; do
-    for dtype in f32 int8; do
+    for dtype in $dtypes; do
       m="$work/$shape-$arch-$dtype.tgpt"
       "$make_model" --shape "$shape" --arch "$arch" --dtype "$dtype" -o "$m"
       models+=("$m")

@@ -33,6 +33,8 @@ pub enum Error {
     Header(&'static str),
     /// The architecture numbers are inconsistent or out of range.
     InvalidConfig(&'static str),
+    /// The file is valid but uses something this build of the runtime leaves out.
+    Unsupported(&'static str),
     /// The tensor data section does not have the size the header implies.
     TensorData {
         /// Bytes implied by the header.
@@ -96,6 +98,7 @@ impl fmt::Display for Error {
             ),
             Error::Header(what) => write!(f, "malformed model header: {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid model configuration: {what}"),
+            Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
             Error::TensorData { expected, found } => write!(
                 f,
                 "tensor data has {found} bytes but the header implies {expected}"

@@ -46,8 +46,48 @@ pub enum DType {
     F32,
     /// IEEE half precision.
     F16,
-    /// Symmetric int8 with one f32 scale per group of `group_size` along each row.
+    /// Symmetric int8 with one scale per group of `group_size` along each row.
     I8,
+    /// Symmetric int4 (values −7..=7, two a byte) with one scale per group of `group_size`
+    /// along each row.
+    I4,
+}
+
+/// Storage type of the group scales of quantized (int8, int4) matrices.
+///
+/// Stored in [`QuantHeader`] after the header; a file without it (every file written before int4
+/// existed) has f32 scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScaleDType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half precision (what the writer stores by default).
+    F16,
+}
+
+impl ScaleDType {
+    /// Bytes of one scale.
+    pub fn size(self) -> usize {
+        match self {
+            ScaleDType::F32 => 4,
+            ScaleDType::F16 => 2,
+        }
+    }
+    /// Lower-case name: `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScaleDType::F32 => "f32",
+            ScaleDType::F16 => "f16",
+        }
+    }
+}
+
+/// What follows the [`Header`] in files whose matrices are quantized with non-f32 scales
+/// (postcard, inside the header length H). Absent: f32 scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantHeader {
+    /// Storage type of the group scales.
+    pub scales: ScaleDType,
 }
 
 /// Element type of a session's key/value cache.
@@ -62,12 +102,25 @@ pub enum KvDType {
 }
 
 impl DType {
-    /// Lower-case name: `f32`, `f16`, `int8`.
+    /// Lower-case name: `f32`, `f16`, `int8`, `int4`.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I8 => "int8",
+            DType::I4 => "int4",
+        }
+    }
+    /// Whether matrices of this type are quantized in groups with scales (int8, int4).
+    pub fn quantized(self) -> bool {
+        matches!(self, DType::I8 | DType::I4)
+    }
+    /// Largest quantized magnitude: 127 for int8, 7 for int4 (`None` for float types).
+    pub fn levels(self) -> Option<u8> {
+        match self {
+            DType::I8 => Some(127),
+            DType::I4 => Some(7),
+            DType::F32 | DType::F16 => None,
         }
     }
 }
@@ -120,7 +173,7 @@ pub struct Config {
     pub tie_embeddings: bool,
     /// Storage type of weight matrices.
     pub dtype: DType,
-    /// int8 group size along each row (ignored for float dtypes, but must be ≥ 1).
+    /// int8/int4 group size along each row (ignored for float dtypes, but must be ≥ 1).
     pub group_size: u32,
 }
 
@@ -176,8 +229,9 @@ impl Config {
                 }
             }
         }
-        // Every tensor size in bytes must fit comfortably in a usize (also on 32-bit targets).
-        Layout::new(self).map(|_| ())
+        // Every tensor size in bytes must fit comfortably in a usize (also on 32-bit targets);
+        // f32 scales are the largest.
+        Layout::new(self, ScaleDType::F32).map(|_| ())
     }
 }
 
@@ -387,15 +441,29 @@ pub fn for_each_tensor(cfg: &Config, mut f: impl FnMut(TensorId)) {
     }
 }
 
-/// Number of int8 groups in a row of `cols` elements (the last group may be shorter).
+/// Number of groups in a row of `cols` elements (the last group may be shorter).
 pub fn groups_per_row(cols: usize, group_size: usize) -> usize {
     cols.div_ceil(group_size)
 }
 
+/// Bytes of one row of an int4 matrix: two values a byte, an odd row's last high nibble unused.
+pub fn i4_row_bytes(cols: usize) -> usize {
+    cols.div_ceil(2)
+}
+
+/// Bytes of the scales of a quantized `[rows, cols]` matrix, zero-padded to a multiple of 4 so
+/// that the values after them start 4-byte aligned.
+pub fn scale_region_bytes(rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Option<usize> {
+    let n = rows.checked_mul(groups_per_row(cols, group_size))?.checked_mul(scales.size())?;
+    align_up(n, 4)
+}
+
 /// Bytes a tensor of `shape` takes in the data section (before alignment padding).
 ///
-/// Vectors are f32. int8 matrices store `rows * groups` f32 scales, then `rows * cols` i8 values.
-pub fn tensor_bytes(shape: Shape, dtype: DType, group_size: usize) -> Option<usize> {
+/// Vectors are f32. Quantized matrices store `rows * groups` scales of type `scales` (padded to a
+/// multiple of 4 bytes), then the values: `rows * cols` i8, or `rows * ceil(cols / 2)` bytes of
+/// int4 pairs.
+pub fn tensor_bytes(shape: Shape, dtype: DType, group_size: usize, scales: ScaleDType) -> Option<usize> {
     let n = shape.rows.checked_mul(shape.cols)?;
     if shape.vector {
         return n.checked_mul(4);
@@ -403,9 +471,10 @@ pub fn tensor_bytes(shape: Shape, dtype: DType, group_size: usize) -> Option<usi
     match dtype {
         DType::F32 => n.checked_mul(4),
         DType::F16 => n.checked_mul(2),
-        DType::I8 => {
-            let scales = shape.rows.checked_mul(groups_per_row(shape.cols, group_size))?.checked_mul(4)?;
-            scales.checked_add(n)
+        DType::I8 => scale_region_bytes(shape.rows, shape.cols, group_size, scales)?.checked_add(n),
+        DType::I4 => {
+            let values = shape.rows.checked_mul(i4_row_bytes(shape.cols))?;
+            scale_region_bytes(shape.rows, shape.cols, group_size, scales)?.checked_add(values)
         }
     }
 }
@@ -430,12 +499,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Computes the layout; `Err` if any size overflows.
-    pub fn new(cfg: &Config) -> Result<Self, Error> {
+    /// Computes the layout for group scales of type `scales`; `Err` if any size overflows.
+    pub fn new(cfg: &Config, scales: ScaleDType) -> Result<Self, Error> {
         let overflow = Error::InvalidConfig("model size overflows");
         let gs = cfg.group_size as usize;
         let size = |id: TensorId| -> Result<usize, Error> {
-            let b = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, gs).ok_or(overflow)?;
+            let b = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, gs, scales).ok_or(overflow)?;
             align_up(b, TENSOR_ALIGN).ok_or(overflow)
         };
         let mut off = 0usize;
@@ -482,6 +551,8 @@ impl Layout {
 pub struct Parsed<'a> {
     /// The header.
     pub header: Header<'a>,
+    /// Storage type of the group scales (from the [`QuantHeader`]; f32 without one).
+    pub scales: ScaleDType,
     /// The tensor data section (starts at a [`TENSOR_ALIGN`]-aligned file offset).
     pub data: &'a [u8],
     /// Tensor offsets.
@@ -529,15 +600,22 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     let (header, rest): (Header<'_>, &[u8]) =
         postcard::take_from_bytes(&bytes[PREAMBLE_LEN..header_end])
             .map_err(|_| Error::Header("header does not decode"))?;
-    if !rest.is_empty() {
-        return Err(Error::Header("trailing bytes after the header"));
-    }
+    let scales = if rest.is_empty() {
+        ScaleDType::F32
+    } else {
+        let (quant, rest): (QuantHeader, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|_| Error::Header("quantization header does not decode"))?;
+        if !rest.is_empty() {
+            return Err(Error::Header("trailing bytes after the header"));
+        }
+        quant.scales
+    };
     header.config.validate()?;
     crate::tokenizer::validate(&header.tokenizer, header.config.vocab_size)?;
-    let layout = Layout::new(&header.config)?;
+    let layout = Layout::new(&header.config, scales)?;
     let data = &bytes[data_offset..body_len];
     if data.len() != layout.data_len {
         return Err(Error::TensorData { expected: layout.data_len, found: data.len() });
     }
-    Ok(Parsed { header, data, layout })
+    Ok(Parsed { header, scales, data, layout })
 }

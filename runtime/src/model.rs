@@ -5,11 +5,13 @@ use half::f16;
 use crate::error::Error;
 use crate::format::{
     self, tensor_bytes, tensor_shape, Arch, Config, DType, Header, KvDType, LayerTensor, Layout, Metadata,
-    TensorId,
+    ScaleDType, TensorId,
 };
 use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
+#[cfg(feature = "int4")]
+use crate::weights::I4Matrix;
 use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
 
 /// Alignment the model bytes must have in memory.
@@ -21,6 +23,7 @@ const REGION_ALIGN: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     header: Header<'a>,
+    scales: ScaleDType,
     data: &'a [u8],
     layout: Layout,
 }
@@ -35,7 +38,10 @@ impl<'a> Model<'a> {
             return Err(Error::Misaligned);
         }
         let p = format::parse(bytes)?;
-        Ok(Model { header: p.header, data: p.data, layout: p.layout })
+        if p.header.config.dtype == DType::I4 && !cfg!(feature = "int4") {
+            return Err(Error::Unsupported("int4 weights need the runtime's `int4` feature"));
+        }
+        Ok(Model { header: p.header, scales: p.scales, data: p.data, layout: p.layout })
     }
 
     /// Architecture numbers.
@@ -49,6 +55,11 @@ impl<'a> Model<'a> {
     /// The whole header.
     pub fn header(&self) -> &Header<'a> {
         &self.header
+    }
+    /// Storage type of the group scales of quantized matrices (f32 for files without a
+    /// quantization header, and meaningless for float weights).
+    pub fn scale_dtype(&self) -> ScaleDType {
+        self.scales
     }
     /// The tokenizer stored in the file.
     pub fn tokenizer(&self) -> Tokenizer<'a> {
@@ -72,7 +83,7 @@ impl<'a> Model<'a> {
         let (mut m, mut v) = (0u64, 0u64);
         format::for_each_tensor(cfg, |id| {
             let s = tensor_shape(cfg, id);
-            let b = tensor_bytes(s, cfg.dtype, cfg.group_size as usize).unwrap_or(0) as u64;
+            let b = tensor_bytes(s, cfg.dtype, cfg.group_size as usize, self.scales).unwrap_or(0) as u64;
             if s.vector {
                 v += b
             } else {
@@ -92,12 +103,12 @@ impl<'a> Model<'a> {
         let cfg = &self.header.config;
         let off = self.layout.offset(id);
         // Sizes were checked against the data section when the file was parsed.
-        let len = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, cfg.group_size as usize).unwrap_or(0);
+        let len = tensor_bytes(tensor_shape(cfg, id), cfg.dtype, cfg.group_size as usize, self.scales).unwrap_or(0);
         &self.data[off..off + len]
     }
     fn matrix<M: Matrix<'a>>(&self, id: TensorId) -> M {
         let s = tensor_shape(&self.header.config, id);
-        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize)
+        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize, self.scales)
     }
     fn vector(&self, id: TensorId) -> &'a [f32] {
         bytemuck::cast_slice(self.bytes_of(id))
@@ -368,8 +379,8 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
     fn forward(&mut self, token: u32, pos: usize) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        if ops::simd::avx2() {
-            // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
             unsafe { self.forward_avx2(token, pos) };
             return;
         }
@@ -393,6 +404,11 @@ impl<'s, 'a> Session<'s, 'a> {
             (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
             (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
             (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+            #[cfg(feature = "int4")]
+            (DType::I4, kv) => self.forward_kv::<I4Matrix<'a>>(token, pos, kv),
+            // Without the feature `from_bytes` refuses int4 models, so there is none to run.
+            #[cfg(not(feature = "int4"))]
+            (DType::I4, _) => {}
         }
     }
 
@@ -613,7 +629,7 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
         quantize(&mut xq[..n], &mut xs[..g], x, gs);
         let p: &[u32] = if ops::WIDEN_PAIRS {
             let w = ops::pair_words(n);
-            ops::widen_pairs(&mut xp[..w], &xq[..n]);
+            M::widen(&mut xp[..w], &xq[..n]);
             &xp[..w]
         } else {
             &[]

@@ -2,8 +2,8 @@
 
 use half::f16;
 
-use crate::format::groups_per_row;
-use crate::ops::{matvec, matvec_i8};
+use crate::format::{groups_per_row, i4_row_bytes, scale_region_bytes, ScaleDType};
+use crate::ops::{self, matvec, matvec_i4, matvec_i8};
 
 /// An activation vector prepared for a matvec: the f32 values, and (for int8 weights) their
 /// per-group int8 quantization. Prepared once, shared by every matvec that reads the same input.
@@ -11,12 +11,12 @@ use crate::ops::{matvec, matvec_i8};
 pub struct Input<'x> {
     /// The activations.
     pub f: &'x [f32],
-    /// int8 quantization of `f` (empty for float weights).
+    /// int8 quantization of `f` (empty for float weights), also for int4 weights.
     pub q: &'x [i8],
     /// One scale per group of `q`.
     pub s: &'x [f32],
-    /// `q` widened to 16-bit pairs by [`crate::ops::widen_pairs`] on targets whose int8 kernel
-    /// reads them ([`crate::ops::WIDEN_PAIRS`]); empty elsewhere.
+    /// `q` widened to 16-bit pairs by [`Matrix::widen`] on targets whose integer kernels read
+    /// them ([`crate::ops::WIDEN_PAIRS`]); empty elsewhere.
     pub p: &'x [u32],
 }
 
@@ -24,8 +24,14 @@ pub struct Input<'x> {
 pub trait Matrix<'a>: Copy {
     /// Whether matvecs need the int8 quantization of their input.
     const QUANTIZED_INPUT: bool;
-    /// Wraps the tensor bytes (already checked to have the right size and alignment).
-    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize) -> Self;
+    /// Wraps the tensor bytes (already checked to have the right size and alignment); `scales`
+    /// is the storage type of group scales (quantized types only).
+    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self;
+    /// Widens the int8 input `xq` into `out` in the pair order this type's DSP kernel reads
+    /// (only called where [`crate::ops::WIDEN_PAIRS`] is true, for quantized inputs).
+    fn widen(out: &mut [u32], xq: &[i8]) {
+        ops::widen_pairs(out, xq)
+    }
     /// `out[r] = Σ_c W[r, c] · x[c]` for `r < out.len()`.
     fn matvec(&self, out: &mut [f32], x: &Input<'_>);
     /// Row `r` as f32 (embedding lookup).
@@ -46,11 +52,35 @@ pub struct F16Matrix<'a> {
     cols: usize,
 }
 
-/// int8 weights with one f32 scale per group of `group_size` along each row.
+/// Group scales of a quantized matrix, `[rows, groups]`, in their storage type.
+#[derive(Debug, Clone, Copy)]
+pub enum Scales<'a> {
+    /// f32 scales.
+    F32(&'a [f32]),
+    /// f16 scales.
+    F16(&'a [f16]),
+}
+
+impl<'a> Scales<'a> {
+    fn new(bytes: &'a [u8], n: usize, ty: ScaleDType) -> Self {
+        match ty {
+            ScaleDType::F32 => Scales::F32(&bytemuck::cast_slice(bytes)[..n]),
+            ScaleDType::F16 => Scales::F16(&bytemuck::cast_slice(bytes)[..n]),
+        }
+    }
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            Scales::F32(s) => s[i],
+            Scales::F16(s) => s[i].to_f32(),
+        }
+    }
+}
+
+/// int8 weights with one scale per group of `group_size` along each row.
 #[derive(Debug, Clone, Copy)]
 pub struct I8Matrix<'a> {
     /// `[rows, groups]` scales.
-    scales: &'a [f32],
+    scales: Scales<'a>,
     /// `[rows, cols]` values.
     q: &'a [i8],
     cols: usize,
@@ -60,7 +90,7 @@ pub struct I8Matrix<'a> {
 
 impl<'a> Matrix<'a> for F32Matrix<'a> {
     const QUANTIZED_INPUT: bool = false;
-    fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize) -> Self {
+    fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F32Matrix { w: bytemuck::cast_slice(bytes), cols }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
@@ -73,7 +103,7 @@ impl<'a> Matrix<'a> for F32Matrix<'a> {
 
 impl<'a> Matrix<'a> for F16Matrix<'a> {
     const QUANTIZED_INPUT: bool = false;
-    fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize) -> Self {
+    fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F16Matrix { w: bytemuck::cast_slice(bytes), cols }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
@@ -86,36 +116,100 @@ impl<'a> Matrix<'a> for F16Matrix<'a> {
     }
 }
 
-impl<'a> I8Matrix<'a> {
-    /// Bytes taken by the scales of a `[rows, cols]` matrix (the values follow them).
-    pub fn scale_bytes(rows: usize, cols: usize, group_size: usize) -> usize {
-        rows * groups_per_row(cols, group_size) * 4
-    }
-}
-
 impl<'a> Matrix<'a> for I8Matrix<'a> {
     const QUANTIZED_INPUT: bool = true;
-    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize) -> Self {
-        let (s, q) = bytes.split_at(Self::scale_bytes(rows, cols, group_size));
-        I8Matrix {
-            scales: bytemuck::cast_slice(s),
-            q: bytemuck::cast_slice(q),
-            cols,
-            group_size,
-            groups: groups_per_row(cols, group_size),
-        }
+    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
+        let groups = groups_per_row(cols, group_size);
+        let (s, q) = bytes.split_at(scale_region_bytes(rows, cols, group_size, scales).unwrap_or(0));
+        I8Matrix { scales: Scales::new(s, rows * groups, scales), q: bytemuck::cast_slice(q), cols, group_size, groups }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        matvec_i8(out, &self.q[..n * self.cols], &self.scales[..n * self.groups], x.q, x.s, x.p, self.group_size);
+        let (q, gs, g) = (&self.q[..n * self.cols], self.group_size, n * self.groups);
+        match self.scales {
+            Scales::F32(s) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F16(s) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
+        }
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         let qrow = &self.q[r * self.cols..(r + 1) * self.cols];
-        let srow = &self.scales[r * self.groups..(r + 1) * self.groups];
-        for ((og, qg), &s) in out.chunks_mut(self.group_size).zip(qrow.chunks(self.group_size)).zip(srow) {
+        for (g, (og, qg)) in out.chunks_mut(self.group_size).zip(qrow.chunks(self.group_size)).enumerate() {
+            let s = self.scales.get(r * self.groups + g);
             for (o, &v) in og.iter_mut().zip(qg) {
                 *o = v as f32 * s;
             }
         }
+    }
+}
+
+/// int4 weights (values −7..=7 stored offset by 8, two a byte, low nibble first; each row
+/// `ceil(cols / 2)` bytes) with one scale per group of `group_size` along each row.
+#[derive(Debug, Clone, Copy)]
+pub struct I4Matrix<'a> {
+    /// `[rows, groups]` scales.
+    scales: Scales<'a>,
+    /// `[rows, ceil(cols / 2)]` packed values.
+    q: &'a [u8],
+    cols: usize,
+    group_size: usize,
+    groups: usize,
+}
+
+impl<'a> Matrix<'a> for I4Matrix<'a> {
+    const QUANTIZED_INPUT: bool = true;
+    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
+        let groups = groups_per_row(cols, group_size);
+        let (s, q) = bytes.split_at(scale_region_bytes(rows, cols, group_size, scales).unwrap_or(0));
+        I4Matrix { scales: Scales::new(s, rows * groups, scales), q, cols, group_size, groups }
+    }
+    fn widen(out: &mut [u32], xq: &[i8]) {
+        ops::widen_pairs_i4(out, xq)
+    }
+    fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
+        let n = out.len();
+        let (q, gs, g) = (&self.q[..n * i4_row_bytes(self.cols)], self.group_size, n * self.groups);
+        match self.scales {
+            Scales::F32(s) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F16(s) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
+        }
+    }
+    fn row(&self, r: usize, out: &mut [f32]) {
+        let rb = i4_row_bytes(self.cols);
+        let row = &self.q[r * rb..(r + 1) * rb];
+        for (c, o) in out.iter_mut().enumerate().take(self.cols) {
+            *o = ops::i4_at(row, c) as f32 * self.scales.get(r * self.groups + c / self.group_size);
+        }
+    }
+}
+
+/// Every element of tensor `id` of a parsed file as f32, row-major, into `out` (`rows · cols`
+/// elements; fewer fill only a prefix): vectors and f32 matrices as stored, f16 widened, int8 and
+/// int4 dequantized (`q · s`), whatever the scale type. The file must be 16-byte aligned in memory
+/// (as [`crate::Model::from_bytes`] needs).
+pub fn tensor_f32(p: &crate::format::Parsed<'_>, id: crate::format::TensorId, out: &mut [f32]) {
+    use crate::format::{tensor_bytes, tensor_shape, DType};
+    let cfg = &p.header.config;
+    let s = tensor_shape(cfg, id);
+    let gs = cfg.group_size as usize;
+    let off = p.layout.offset(id);
+    let len = tensor_bytes(s, cfg.dtype, gs, p.scales).unwrap_or(0);
+    let b = &p.data[off..off + len];
+    if s.vector || cfg.dtype == DType::F32 {
+        for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        return;
+    }
+    fn rows<'a, M: Matrix<'a>>(m: M, cols: usize, out: &mut [f32]) {
+        for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+            m.row(r, o);
+        }
+    }
+    let m = (b, s.rows, s.cols, gs, p.scales);
+    match cfg.dtype {
+        DType::F32 => {}
+        DType::F16 => rows(F16Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I8 => rows(I8Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I4 => rows(I4Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
     }
 }

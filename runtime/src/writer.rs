@@ -8,10 +8,15 @@ use std::path::Path;
 use half::f16;
 
 use crate::format::{
-    self, align_up, for_each_tensor, groups_per_row, tensor_shape, Config, DType, Header, Metadata, TokenizerHeader,
-    TokenizerKind, FORMAT_VERSION, MAGIC, PREAMBLE_LEN, TENSOR_ALIGN, TRAILER_LEN,
+    self, align_up, for_each_tensor, groups_per_row, i4_row_bytes, tensor_shape, Config, DType, Header, Metadata,
+    QuantHeader, ScaleDType, TokenizerHeader, TokenizerKind, FORMAT_VERSION, MAGIC, PREAMBLE_LEN, TENSOR_ALIGN,
+    TRAILER_LEN,
 };
 use crate::ops::quantize_group;
+
+/// Storage type of group scales the writer uses for int8 and int4 matrices unless told otherwise
+/// ([`encode_model_scaled`]); `runtime/FORMAT.md` ("Group scales") gives the measurements behind it.
+pub const DEFAULT_SCALES: ScaleDType = ScaleDType::F16;
 use crate::Error;
 
 /// A tokenizer to store in a file.
@@ -116,6 +121,8 @@ pub enum WriteError {
     NonFinite(String),
     /// The tokenizer does not fit the configuration.
     Tokenizer(String),
+    /// A group's scale does not fit the scale type (f16 scales hold up to 65504).
+    ScaleRange(String),
 }
 
 impl std::fmt::Display for WriteError {
@@ -128,6 +135,7 @@ impl std::fmt::Display for WriteError {
             }
             WriteError::NonFinite(n) => write!(f, "tensor {n} contains NaN or infinity"),
             WriteError::Tokenizer(m) => write!(f, "tokenizer: {m}"),
+            WriteError::ScaleRange(n) => write!(f, "tensor {n} has weights too large for f16 group scales (|w| above 65504 times 127 for int8, 7 for int4)"),
         }
     }
 }
@@ -170,8 +178,74 @@ pub fn quantize_matrix(w: &[f32], rows: usize, cols: usize, group_size: usize) -
     (scales, q)
 }
 
+/// Quantizes one group symmetrically to `±levels` with its scale stored as `ty`: the scale is
+/// `max|x| / levels` rounded to `ty`, and `q = round(x / scale)` (half away from zero), clamped
+/// to `±levels`. A group of zeros, or one whose scale rounds to 0, has scale 0 and `q = 0`.
+/// `None` when the scale overflows `ty`. f32-scale int8 keeps the original formula,
+/// [`quantize_group`], which multiplies by `127 / max|x|` instead of dividing by the scale.
+pub fn quantize_group_as(q: &mut [i8], x: &[f32], levels: u8, ty: ScaleDType) -> Option<f32> {
+    if levels == 127 && ty == ScaleDType::F32 {
+        return Some(quantize_group(q, x));
+    }
+    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    let l = levels as f32;
+    let scale = match ty {
+        ScaleDType::F32 => amax / l,
+        ScaleDType::F16 => f16::from_f32(amax / l).to_f32(),
+    };
+    if !scale.is_finite() {
+        return None;
+    }
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = if scale == 0.0 { 0 } else { libm::roundf(v / scale).clamp(-l, l) as i8 };
+    }
+    Some(scale)
+}
+
+/// Quantizes a `[rows, cols]` matrix to `±levels` (127: int8, 7: int4) in groups along each row,
+/// scales stored as `ty`: `rows * groups` scales (as f32, each exactly representable in `ty`)
+/// and `rows * cols` values. `None` when a scale overflows `ty`.
+pub fn quantize_matrix_as(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    group_size: usize,
+    levels: u8,
+    ty: ScaleDType,
+) -> Option<(Vec<f32>, Vec<i8>)> {
+    let groups = groups_per_row(cols, group_size);
+    let mut scales = vec![0f32; rows * groups];
+    let mut q = vec![0i8; rows * cols];
+    for r in 0..rows {
+        let row = &w[r * cols..(r + 1) * cols];
+        let qrow = &mut q[r * cols..(r + 1) * cols];
+        for (g, (qg, xg)) in qrow.chunks_mut(group_size).zip(row.chunks(group_size)).enumerate() {
+            scales[r * groups + g] = quantize_group_as(qg, xg, levels, ty)?;
+        }
+    }
+    Some((scales, q))
+}
+
+/// Packs int4 values (−8..=7) row by row: each row `ceil(cols / 2)` bytes, column `2j` in the low
+/// nibble of byte `j` and column `2j + 1` in its high nibble, each stored as `q + 8`; the high
+/// nibble after an odd row's last column is 0.
+pub fn pack_i4(q: &[i8], rows: usize, cols: usize) -> Vec<u8> {
+    let rb = i4_row_bytes(cols);
+    let mut out = vec![0u8; rows * rb];
+    if cols == 0 {
+        return out;
+    }
+    for (orow, qrow) in out.chunks_exact_mut(rb).zip(q.chunks_exact(cols)) {
+        for (c, &v) in qrow.iter().enumerate() {
+            let u = (v + 8) as u8 & 15;
+            orow[c / 2] |= if c % 2 == 0 { u } else { u << 4 };
+        }
+    }
+    out
+}
+
 /// Builds a complete `.tgpt` file. Weights come from `get(name)` as f32 and are stored in
-/// `cfg.dtype`; norm vectors stay f32.
+/// `cfg.dtype` (int8 and int4 with [`DEFAULT_SCALES`]); norm vectors stay f32.
 pub fn encode_model(
     cfg: &Config,
     tok: &TokenizerData,
@@ -191,7 +265,22 @@ pub fn encode_model_with_specials(
     meta: &MetaData,
     get: &dyn Fn(&str) -> Option<Vec<f32>>,
 ) -> Result<Vec<u8>, WriteError> {
+    encode_model_scaled(cfg, DEFAULT_SCALES, tok, specials, meta, get)
+}
+
+/// [`encode_model_with_specials`] with the group scales of int8 and int4 matrices stored as
+/// `scales` (ignored for float weights). f32 scales give files that readers from before int4
+/// also read.
+pub fn encode_model_scaled(
+    cfg: &Config,
+    scales: ScaleDType,
+    tok: &TokenizerData,
+    specials: &[&str],
+    meta: &MetaData,
+    get: &dyn Fn(&str) -> Option<Vec<f32>>,
+) -> Result<Vec<u8>, WriteError> {
     cfg.validate()?;
+    let scales = if cfg.dtype.quantized() { scales } else { ScaleDType::F32 };
     if tok.vocab_size() + specials.len() != cfg.vocab_size as usize {
         return Err(WriteError::Tokenizer(format!(
             "tokenizer has {} tokens and {} special tokens but vocab_size is {}",
@@ -257,8 +346,13 @@ pub fn encode_model_with_specials(
             trainer_version: &meta.trainer_version,
         },
     };
-    let header_bytes = postcard::to_allocvec(&header)
+    let mut header_bytes = postcard::to_allocvec(&header)
         .map_err(|e| WriteError::Tokenizer(format!("header does not encode: {e}")))?;
+    if scales != ScaleDType::F32 {
+        let quant = postcard::to_allocvec(&QuantHeader { scales })
+            .map_err(|e| WriteError::Tokenizer(format!("header does not encode: {e}")))?;
+        header_bytes.extend_from_slice(&quant);
+    }
     let data_offset = align_up(PREAMBLE_LEN + header_bytes.len(), TENSOR_ALIGN).expect("small");
     let mut out = Vec::with_capacity(data_offset + 1024);
     out.extend_from_slice(&MAGIC);
@@ -292,10 +386,22 @@ pub fn encode_model_with_specials(
         match (s.vector, cfg.dtype) {
             (true, _) | (false, DType::F32) => w.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             (false, DType::F16) => w.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-            (false, DType::I8) => {
-                let (scales, q) = quantize_matrix(&w, s.rows, s.cols, gs);
-                scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-                out.extend(q.iter().map(|&v| v as u8));
+            (false, DType::I8 | DType::I4) => {
+                let levels = cfg.dtype.levels().unwrap_or(127);
+                let Some((sv, q)) = quantize_matrix_as(&w, s.rows, s.cols, gs, levels, scales) else {
+                    err = Some(WriteError::ScaleRange(name));
+                    return;
+                };
+                match scales {
+                    ScaleDType::F32 => sv.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+                    ScaleDType::F16 => sv.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+                }
+                out.resize(align_up(out.len(), 4).expect("small"), 0);
+                if cfg.dtype == DType::I4 {
+                    out.extend(pack_i4(&q, s.rows, s.cols));
+                } else {
+                    out.extend(q.iter().map(|&v| v as u8));
+                }
             }
         }
         let padded = align_up(out.len(), TENSOR_ALIGN).expect("small");
@@ -306,7 +412,7 @@ pub fn encode_model_with_specials(
     }
     let crc = format::CRC32.checksum(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len(), data_offset + format::Layout::new(cfg)?.data_len + TRAILER_LEN);
+    debug_assert_eq!(out.len(), data_offset + format::Layout::new(cfg, scales)?.data_len + TRAILER_LEN);
     Ok(out)
 }
 

@@ -5,8 +5,17 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use tinygpt_runtime::writer::{encode_model, AlignedBytes, MetaData, TokenizerData};
+use tinygpt_runtime::format::ScaleDType;
+use tinygpt_runtime::writer::{encode_model, encode_model_scaled, AlignedBytes, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, DType, Error, Model, FORMAT_VERSION};
+
+/// Weight types the runtime runs in this build: int4 only with its feature.
+const N_DTYPES: usize = if cfg!(feature = "int4") { 4 } else { 3 };
+
+/// `cases` without the int4 ones when the runtime is built without int4.
+fn with_int4(cases: Vec<(Arch, DType)>) -> Vec<(Arch, DType)> {
+    cases.into_iter().filter(|&(_, d)| d != DType::I4 || cfg!(feature = "int4")).collect()
+}
 
 fn small_model(arch: Arch, dtype: DType) -> Vec<u8> {
     let mut cfg = config(arch, dtype);
@@ -20,7 +29,7 @@ fn small_model(arch: Arch, dtype: DType) -> Vec<u8> {
 
 #[test]
 fn every_truncation_is_an_error() {
-    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16)] {
+    for (arch, dtype) in with_int4(vec![(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Gpt2, DType::I4)]) {
         let full = small_model(arch, dtype);
         assert!(Model::from_bytes(&AlignedBytes::new(&full)).is_ok());
         for len in 0..full.len() {
@@ -32,12 +41,60 @@ fn every_truncation_is_an_error() {
 
 #[test]
 fn every_single_byte_flip_is_an_error() {
-    let full = small_model(Arch::Llama, DType::I8);
-    for i in 0..full.len() {
-        let mut b = full.clone();
-        b[i] ^= 0x5A;
-        assert!(Model::from_bytes(&AlignedBytes::new(&b)).is_err(), "flip at {i} parsed");
+    for (_, dtype) in with_int4(vec![(Arch::Llama, DType::I8), (Arch::Llama, DType::I4)]) {
+        let full = small_model(Arch::Llama, dtype);
+        for i in 0..full.len() {
+            let mut b = full.clone();
+            b[i] ^= 0x5A;
+            assert!(Model::from_bytes(&AlignedBytes::new(&b)).is_err(), "{dtype:?}: flip at {i} parsed");
+        }
     }
+}
+
+/// The quantization header after the header: its scale type decides the tensor sizes, so a
+/// wrong one, an unknown one, bytes after it, and a data section one tensor-alignment too long
+/// or short are all refused (with the checksum made right each time); a file without it (as
+/// written before int4) has f32 scales.
+#[cfg(feature = "int4")]
+#[test]
+fn quantization_header_and_sizes_are_checked() {
+    let seal = |mut b: Vec<u8>| {
+        reseal(&mut b);
+        Model::from_bytes(&AlignedBytes::new(&b)).map(|m| m.scale_dtype())
+    };
+    let hlen = |b: &[u8]| u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+    let full = small_model(Arch::Llama, DType::I4);
+    assert_eq!(seal(full.clone()), Ok(ScaleDType::F16));
+    let last = 24 + hlen(&full) - 1; // the scale type: postcard's variant index, 1 = F16
+    assert_eq!(full[last], 1);
+    let mut f32_claimed = full.clone();
+    f32_claimed[last] = 0;
+    assert!(matches!(seal(f32_claimed), Err(Error::TensorData { .. })), "f16 scales read as f32");
+    let mut unknown = full.clone();
+    unknown[last] = 2;
+    assert_eq!(seal(unknown), Err(Error::Header("quantization header does not decode")));
+    // One byte more in the header: the data offset leaves room for it (the header is padded).
+    let d = u32::from_le_bytes(full[16..20].try_into().unwrap()) as usize;
+    if 24 + hlen(&full) < d {
+        let mut extra = full.clone();
+        extra[12..16].copy_from_slice(&(hlen(&full) as u32 + 1).to_le_bytes());
+        assert_eq!(seal(extra), Err(Error::Header("trailing bytes after the header")));
+    }
+    let n = full.len() - 4;
+    let longer = [&full[..n], &[0u8; 32], &full[n..]].concat();
+    assert!(matches!(seal(longer), Err(Error::TensorData { .. })));
+    let shorter = [&full[..n - 32], &full[n..]].concat();
+    assert!(matches!(seal(shorter), Err(Error::TensorData { .. })));
+    // f32-scale files carry no quantization header, like files from before int4.
+    let mut cfg = config(Arch::Llama, DType::I8);
+    (cfg.n_layer, cfg.n_embd, cfg.n_hidden, cfg.block_size, cfg.n_head, cfg.n_kv_head, cfg.vocab_size) = (1, 16, 24, 8, 2, 1, 20);
+    let w = random_weights(&cfg, 3);
+    let old = encode_model_scaled(&cfg, ScaleDType::F32, &char_tokenizer(20), &[], &MetaData::default(), &|n| w.get(n).cloned()).unwrap();
+    let new = encode_model_scaled(&cfg, ScaleDType::F16, &char_tokenizer(20), &[], &MetaData::default(), &|n| w.get(n).cloned()).unwrap();
+    assert_eq!(hlen(&new), hlen(&old) + 1);
+    assert_eq!(seal(old.clone()), Ok(ScaleDType::F32));
+    // The f16 file is smaller by two bytes per group scale (padded per tensor).
+    assert!(new.len() < old.len());
 }
 
 #[test]
@@ -125,7 +182,7 @@ fn checksum_is_standard_crc32() {
 #[test]
 fn accepted_corruptions_run_safely() {
     let mut accepted = 0;
-    for (arch, dtype) in [(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16)] {
+    for (arch, dtype) in with_int4(vec![(Arch::Gpt2, DType::F32), (Arch::Llama, DType::I8), (Arch::Llama, DType::F16), (Arch::Llama, DType::I4)]) {
         let full = small_model(arch, dtype);
         for p in 0..400.min(full.len() - 4) {
             for val in [0u8, 1, 2, 0x7f, 0x80, 0xff, full[p] ^ 1, full[p].wrapping_add(1)] {
@@ -146,8 +203,8 @@ proptest! {
 
     /// Corrupted header and table bytes that still pass the checksum never panic.
     #[test]
-    fn resealed_corruption_never_panics(pos in 0usize..400, val in any::<u8>(), which in 0usize..3) {
-        let full = small_model([Arch::Gpt2, Arch::Llama, Arch::Llama][which], [DType::F32, DType::I8, DType::F16][which]);
+    fn resealed_corruption_never_panics(pos in 0usize..400, val in any::<u8>(), which in 0usize..N_DTYPES) {
+        let full = small_model([Arch::Gpt2, Arch::Llama, Arch::Llama, Arch::Gpt2][which], [DType::F32, DType::I8, DType::F16, DType::I4][which]);
         let mut b = full.clone();
         let p = pos % (b.len() - 4);
         b[p] = val;
@@ -173,7 +230,7 @@ proptest! {
     /// Any valid configuration and tokenizer round-trips through the writer and reader.
     #[test]
     fn format_round_trip(
-        llama in any::<bool>(), dt in 0usize..3, n_layer in 1u32..3, n_kv in 1u32..3, rep in 1u32..3,
+        llama in any::<bool>(), dt in 0usize..N_DTYPES, f16_scales in any::<bool>(), n_layer in 1u32..3, n_kv in 1u32..3, rep in 1u32..3,
         hd2 in 1u32..5, n_hidden in 1u32..40, block in 1u32..20, gs in 1u32..40, tie in any::<bool>(),
         name in "[a-zA-Z0-9 ]{0,20}", steps in any::<u64>(), loss in proptest::option::of(0.0f32..10.0),
     ) {
@@ -182,15 +239,17 @@ proptest! {
         let cfg = tinygpt_runtime::Config {
             arch, n_layer, n_head, n_kv_head: n_kv, n_embd: n_head * hd2 * 2, n_hidden, block_size: block,
             vocab_size: 30, norm_eps: 1e-5, rope_theta: 10000.0, tie_embeddings: tie,
-            dtype: [DType::F32, DType::F16, DType::I8][dt], group_size: gs,
+            dtype: [DType::F32, DType::F16, DType::I8, DType::I4][dt], group_size: gs,
         };
         let w = random_weights(&cfg, 1);
         let meta = MetaData { name: name.clone(), corpus: "c".into(), train_steps: steps, tokens_seen: 5,
                               val_loss_f32: loss, val_loss_f16: None, val_loss_i8: loss, trainer_version: "v".into() };
-        let bytes = encode_model(&cfg, &char_tokenizer(30), &meta, &|n| w.get(n).cloned()).unwrap();
+        let scales = if f16_scales { ScaleDType::F16 } else { ScaleDType::F32 };
+        let bytes = encode_model_scaled(&cfg, scales, &char_tokenizer(30), &[], &meta, &|n| w.get(n).cloned()).unwrap();
         let a = AlignedBytes::new(&bytes);
         let m = Model::from_bytes(&a).unwrap();
         prop_assert_eq!(*m.config(), cfg);
+        prop_assert_eq!(m.scale_dtype(), if dt >= 2 { scales } else { ScaleDType::F32 });
         prop_assert_eq!(MetaData::from_file(m.metadata()), meta);
         prop_assert_eq!(m.tokenizer().vocab_size(), 30);
     }
@@ -221,4 +280,15 @@ fn writer_rejects_bad_inputs() {
     let mut bad = cfg;
     bad.n_head = 5;
     assert!(encode_model(&bad, &tok, &meta, &|n| w.get(n).cloned()).is_err());
+}
+
+/// Without the `int4` feature the runtime refuses int4 models by name (it has no int4 forward
+/// pass), rather than running them.
+#[cfg(not(feature = "int4"))]
+#[test]
+fn int4_needs_the_feature() {
+    let full = small_model(Arch::Llama, DType::I4);
+    let e = Model::from_bytes(&AlignedBytes::new(&full)).unwrap_err();
+    assert_eq!(e, Error::Unsupported("int4 weights need the runtime's `int4` feature"));
+    assert_eq!(e.to_string(), "unsupported model: int4 weights need the runtime's `int4` feature");
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use tinygpt_runtime::format::ScaleDType;
 use tinygpt_runtime::{Arch, DType, KvDType, Model, Session};
 
 fn runtime_logits(model: &Model<'_>, tokens: &[u32], kv: KvDType) -> Vec<Vec<f32>> {
@@ -45,6 +46,19 @@ fn assert_int8_agrees(a: &[Vec<f32>], b: &[Vec<f64>], what: &str) {
     assert!(worst <= 3e-2, "{what}: worst {worst:e}");
 }
 
+/// [`assert_int8_agrees`] for runs where one level flip in a key or value of an early position
+/// reaches every later position that attends to it (seen: a flip at position 12 of 40 leaving
+/// 19 positions within 1e-5): at least half of the positions agree to 1e-5, every position to
+/// 3e-2. A real error in the weights' layout or groups changes every position, and by far more.
+fn assert_int8_agrees_most(a: &[Vec<f32>], b: &[Vec<f64>], what: &str) {
+    let e = rel_errors(a, b);
+    let tight = e.iter().filter(|&&x| x <= 1e-5).count();
+    let worst = e.iter().cloned().fold(0.0, f64::max);
+    eprintln!("{what}: {tight}/{} positions within 1e-5, worst {worst:.2e}", e.len());
+    assert!(tight * 2 >= e.len(), "{what}: only {tight}/{} positions within 1e-5", e.len());
+    assert!(worst <= 3e-2, "{what}: worst {worst:e}");
+}
+
 struct Case {
     arch: Arch,
     dtype: DType,
@@ -62,7 +76,7 @@ fn check(c: Case) {
     let got = runtime_logits(&model, &toks, c.kv);
     let want = Reference::new(&cfg, &w, c.mode).logits(&toks);
     let what = format!("{:?} {:?} kv {:?}", c.arch, c.dtype, c.kv);
-    if let RefMode::Int8 { .. } = c.mode {
+    if matches!(c.mode, RefMode::Int8 { .. } | RefMode::Int4 { .. }) {
         assert_int8_agrees(&got, &want, &what);
     } else {
         let rel = worst_rel(&got, &want);
@@ -115,6 +129,99 @@ fn gpt2_int8_matches_int8_reference() {
 #[test]
 fn llama_int8_matches_int8_reference() {
     check(Case { arch: Arch::Llama, dtype: DType::I8, kv: KvDType::F32, mode: RefMode::Int8 { group: 32 }, tol: 0.0 });
+}
+
+#[test]
+fn int8_f32_scales_match_reference() {
+    // f32 group scales (every int8 file written before int4, still written on request).
+    for arch in [Arch::Gpt2, Arch::Llama] {
+        let cfg = config(arch, DType::I8);
+        let w = random_weights(&cfg, 42);
+        let bytes = build_scaled(&cfg, ScaleDType::F32, &char_tokenizer(cfg.vocab_size as usize), &w);
+        let model = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.scale_dtype(), ScaleDType::F32);
+        let toks = tokens(64, cfg.vocab_size, 7);
+        let got = runtime_logits(&model, &toks, KvDType::F32);
+        let want = Reference::new(&cfg, &w, RefMode::Int8F32 { group: 32 }).logits(&toks);
+        assert_int8_agrees(&got, &want, &format!("{arch:?} int8, f32 scales"));
+    }
+}
+
+// int4 weights (f16 scales, the writer's default) against a reference that re-states the int4
+// scheme: exact integer sums again, so the int8 criterion holds.
+#[cfg(feature = "int4")]
+#[test]
+fn gpt2_int4_matches_int4_reference() {
+    check(Case { arch: Arch::Gpt2, dtype: DType::I4, kv: KvDType::F32, mode: RefMode::Int4 { group: 32 }, tol: 0.0 });
+}
+#[cfg(feature = "int4")]
+#[test]
+fn llama_int4_matches_int4_reference() {
+    check(Case { arch: Arch::Llama, dtype: DType::I4, kv: KvDType::F32, mode: RefMode::Int4 { group: 32 }, tol: 0.0 });
+}
+
+/// int4 in awkward shapes, both scale types: columns that are not a multiple of the group size,
+/// odd columns (and odd `rows · cols`, so rows start mid-way through no byte), group size 1, an
+/// odd group size (groups start on either nibble), groups at least as long as a row, all-zero
+/// groups and rows; every logit finite and equal to the reference's.
+#[cfg(feature = "int4")]
+#[test]
+fn int4_awkward_shapes() {
+    // (arch, n_embd, n_head, n_kv_head, n_hidden, group)
+    let shapes = [
+        (Arch::Gpt2, 45, 3, 3, 77, 32), // odd n_embd and n_hidden, short last groups
+        (Arch::Gpt2, 45, 3, 3, 77, 1),  // group 1
+        (Arch::Llama, 36, 6, 3, 70, 7), // odd group: groups straddle bytes
+        (Arch::Llama, 48, 4, 2, 100, 128), // one group per row, longer than every row
+        (Arch::Llama, 64, 8, 4, 172, 64), // the 260K shape
+    ];
+    for (i, &(arch, e, h, kvh, hidden, gs)) in shapes.iter().enumerate() {
+        let mut cfg = config(arch, DType::I4);
+        (cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.n_hidden, cfg.group_size) = (e, h, kvh, hidden, gs);
+        let mut w = random_weights(&cfg, 5 + i as u64);
+        w.get_mut("layers.0.w1").unwrap()[..gs.min(e) as usize].fill(0.0);
+        w.get_mut("layers.1.wq").unwrap()[e as usize..2 * e as usize].fill(0.0);
+        for scales in [ScaleDType::F16, ScaleDType::F32] {
+            let bytes = build_scaled(&cfg, scales, &char_tokenizer(cfg.vocab_size as usize), &w);
+            let model = Model::from_bytes(&bytes).unwrap();
+            assert_eq!(model.scale_dtype(), scales);
+            let toks = tokens(40, cfg.vocab_size, 3);
+            let got = runtime_logits(&model, &toks, KvDType::F32);
+            assert!(got.iter().flatten().all(|v| v.is_finite()));
+            let mode = match scales {
+                ScaleDType::F16 => RefMode::Int4 { group: gs as usize },
+                ScaleDType::F32 => RefMode::Int4F32 { group: gs as usize },
+            };
+            let want = Reference::new(&cfg, &w, mode).logits(&toks);
+            assert_int8_agrees_most(&got, &want, &format!("int4 {arch:?} embd {e} hidden {hidden} group {gs} scales {scales:?}"));
+        }
+    }
+}
+
+/// int4 is a real quantization of the weights, not something closer to int8: against exact
+/// weights it is off by more than int8 and still follows the exact logits (correlation).
+#[cfg(feature = "int4")]
+#[test]
+fn int4_follows_exact_logits() {
+    for arch in [Arch::Gpt2, Arch::Llama] {
+        let cfg = config(arch, DType::I4);
+        let w = random_weights(&cfg, 42);
+        let bytes = build(&cfg, &char_tokenizer(cfg.vocab_size as usize), &w);
+        let model = Model::from_bytes(&bytes).unwrap();
+        let toks = tokens(32, cfg.vocab_size, 7);
+        let got = runtime_logits(&model, &toks, KvDType::F32);
+        let want = Reference::new(&cfg, &w, RefMode::Exact).logits(&toks);
+        let (a, b): (Vec<f64>, Vec<f64>) = got.iter().flatten().map(|&v| v as f64).zip(want.iter().flatten().copied()).unzip();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (ma, mb) = (mean(&a), mean(&b));
+        let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let var = |v: &[f64], m: f64| v.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+        let corr = cov / (var(&a, ma) * var(&b, mb)).sqrt();
+        let rel = worst_rel(&got, &want);
+        eprintln!("{arch:?} int4 vs exact: correlation {corr:.4}, worst relative error {rel:.2e}");
+        assert!(corr > 0.9, "{arch:?}: correlation {corr}");
+        assert!(rel > 1e-3, "{arch:?}: int4 logits are suspiciously close to exact ({rel:e})");
+    }
 }
 
 // int8 against exact weights: each weight and input carries up to half a quantization step

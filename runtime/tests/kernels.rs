@@ -11,6 +11,43 @@ fn vecf(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(-4.0f32..4.0, n)
 }
 
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Switches the calling thread to each integer kernel this CPU has in turn (VNNI, AVX2 without
+/// it, portable) and names it; elsewhere there is one choice.
+fn kernel_choices() -> impl Iterator<Item = &'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        reset_kernels();
+        let mut v = vec![];
+        if ops::x86::vnni() != ops::x86::Vnni::None {
+            v.push("vnni");
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            v.push("avx2");
+        }
+        v.push("portable");
+        v.into_iter().inspect(|k| {
+            ops::x86::set_portable(*k == "portable");
+            ops::x86::set_vnni(*k == "vnni");
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::iter::once("default")
+    }
+}
+
+fn reset_kernels() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ops::x86::set_portable(false);
+        ops::x86::set_vnni(true);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -47,17 +84,71 @@ proptest! {
         let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
         let mut xp = vec![0u32; ops::pair_words(cols)];
         ops::widen_pairs(&mut xp, &xq);
-        let mut out = vec![0f32; rows];
-        ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, &xp, gs);
-        for (i, o) in out.iter().enumerate() {
-            let mut acc = 0.0f32;
+        let ws16: Vec<half::f16> = ws.iter().map(|&v| half::f16::from_f32(v)).collect();
+        for kernel in kernel_choices() {
+            let mut out = vec![0f32; rows];
+            let mut out16 = vec![0f32; rows];
+            ops::matvec_i8(&mut out, &wq, &ws, &xq, &xs, &xp, gs);
+            ops::matvec_i8(&mut out16, &wq, &ws16, &xq, &xs, &xp, gs);
+            for (i, (o, o16)) in out.iter().zip(&out16).enumerate() {
+                let (mut acc, mut acc16) = (0.0f32, 0.0f32);
+                for g in 0..groups {
+                    let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                    let isum: i32 = (a..b).map(|c| wq[i * cols + c] as i32 * xq[c] as i32).sum();
+                    acc += isum as f32 * (ws[i * groups + g] * xs[g]);
+                    acc16 += isum as f32 * (ws16[i * groups + g].to_f32() * xs[g]);
+                }
+                prop_assert_eq!(o.to_bits(), acc.to_bits(), "kernel {}", kernel);
+                prop_assert_eq!(o16.to_bits(), acc16.to_bits(), "kernel {}, f16 scales", kernel);
+            }
+        }
+        reset_kernels();
+    }
+
+    #[test]
+    fn matvec_i4_equals_plain_group_sums(
+        rows in 0usize..27,
+        cols in 1usize..300,
+        gs in prop_oneof![1usize..40, Just(32usize), Just(64usize), Just(96usize), Just(128usize)],
+        f16_scales in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // Packed rows of ceil(cols / 2) bytes over every nibble (0, which reads as -8, included),
+        // activations over the whole i8 range (-128 included), scales of either type. Every
+        // kernel this CPU has (portable; AVX2; VNNI) against a plain loop written here.
+        let mut r = common::TestRng::new(seed);
+        let groups = cols.div_ceil(gs);
+        let rb = cols.div_ceil(2);
+        let w: Vec<u8> = (0..rows * rb).map(|_| r.next_u64() as u8).collect();
+        let ws32: Vec<f32> = (0..rows * groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let ws16: Vec<half::f16> = ws32.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let xq: Vec<i8> = (0..cols).map(|_| r.next_u64() as u8 as i8).collect();
+        let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let mut xp = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs_i4(&mut xp, &xq);
+        let mut want = vec![0f32; rows];
+        for (i, o) in want.iter_mut().enumerate() {
             for g in 0..groups {
                 let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
-                let isum: i32 = (a..b).map(|c| wq[i * cols + c] as i32 * xq[c] as i32).sum();
-                acc += isum as f32 * (ws[i * groups + g] * xs[g]);
+                let nib = |c: usize| {
+                    let byte = w[i * rb + c / 2];
+                    (if c % 2 == 0 { byte & 15 } else { byte >> 4 }) as i32 - 8
+                };
+                let isum: i32 = (a..b).map(|c| nib(c) * xq[c] as i32).sum();
+                let sw = if f16_scales { ws16[i * groups + g].to_f32() } else { ws32[i * groups + g] };
+                *o += isum as f32 * (sw * xs[g]);
             }
-            prop_assert_eq!(o.to_bits(), acc.to_bits());
         }
+        for kernel in kernel_choices() {
+            let mut out = vec![0f32; rows];
+            if f16_scales {
+                ops::matvec_i4(&mut out, &w, &ws16, &xq, &xs, &xp, gs);
+            } else {
+                ops::matvec_i4(&mut out, &w, &ws32, &xq, &xs, &xp, gs);
+            }
+            prop_assert_eq!(bits(&out), bits(&want), "kernel {}", kernel);
+        }
+        reset_kernels();
     }
 
     #[test]
@@ -136,7 +227,8 @@ proptest! {
     }
 }
 
-/// The AVX2 kernels give bit-identical logits to the portable ones, for every weight dtype.
+/// The AVX2 kernels, with and without VNNI, give bit-identical logits to the portable ones, for
+/// every weight dtype (the common config's group 32 takes the fast int8 and int4 paths).
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_and_portable_logits_are_identical() {
@@ -146,15 +238,19 @@ fn avx2_and_portable_logits_are_identical() {
         return;
     }
     for arch in [Arch::Gpt2, Arch::Llama] {
-        for dtype in [DType::F32, DType::F16, DType::I8] {
+        for dtype in [DType::F32, DType::F16, DType::I8, DType::I4] {
+            if dtype == DType::I4 && !cfg!(feature = "int4") {
+                continue;
+            }
             let cfg = common::config(arch, dtype);
             let w = common::random_weights(&cfg, 4);
             let bytes = common::build(&cfg, &common::char_tokenizer(cfg.vocab_size as usize), &w);
             let model = Model::from_bytes(&bytes).unwrap();
             for kv in [KvDType::F32, KvDType::F16, KvDType::I8] {
                 // 50 steps in a context of 40: past the context shift too.
-                let run = |portable: bool| {
-                    ops::simd::set_portable(portable);
+                let run = |portable: bool, vnni: bool| {
+                    ops::x86::set_portable(portable);
+                    ops::x86::set_vnni(vnni);
                     let mut buf = vec![0u8; model.session_bytes(40, kv)];
                     let mut s = Session::new(&model, &mut buf, 40, kv).unwrap();
                     let v: Vec<u32> = (0..50)
@@ -162,9 +258,11 @@ fn avx2_and_portable_logits_are_identical() {
                         .collect();
                     v
                 };
-                let (fast, portable) = (run(false), run(true));
-                ops::simd::set_portable(false);
-                assert!(fast == portable, "{arch:?} {dtype:?} kv {kv:?}: AVX2 and portable logits differ");
+                let (vnni, avx2, portable) = (run(false, true), run(false, false), run(true, false));
+                ops::x86::set_portable(false);
+                ops::x86::set_vnni(true);
+                assert!(avx2 == portable, "{arch:?} {dtype:?} kv {kv:?}: AVX2 and portable logits differ");
+                assert!(vnni == portable, "{arch:?} {dtype:?} kv {kv:?}: VNNI and portable logits differ");
             }
         }
     }
@@ -189,7 +287,7 @@ fn dsp_kernels_run_and_equal_portable() {
         let mut xp = vec![0u32; ops::pair_words(cols)];
         ops::widen_pairs(&mut xp, &xq);
         let mut fast = vec![0f32; rows];
-        assert!(ops::dsp::matvec_i8(&mut fast, wq, &ws, &xq, &xs, &xp, gs), "group size {gs}: the DSP kernel declined");
+        assert!(ops::arm_dsp::matvec_i8(&mut fast, wq, &ws, &xq, &xs, &xp, gs), "group size {gs}: the DSP kernel declined");
         let mut plain = vec![0f32; rows];
         for (i, o) in plain.iter_mut().enumerate() {
             for g in 0..groups {
@@ -204,7 +302,7 @@ fn dsp_kernels_run_and_equal_portable() {
         let mut xp16 = vec![0u32; ops::pair_words(cols)];
         ops::widen_pairs_i16(&mut xp16, &x16);
         let mut fast16 = vec![0f32; rows];
-        assert!(ops::dsp::matvec_i8_i16(&mut fast16, wq, cols, &x16, &xs, &xp16, gs), "group size {gs}: the i16 DSP kernel declined");
+        assert!(ops::arm_dsp::matvec_i8_i16(&mut fast16, wq, cols, &x16, &xs, &xp16, gs), "group size {gs}: the i16 DSP kernel declined");
         for (i, o) in fast16.iter().enumerate() {
             let mut acc = 0.0f32;
             for (g, &s) in xs.iter().enumerate() {
@@ -214,5 +312,40 @@ fn dsp_kernels_run_and_equal_portable() {
             }
             assert_eq!(o.to_bits(), acc.to_bits(), "i16, group size {gs}, row {i}");
         }
+    }
+}
+
+/// The int4 `SMLAD` kernel takes every group size that is a multiple of 8 itself (it reports
+/// `true`), for rows starting at any byte (odd `cols / 2`), short last groups and odd columns,
+/// and agrees bit for bit with the portable kernel, over every nibble and activation value.
+#[cfg(all(target_arch = "arm", tinygpt_dsp))]
+#[test]
+fn dsp_int4_kernel_runs_and_equals_portable() {
+    let mut r = common::TestRng::new(5);
+    for (gs, cols) in [(8usize, 256usize), (16, 256), (32, 256), (64, 256), (128, 256), (32, 172), (64, 70), (8, 45), (24, 101), (256, 100)] {
+        let rows = 9;
+        let groups = cols.div_ceil(gs);
+        let rb = cols.div_ceil(2);
+        let w: Vec<u8> = (0..rows * rb).map(|_| r.next_u64() as u8).collect();
+        let ws: Vec<half::f16> = (0..rows * groups).map(|_| half::f16::from_f32(r.uniform().abs() * 0.1)).collect();
+        let xq: Vec<i8> = (0..cols).map(|_| r.next_u64() as u8 as i8).collect();
+        let xs: Vec<f32> = (0..groups).map(|_| r.uniform().abs() * 0.1).collect();
+        let mut xp = vec![0u32; ops::pair_words(cols)];
+        ops::widen_pairs_i4(&mut xp, &xq);
+        let mut fast = vec![0f32; rows];
+        assert!(ops::arm_dsp::matvec_i4(&mut fast, &w, &ws, &xq, &xs, &xp, gs), "group size {gs}, cols {cols}: the DSP kernel declined");
+        let mut plain = vec![0f32; rows];
+        for (i, o) in plain.iter_mut().enumerate() {
+            for g in 0..groups {
+                let (a, b) = (g * gs, ((g + 1) * gs).min(cols));
+                let nib = |c: usize| {
+                    let byte = w[i * rb + c / 2];
+                    (if c % 2 == 0 { byte & 15 } else { byte >> 4 }) as i32 - 8
+                };
+                let isum: i32 = (a..b).map(|c| nib(c) * xq[c] as i32).sum();
+                *o += isum as f32 * (ws[i * groups + g].to_f32() * xs[g]);
+            }
+        }
+        assert_eq!(bits(&fast), bits(&plain), "group size {gs}, cols {cols}");
     }
 }

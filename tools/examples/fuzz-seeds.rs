@@ -16,7 +16,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut n = 0;
     for arch in [Arch::Gpt2, Arch::Llama] {
-        for dtype in [DType::F32, DType::F16, DType::I8] {
+        for dtype in [DType::F32, DType::F16, DType::I8, DType::I4] {
             for (vocab, vname) in [(Vocab::Chars("\n abcdefgh".into()), "chars"), (Vocab::Bpe(6), "bpe")] {
                 for chat in [false, true] {
                     for (tie, group) in [(true, 8), (false, 5)] {

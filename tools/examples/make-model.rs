@@ -17,13 +17,13 @@ struct Args {
     /// gpt2 or llama
     #[arg(long, default_value = "llama")]
     arch: String,
-    /// f32, f16 or int8
+    /// f32, f16, int8 or int4
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Byte-level BPE with this many merges instead of the preset's vocabulary
     #[arg(long)]
     bpe_merges: Option<u32>,
-    /// int8 group size (overrides the preset)
+    /// int8/int4 group size (overrides the preset)
     #[arg(long)]
     group_size: Option<u32>,
     /// Seed of the random weights (overrides the preset)

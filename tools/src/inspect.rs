@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::{Context, Result};
-use tinygpt_runtime::format::{for_each_tensor, groups_per_row, tensor_shape, FORMAT_VERSION};
+use tinygpt_runtime::format::{for_each_tensor, i4_row_bytes, scale_region_bytes, tensor_shape, FORMAT_VERSION};
 use tinygpt_runtime::chat::{IM_END, IM_SEP, IM_START, PAD};
 use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, TokenizerKind};
 
@@ -27,8 +27,10 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     kv(&mut s, "file", &format!("{} ({} bytes)", file.path().display(), thousands(file.len() as u64)));
     kv(&mut s, "format", &format!(".tgpt version {FORMAT_VERSION}"));
     kv(&mut s, "arch", &cfg.arch.name());
+    let scale_type = model.scale_dtype().name();
     let dtype = match cfg.dtype {
-        DType::I8 => format!("int8, symmetric, group size {}", cfg.group_size),
+        DType::I8 => format!("int8, symmetric, group size {}, {scale_type} scales", cfg.group_size),
+        DType::I4 => format!("int4 (−7..=7, two a byte), symmetric, group size {}, {scale_type} scales", cfg.group_size),
         d => d.name().to_owned(),
     };
     kv(&mut s, "dtype", &dtype);
@@ -45,8 +47,8 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         kv(&mut s, "rope_theta", &cfg.rope_theta);
     }
     kv(&mut s, "tie_embeddings", &cfg.tie_embeddings);
-    if cfg.dtype != DType::I8 {
-        kv(&mut s, "group_size", &format!("{} (unused: weights are not int8)", cfg.group_size));
+    if !cfg.dtype.quantized() {
+        kv(&mut s, "group_size", &format!("{} (unused: weights are not quantized)", cfg.group_size));
     }
     let tk = match tok.kind() {
         TokenizerKind::Char => format!("characters, {} tokens", tok.vocab_size()),
@@ -83,9 +85,10 @@ pub fn run(a: &InspectArgs) -> Result<()> {
             match cfg.dtype {
                 DType::F32 => matrix += 4 * n,
                 DType::F16 => matrix += 2 * n,
-                DType::I8 => {
-                    matrix += n;
-                    scales += 4 * (sh.rows * groups_per_row(sh.cols, cfg.group_size as usize)) as u64;
+                DType::I8 | DType::I4 => {
+                    matrix += if cfg.dtype == DType::I8 { n } else { (sh.rows * i4_row_bytes(sh.cols)) as u64 };
+                    let sb = scale_region_bytes(sh.rows, sh.cols, cfg.group_size as usize, model.scale_dtype());
+                    scales += sb.unwrap_or(0) as u64;
                 }
             }
         }
@@ -95,8 +98,8 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         let _ = writeln!(s, "  {what:<24}{:>14} bytes  ({})", thousands(b), human_bytes(b));
     };
     row(&mut s, &format!("{} matrices", cfg.dtype.name()), matrix);
-    if cfg.dtype == DType::I8 {
-        row(&mut s, "f32 int8 group scales", scales);
+    if cfg.dtype.quantized() {
+        row(&mut s, &format!("{scale_type} {} group scales", cfg.dtype.name()), scales);
     }
     row(&mut s, "f32 norm vectors", vectors);
     let rest = (file.len() as u64).saturating_sub(matrix + scales + vectors);

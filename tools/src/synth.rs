@@ -244,13 +244,14 @@ fn random_merges(n: u32, seed: u64) -> Vec<(u32, u32)> {
     merges
 }
 
-/// Parses the names `f32`, `f16`, `int8`/`i8`.
+/// Parses the names `f32`, `f16`, `int8`/`i8`, `int4`/`i4`.
 pub fn parse_dtype(s: &str) -> Result<DType> {
     Ok(match s {
         "f32" => DType::F32,
         "f16" => DType::F16,
         "int8" | "i8" => DType::I8,
-        _ => bail!("unknown dtype '{s}' (expected f32, f16 or int8)"),
+        "int4" | "i4" => DType::I4,
+        _ => bail!("unknown dtype '{s}' (expected f32, f16, int8 or int4)"),
     })
 }
 

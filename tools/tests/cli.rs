@@ -11,7 +11,7 @@ mod common;
 use common::*;
 
 const ARCHS: [Arch; 2] = [Arch::Gpt2, Arch::Llama];
-const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::I8];
+const DTYPES: [DType; 4] = [DType::F32, DType::F16, DType::I8, DType::I4];
 
 impl Models {
     fn tiny(&self, arch: Arch, dtype: DType) -> PathBuf {
@@ -276,15 +276,17 @@ fn inspect_reports_config_sizes_ram_and_metadata() {
                 })
                 .sum();
             assert_eq!(total, size, "{out}");
-            // The matrix bytes follow from the dtype.
-            let mat = match dtype {
-                DType::F32 => 4,
-                DType::F16 => 2,
-                DType::I8 => 1,
-            };
+            // The matrix bytes follow from the dtype (int4: two a byte; every row of this shape
+            // has an even length).
             let vectors = (2 * cfg.n_layer as u64 + 1) * cfg.n_embd as u64;
             let matrices = expected_params(&spec) - vectors;
-            assert!(out.contains(&format!("{} bytes", thousands(matrices * mat))), "{out}");
+            let matrix_bytes = match dtype {
+                DType::F32 => matrices * 4,
+                DType::F16 => matrices * 2,
+                DType::I8 => matrices,
+                DType::I4 => matrices / 2,
+            };
+            assert!(out.contains(&format!("{} bytes", thousands(matrix_bytes))), "{out}");
             // RAM table: the runtime's session_bytes for each context and KV type (the runtime's
             // tests/session.rs checks session_bytes itself against the KV cache's cost).
             let bytes = read_aligned(&path).unwrap();

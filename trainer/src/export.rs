@@ -8,13 +8,14 @@ use tinygpt_runtime::{eval_loss, generate, DType, KvDType, Model, Sampler, Sampl
 use crate::data::TextTokenizer;
 use crate::model::Gpt;
 
-/// Parses `f32`, `f16` or `int8`.
+/// Parses `f32`, `f16`, `int8` or `int4`.
 pub fn parse_dtype(s: &str) -> Result<DType> {
     match s {
         "f32" => Ok(DType::F32),
         "f16" => Ok(DType::F16),
         "int8" | "i8" => Ok(DType::I8),
-        other => Err(anyhow!("unknown dtype {other:?}: expected f32, f16 or int8")),
+        "int4" | "i4" => Ok(DType::I4),
+        other => Err(anyhow!("unknown dtype {other:?}: expected f32, f16, int8 or int4")),
     }
 }
 
@@ -117,6 +118,8 @@ pub fn losses_per_dtype(
             DType::F32 => out.f32 = Some(v),
             DType::F16 => out.f16 = Some(v),
             DType::I8 => out.i8 = Some(v),
+            // The metadata has no int4 loss field; callers ask for the three dtypes it has.
+            DType::I4 => {}
         }
     }
     Ok(out)

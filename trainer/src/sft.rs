@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
 use tinygpt_runtime::chat::{self, Role, Template, CHAT_SPECIALS, IM_END, IM_SEP, IM_START, PAD};
-use tinygpt_runtime::format::{self, for_each_tensor, groups_per_row, tensor_shape, TokenizerKind};
+use tinygpt_runtime::format::{self, for_each_tensor, tensor_shape, TokenizerKind};
 use tinygpt_runtime::writer::{self, MetaData};
 use tinygpt_runtime::{DType, KvDType, Message, Model, Sampler as RtSampler, SamplerConfig, Session};
 
@@ -504,41 +504,14 @@ fn load_tgpt(path: &Path) -> Result<BaseModel> {
     let text = toml::to_string(&t).context("configuration does not serialize")?;
     let config = TrainConfig::from_str_with(&text, &[]).with_context(|| format!("{}: unsupported configuration", path.display()))?;
 
-    let gs = cfg.group_size as usize;
     let mut weights = HashMap::new();
-    let mut err = None;
     for_each_tensor(&cfg, |id| {
         let s = tensor_shape(&cfg, id);
-        let off = p.layout.offset(id);
-        let f32_at = |b: &[u8], i: usize| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        let n = s.numel();
-        let Some(len) = format::tensor_bytes(s, cfg.dtype, gs) else {
-            err = Some(anyhow!("tensor {id} is too large"));
-            return;
-        };
-        let b = &p.data[off..off + len];
-        let values: Vec<f32> = match (s.vector, cfg.dtype) {
-            (true, _) | (false, DType::F32) => (0..n).map(|i| f32_at(b, i)).collect(),
-            (false, DType::F16) => {
-                (0..n).map(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32()).collect()
-            }
-            (false, DType::I8) => {
-                let groups = groups_per_row(s.cols, gs);
-                let q = &b[4 * s.rows * groups..];
-                (0..n)
-                    .map(|i| {
-                        let (r, c) = (i / s.cols, i % s.cols);
-                        q[i] as i8 as f32 * f32_at(b, r * groups + c / gs)
-                    })
-                    .collect()
-            }
-        };
+        let mut values = vec![0f32; s.numel()];
+        tinygpt_runtime::weights::tensor_f32(&p, id, &mut values);
         let shape: Vec<i64> = if s.vector { vec![s.cols as i64] } else { vec![s.rows as i64, s.cols as i64] };
         weights.insert(id.to_string(), Tensor::from_slice(&values).view(shape.as_slice()));
     });
-    if let Some(e) = err {
-        return Err(e);
-    }
     Ok(BaseModel {
         config,
         tok,

@@ -309,9 +309,10 @@ fn a_tgpt_base_loads_with_its_weights_dequantized() {
                 _ if shape.len() == 1 => w.clone(),
                 DType::F32 => w.clone(),
                 DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
-                DType::I8 => {
+                DType::I8 | DType::I4 => {
                     let (rows, cols) = (shape[0] as usize, shape[1] as usize);
-                    let (scales, q) = writer::quantize_matrix(&w, rows, cols, 8);
+                    let levels = dtype.levels().unwrap();
+                    let (scales, q) = writer::quantize_matrix_as(&w, rows, cols, 8, levels, writer::DEFAULT_SCALES).unwrap();
                     let groups = cols.div_ceil(8);
                     (0..rows * cols).map(|i| q[i] as f32 * scales[(i / cols) * groups + (i % cols) / 8]).collect()
                 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use tinygpt_runtime::format::{for_each_tensor, tensor_shape};
-use tinygpt_runtime::writer::{encode_model, AlignedBytes, MetaData, TokenizerData};
+use tinygpt_runtime::format::ScaleDType;
+use tinygpt_runtime::writer::{encode_model, encode_model_scaled, AlignedBytes, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, Config, DType};
 
 /// A tiny deterministic generator for test weights (independent of the runtime's RNG).
@@ -74,6 +75,13 @@ pub fn build(cfg: &Config, tok: &TokenizerData, w: &HashMap<String, Vec<f32>>) -
     AlignedBytes::new(&bytes)
 }
 
+/// [`build`] with the group scales stored as `scales`.
+pub fn build_scaled(cfg: &Config, scales: ScaleDType, tok: &TokenizerData, w: &HashMap<String, Vec<f32>>) -> AlignedBytes {
+    let meta = MetaData { name: "test".into(), corpus: "random".into(), trainer_version: "test".into(), ..Default::default() };
+    let bytes = encode_model_scaled(cfg, scales, tok, &[], &meta, &|n| w.get(n).cloned()).expect("encode");
+    AlignedBytes::new(&bytes)
+}
+
 /// How the reference treats weights and matvec inputs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum RefMode {
@@ -81,12 +89,33 @@ pub enum RefMode {
     Exact,
     /// Weights rounded to f16, f64 math.
     F16,
-    /// Weights quantized per group to int8 and every matvec input quantized the same way.
+    /// Weights quantized per group to int8 with f16 scales (the writer's default), every matvec
+    /// input quantized to int8 in groups of the same size (f32 scales).
     Int8 { group: usize },
+    /// As `Int8` with f32 weight scales.
+    Int8F32 { group: usize },
+    /// Weights quantized per group to int4 (−7..=7) with f16 scales, inputs as for `Int8`.
+    Int4 { group: usize },
+    /// As `Int4` with f32 weight scales.
+    Int4F32 { group: usize },
+}
+
+impl RefMode {
+    /// (levels, group size, f16 scales) of the quantized modes.
+    fn quant(self) -> Option<(f32, usize, bool)> {
+        match self {
+            RefMode::Exact | RefMode::F16 => None,
+            RefMode::Int8 { group } => Some((127.0, group, true)),
+            RefMode::Int8F32 { group } => Some((127.0, group, false)),
+            RefMode::Int4 { group } => Some((7.0, group, true)),
+            RefMode::Int4F32 { group } => Some((7.0, group, false)),
+        }
+    }
 }
 
 fn quant_group(x: &[f64]) -> Vec<f64> {
-    // Independent re-statement of the symmetric int8 scheme: s = max|x|/127, q = round(x/s).
+    // Independent re-statement of the symmetric int8 scheme of activations (and of f32-scale
+    // int8 weights): s = max|x|/127, q = round(x · 127/max|x|).
     let amax = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     if amax == 0.0 {
         return vec![0.0; x.len()];
@@ -96,9 +125,28 @@ fn quant_group(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| ((v as f32 * inv).round().clamp(-127.0, 127.0) as f64) * s).collect()
 }
 
-fn quant_rows(w: &[f32], cols: usize, g: usize) -> Vec<f64> {
+fn quant_weight_group(x: &[f64], levels: f32, f16_scales: bool) -> Vec<f64> {
+    // The weights' scheme, re-stated from FORMAT.md: s = max|x|/L rounded to the scale type,
+    // q = round(x / s) half away from zero, clamped to ±L; s = 0 gives zeros.
+    if levels == 127.0 && !f16_scales {
+        return quant_group(x);
+    }
+    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs() as f32));
+    let mut s = amax / levels;
+    if f16_scales {
+        s = half::f16::from_f32(s).to_f32();
+    }
+    if s == 0.0 {
+        return vec![0.0; x.len()];
+    }
+    x.iter().map(|&v| (v as f32 / s).round().clamp(-levels, levels) as f64 * s as f64).collect()
+}
+
+fn quant_rows(w: &[f32], cols: usize, g: usize, levels: f32, f16_scales: bool) -> Vec<f64> {
     let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
-    w64.chunks(cols).flat_map(|row| row.chunks(g).flat_map(quant_group).collect::<Vec<_>>()).collect()
+    w64.chunks(cols)
+        .flat_map(|row| row.chunks(g).flat_map(|x| quant_weight_group(x, levels, f16_scales)).collect::<Vec<_>>())
+        .collect()
 }
 
 /// A plain reference forward pass: f64, no KV cache, the whole prefix recomputed at every position.
@@ -120,7 +168,10 @@ impl Reference {
                 _ if s.vector => raw.iter().map(|&v| v as f64).collect(),
                 RefMode::Exact => raw.iter().map(|&v| v as f64).collect(),
                 RefMode::F16 => raw.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect(),
-                RefMode::Int8 { group } => quant_rows(raw, s.cols, group),
+                _ => {
+                    let (levels, group, f16) = mode.quant().unwrap();
+                    quant_rows(raw, s.cols, group, levels, f16)
+                }
             };
             w.insert(name, v);
         });
@@ -128,12 +179,12 @@ impl Reference {
     }
 
     fn mv(&self, name: &str, x: &[f64]) -> Vec<f64> {
-        let x = match self.mode {
-            RefMode::Int8 { group } => {
+        let x = match self.mode.quant() {
+            Some((_, group, _)) => {
                 let x32: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
                 x32.chunks(group).flat_map(quant_group).collect::<Vec<_>>()
             }
-            _ => x.to_vec(),
+            None => x.to_vec(),
         };
         let w = &self.w[name];
         w.chunks(x.len()).map(|row| row.iter().zip(&x).map(|(a, b)| a * b).sum()).collect()

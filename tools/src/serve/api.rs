@@ -179,6 +179,8 @@ impl<'m> Server<'m> {
             tinygpt_runtime::DType::F32 => meta.val_loss_f32,
             tinygpt_runtime::DType::F16 => meta.val_loss_f16,
             tinygpt_runtime::DType::I8 => meta.val_loss_i8,
+            // The metadata has no int4 loss.
+            tinygpt_runtime::DType::I4 => None,
         };
         let l = &self.limits;
         format!(

@@ -2,7 +2,11 @@
 //!
 //! Every target runs the same code in the same order, so the same model gives the same numbers on
 //! x86_64, ARM Linux and the Cortex-M4. Float dot products use eight interleaved partial sums that
-//! are combined in a fixed tree; int8 dot products are exact integer sums per group.
+//! are combined in a fixed tree; int8 and int4 dot products are exact integer sums per group.
+//!
+//! This file holds the portable kernels (the ones every fast kernel is held to, bit for bit);
+//! `x86.rs` the AVX2/VNNI ones and `arm_dsp.rs` the Cortex-M4 `SMLAD` ones, each checked against
+//! these in `tests/kernels.rs`.
 
 /// Math functions: `libm` by default, `micromath` approximations with the `fast-math` feature.
 pub mod math {
@@ -68,6 +72,13 @@ pub const LANES: usize = 8;
 pub trait FloatWeight: Copy {
     /// The value as f32.
     fn f32(self) -> f32;
+    /// Whether this is IEEE half precision (the x86 kernels then widen eight at a time with F16C).
+    const IS_F16: bool = false;
+    /// The bits of a half-precision value (0 for other types).
+    #[inline(always)]
+    fn f16_bits(self) -> u16 {
+        0
+    }
 }
 impl FloatWeight for f32 {
     #[inline(always)]
@@ -79,6 +90,11 @@ impl FloatWeight for half::f16 {
     #[inline(always)]
     fn f32(self) -> f32 {
         self.to_f32()
+    }
+    const IS_F16: bool = true;
+    #[inline(always)]
+    fn f16_bits(self) -> u16 {
+        self.to_bits()
     }
 }
 impl FloatWeight for i8 {
@@ -249,9 +265,9 @@ const ROW_BLOCK: usize = 4;
 #[inline]
 pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if simd::avx2() {
-        // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
-        unsafe { simd::matvec_avx2(out, w, x) };
+    if x86::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+        unsafe { x86::matvec_avx2(out, w, x) };
         return;
     }
     matvec_portable(out, w, x)
@@ -306,15 +322,15 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// targets with the DSP extension, whose kernel multiplies pairs of 16-bit values); it may be
 /// empty elsewhere. Every kernel gives the same bits.
 #[inline]
-pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
+pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if simd::avx2() {
-        // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
-        unsafe { simd::matvec_i8_avx2(out, wq, ws, xq, xs, group_size) };
+    if x86::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+        unsafe { x86::matvec_i8(out, wq, ws, xq, xs, group_size) };
         return;
     }
     #[cfg(all(target_arch = "arm", tinygpt_dsp))]
-    if dsp::matvec_i8(out, wq, ws, xq, xs, xp, group_size) {
+    if arm_dsp::matvec_i8(out, wq, ws, xq, xs, xp, group_size) {
         return;
     }
     let _ = xp;
@@ -333,7 +349,7 @@ pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
 #[inline]
 pub fn matvec_i8_i16(out: &mut [f32], w: &[i8], stride: usize, x: &[i16], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(target_arch = "arm", tinygpt_dsp))]
-    if dsp::matvec_i8_i16(out, w, stride, x, xs, xp, group_size) {
+    if arm_dsp::matvec_i8_i16(out, w, stride, x, xs, xp, group_size) {
         return;
     }
     let _ = xp;
@@ -381,18 +397,18 @@ pub fn widen_pairs(out: &mut [u32], x: &[i8]) {
 }
 
 #[inline(always)]
-fn matvec_i8_portable(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+fn matvec_i8_portable<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
     match group_size {
-        32 => matvec_i8_fixed::<32>(out, wq, ws, xq, xs),
-        64 => matvec_i8_fixed::<64>(out, wq, ws, xq, xs),
-        128 => matvec_i8_fixed::<128>(out, wq, ws, xq, xs),
+        32 => matvec_i8_fixed::<32, S>(out, wq, ws, xq, xs),
+        64 => matvec_i8_fixed::<64, S>(out, wq, ws, xq, xs),
+        128 => matvec_i8_fixed::<128, S>(out, wq, ws, xq, xs),
         _ => matvec_i8_any(out, wq, ws, xq, xs, group_size),
     }
 }
 
 /// Any group size.
 #[inline(always)]
-fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group_size: usize) {
+fn matvec_i8_any<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -404,7 +420,7 @@ fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
         let mut c = 0;
         for (&s_w, &s_x) in srow.iter().zip(xs) {
             let end = (c + group_size).min(cols);
-            acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w * s_x);
+            acc += dot_i8(&qrow[c..end], &xq[c..end]) as f32 * (s_w.f32() * s_x);
             c = end;
         }
         *o = acc;
@@ -414,7 +430,7 @@ fn matvec_i8_any(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], 
 /// A group size known at compile time: full groups are fixed-size arrays the compiler unrolls and
 /// vectorizes; the short last group (if any) takes the general path. Same sums, same order.
 #[inline(always)]
-fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) {
+fn matvec_i8_fixed<const G: usize, S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32]) {
     let cols = xq.len();
     let groups = xs.len();
     if cols == 0 {
@@ -430,13 +446,110 @@ fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &
                 (Ok(a), Ok(b)) => (a, b),
                 _ => continue, // unreachable: chunks_exact yields exactly G elements
             };
-            acc += dot_i8(&a[..], &b[..]) as f32 * (s_w * s_x);
+            acc += dot_i8(&a[..], &b[..]) as f32 * (s_w.f32() * s_x);
         }
         if full < groups {
             let c = full * G;
-            acc += dot_i8(&qrow[c..], &xq[c..]) as f32 * (srow[full] * xs[full]);
+            acc += dot_i8(&qrow[c..], &xq[c..]) as f32 * (srow[full].f32() * xs[full]);
         }
         *o = acc;
+    }
+}
+
+/// The int4 value at column `c` of a packed row: byte `c / 2`, low nibble for even `c`, high
+/// nibble for odd `c`, stored offset by 8 (nibble `u` is the value `u − 8`; the writer stores
+/// 1..=15, and a 0 nibble reads as −8 in every kernel alike).
+#[inline(always)]
+pub fn i4_at(row: &[u8], c: usize) -> i32 {
+    let b = row[c / 2];
+    (if c % 2 == 0 { b & 15 } else { b >> 4 }) as i32 - 8
+}
+
+/// Exact `Σ_i q(row, c0 + i) · x[i]` over the int4 columns `c0..c0 + x.len()` of a packed row.
+/// At most `8 · 128 · 2^20 = 2^30` in magnitude, so it never overflows.
+#[inline(always)]
+pub fn dot_i4(row: &[u8], c0: usize, x: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    let (mut x, mut c) = (x, c0);
+    if c % 2 == 1 {
+        if let Some((&v, rest)) = x.split_first() {
+            acc += i4_at(row, c) * v as i32;
+            (x, c) = (rest, c + 1);
+        }
+    }
+    let bytes = &row[c / 2..];
+    let mut pairs = x.chunks_exact(2);
+    for (p, &b) in (&mut pairs).zip(bytes) {
+        acc += ((b & 15) as i32 - 8) * p[0] as i32 + ((b >> 4) as i32 - 8) * p[1] as i32;
+    }
+    if let [v] = pairs.remainder() {
+        acc += ((bytes[x.len() / 2] & 15) as i32 - 8) * *v as i32;
+    }
+    acc
+}
+
+/// `out[r] = Σ_g dot_i4(w[r, g], xq[g]) · (w_scale[r, g] · x_scale[g])`: int4 weights (rows of
+/// `ceil(cols / 2)` bytes, see [`i4_at`]) against int8-quantized activations, exact integer sums
+/// per group, f32 accumulation across groups in group order, exactly as [`matvec_i8`].
+///
+/// `xp` is `xq` widened by [`widen_pairs_i4`] when [`WIDEN_PAIRS`] is true (the DSP kernel reads
+/// it), else ignored. Every kernel gives the same bits.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if x86::avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+        unsafe { x86::matvec_i4(out, w, ws, xq, xs, group_size) };
+        return;
+    }
+    #[cfg(all(target_arch = "arm", tinygpt_dsp))]
+    if arm_dsp::matvec_i4(out, w, ws, xq, xs, xp, group_size) {
+        return;
+    }
+    let _ = xp;
+    matvec_i4_portable(out, w, ws, xq, xs, group_size)
+}
+
+/// The portable int4 kernel, the one the fast ones are held to.
+#[inline(always)]
+pub(crate) fn matvec_i4_portable<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
+    let cols = xq.len();
+    let groups = xs.len();
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let rb = crate::format::i4_row_bytes(cols);
+    for (o, (row, srow)) in out.iter_mut().zip(w.chunks_exact(rb).zip(ws.chunks_exact(groups))) {
+        let mut acc = 0.0f32;
+        let mut c = 0;
+        for (&s_w, &s_x) in srow.iter().zip(xs) {
+            let end = (c + group_size).min(cols);
+            acc += dot_i4(row, c, &xq[c..end]) as f32 * (s_w.f32() * s_x);
+            c = end;
+        }
+        *o = acc;
+    }
+}
+
+/// Words [`widen_pairs_i4`] writes for `n` activations (at most [`pair_words`]`(n)`).
+pub const fn i4_pair_words(n: usize) -> usize {
+    n / 8 * 4
+}
+
+/// Widens int8 activations to the 16-bit pairs the DSP int4 kernel multiplies: for every full
+/// chunk `x[8k..8k+8]`, words `4k..4k+4` hold `(x0, x4)`, `(x2, x6)`, `(x1, x5)`, `(x3, x7)` of
+/// the chunk (low half first, sign-extended). A word of eight packed int4 weights masked with
+/// `0x000F000F` after shifts by 0, 8, 4 and 12 bits gives the weights of those columns in the
+/// same halves. A last partial chunk is not widened.
+pub fn widen_pairs_i4(out: &mut [u32], x: &[i8]) {
+    let h = |v: i8| v as i16 as u16 as u32;
+    for (o, c) in out.chunks_exact_mut(4).zip(x.chunks_exact(8)) {
+        o[0] = h(c[0]) | h(c[4]) << 16;
+        o[1] = h(c[2]) | h(c[6]) << 16;
+        o[2] = h(c[1]) | h(c[5]) << 16;
+        o[3] = h(c[3]) | h(c[7]) << 16;
     }
 }
 
@@ -444,150 +557,14 @@ fn matvec_i8_fixed<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &
 /// the same operations in the same order on wider vectors (no FMA contraction), so results are
 /// bit-identical to the portable kernels (`tests/kernels.rs` checks this).
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-pub mod simd {
-    use super::FloatWeight;
-    use std::cell::Cell;
-
-    std::thread_local! {
-        static PORTABLE: Cell<bool> = const { Cell::new(false) };
-    }
-
-    /// Forces the portable kernels on the calling thread (for tests and comparisons; other
-    /// threads keep their choice, so tests running in parallel do not switch each other).
-    pub fn set_portable(portable: bool) {
-        PORTABLE.with(|p| p.set(portable));
-    }
-
-    /// Whether the AVX2 kernels are used (on this thread).
-    #[inline]
-    pub fn avx2() -> bool {
-        !PORTABLE.with(Cell::get) && std::is_x86_feature_detected!("avx2")
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn matvec_avx2<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
-        super::matvec_portable(out, w, x)
-    }
-
-    /// int8 matvec with AVX2 integer instructions, eight rows at a time. Same result, bit for bit,
-    /// as [`super::matvec_i8_portable`]: each group's dot product is an exact integer sum (the
-    /// order of integer additions does not matter), and each of the eight f32 lanes then runs the
-    /// portable kernel's float operations for its row in the same order (`acc += dot · (s_w·s_x)`,
-    /// multiply then add, no FMA).
-    ///
-    /// Per 32 bytes: `vpmaddubsw(|w|, sign(x, w))` gives sixteen exact i16 pair sums (at most
-    /// 2·128·127 = 32512, so never saturating) and `vpmaddwd` with ones widens them to i32. This
-    /// needs `x ≠ -128` (`sign` cannot negate it); activations quantized by [`super::quantize`] are
-    /// clamped to ±127, and any other input takes the portable kernel. Group sizes that are not
-    /// a multiple of 32, and the rows left after the last block of eight, take the portable
-    /// kernel too.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn matvec_i8_avx2(
-        out: &mut [f32],
-        wq: &[i8],
-        ws: &[f32],
-        xq: &[i8],
-        xs: &[f32],
-        group_size: usize,
-    ) {
-        use core::arch::x86_64::*;
-        let cols = xq.len();
-        let groups = xs.len();
-        let rows = out.len();
-        let blocked = rows / 8 * 8;
-        if blocked == 0
-            || group_size == 0
-            || group_size % 32 != 0
-            || cols < group_size
-            || groups != cols.div_ceil(group_size)
-            || wq.len() < rows * cols
-            || ws.len() < rows * groups
-            || xq.contains(&i8::MIN)
-        {
-            return super::matvec_i8_portable(out, wq, ws, xq, xs, group_size);
-        }
-        let full = cols / group_size;
-        let ones = _mm256_set1_epi16(1);
-        for r0 in (0..blocked).step_by(8) {
-            let mut acc = _mm256_setzero_ps();
-            for (g, &sx) in xs[..full].iter().enumerate() {
-                let mut sums = [_mm256_setzero_si256(); 8];
-                let mut c = g * group_size;
-                while c < (g + 1) * group_size {
-                    // SAFETY: c + 32 ≤ full · group_size ≤ cols, and (r0 + i) · cols + c + 32 ≤
-                    // rows · cols ≤ wq.len() (checked above).
-                    let x = _mm256_loadu_si256(xq.as_ptr().add(c) as *const __m256i);
-                    for (i, s) in sums.iter_mut().enumerate() {
-                        let w = _mm256_loadu_si256(wq.as_ptr().add((r0 + i) * cols + c) as *const __m256i);
-                        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-                        *s = _mm256_add_epi32(*s, _mm256_madd_epi16(p, ones));
-                    }
-                    c += 32;
-                }
-                let dots = hsum8(&sums);
-                let sw = row_scales(ws, r0 * groups + g, groups);
-                let scale = _mm256_mul_ps(sw, _mm256_set1_ps(sx));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), scale));
-            }
-            if full < groups {
-                // The short last group: its dot products in plain code, then the same lane-wise
-                // float step as the full groups.
-                let c = full * group_size;
-                let mut d = [0i32; 8];
-                for (i, v) in d.iter_mut().enumerate() {
-                    let row = (r0 + i) * cols;
-                    *v = super::dot_i8(&wq[row + c..row + cols], &xq[c..]);
-                }
-                let dots = _mm256_loadu_si256(d.as_ptr() as *const __m256i);
-                let sw = row_scales(ws, r0 * groups + full, groups);
-                let scale = _mm256_mul_ps(sw, _mm256_set1_ps(xs[full]));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(dots), scale));
-            }
-            _mm256_storeu_ps(out.as_mut_ptr().add(r0), acc);
-        }
-        super::matvec_i8_portable(
-            &mut out[blocked..],
-            &wq[blocked * cols..rows * cols],
-            &ws[blocked * groups..rows * groups],
-            xq,
-            xs,
-            group_size,
-        )
-    }
-
-    /// Lane `i` = the sum of the eight i32 lanes of `v[i]`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hsum8(v: &[core::arch::x86_64::__m256i; 8]) -> core::arch::x86_64::__m256i {
-        use core::arch::x86_64::*;
-        let h01 = _mm256_hadd_epi32(v[0], v[1]);
-        let h23 = _mm256_hadd_epi32(v[2], v[3]);
-        let h45 = _mm256_hadd_epi32(v[4], v[5]);
-        let h67 = _mm256_hadd_epi32(v[6], v[7]);
-        // Per 128-bit half: [v0, v1, v2, v3] and [v4, v5, v6, v7], each the sum of that half.
-        let h0123 = _mm256_hadd_epi32(h01, h23);
-        let h4567 = _mm256_hadd_epi32(h45, h67);
-        let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
-        let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
-        _mm256_add_epi32(lo, hi)
-    }
-
-    /// The eight scales `ws[at + i · stride]`, `i` in `0..8`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn row_scales(ws: &[f32], at: usize, stride: usize) -> core::arch::x86_64::__m256 {
-        use core::arch::x86_64::*;
-        let s = |i: usize| ws[at + i * stride];
-        _mm256_setr_ps(s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7))
-    }
-}
+pub mod x86;
 
 /// Exact integer dot product of two int8 vectors.
 #[inline(always)]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(all(target_arch = "arm", tinygpt_dsp))]
     {
-        crate::ops::dsp::dot_i8(a, b)
+        crate::ops::arm_dsp::dot_i8(a, b)
     }
     #[cfg(not(all(target_arch = "arm", tinygpt_dsp)))]
     {
@@ -604,289 +581,7 @@ pub fn dot_i8_ref(a: &[i8], b: &[i8]) -> i32 {
 /// Public so that the tests can call the kernels directly and check that they, not the portable
 /// fallback, ran.
 #[cfg(all(target_arch = "arm", tinygpt_dsp))]
-pub mod dsp {
-    //! Cortex-M4 DSP extension: two 16×16 multiply-accumulates per `SMLAD`.
-    //!
-    //! The int8 matvec reads four weight bytes with one load, unpacks them into two registers of
-    //! two 16-bit halves (`SXTB16`, `SXTB16 ROR #8`), and multiplies each against a word of
-    //! activations widened beforehand by [`super::widen_pairs`] (once per matvec, not per row).
-    //! Eight columns cost ten instructions: `LDRD` (weights), `LDM` (four activation words), four
-    //! `SXTB16` and four `SMLAD`. Integer sums are exact, and the float steps per group are the
-    //! portable kernel's, in the same order, so the result is bit-identical.
-
-    #[inline(always)]
-    fn smlad(x: u32, y: u32, acc: i32) -> i32 {
-        let r: i32;
-        // SAFETY: SMLAD only reads its three registers and writes one; no memory access.
-        unsafe {
-            core::arch::asm!("smlad {r}, {x}, {y}, {a}", r = lateout(reg) r, x = in(reg) x, y = in(reg) y,
-                             a = in(reg) acc, options(pure, nomem, nostack));
-        }
-        r
-    }
-    #[inline(always)]
-    fn sxtb16(x: u32) -> u32 {
-        let r: u32;
-        // SAFETY: register-only instruction.
-        unsafe {
-            core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x, options(pure, nomem, nostack));
-        }
-        r
-    }
-    #[inline(always)]
-    fn sxtb16_ror8(x: u32) -> u32 {
-        let r: u32;
-        // SAFETY: register-only instruction.
-        unsafe {
-            core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
-                             options(pure, nomem, nostack));
-        }
-        r
-    }
-
-    /// The asm text of `n` blocks of eight columns: weights `LDRD`, activations `LDM`, four
-    /// `SXTB16` and four `SMLAD`.
-    macro_rules! block {
-        (1) => {
-            "ldrd {w0}, {w1}, [{pw}], #8
-            ldm {px}!, {{r0, r1, r2, r3}}
-            sxtb16 {t}, {w0}
-            smlad {acc}, {t}, r0, {acc}
-            sxtb16 {t}, {w0}, ror #8
-            smlad {acc}, {t}, r1, {acc}
-            sxtb16 {t}, {w1}
-            smlad {acc}, {t}, r2, {acc}
-            sxtb16 {t}, {w1}, ror #8
-            smlad {acc}, {t}, r3, {acc}
-            "
-        };
-        (4) => { concat!(block!(1), block!(1), block!(1), block!(1)) };
-        (8) => { concat!(block!(4), block!(4)) };
-        (16) => { concat!(block!(8), block!(8)) };
-    }
-
-    /// `Σ w[i]·x[i]` over the next `8·N` columns, fully unrolled; advances both pointers past them.
-    ///
-    /// # Safety
-    /// `*w` must be 4-byte aligned with `8·N` readable bytes; `*x` must have `4·N` readable words.
-    #[inline(always)]
-    unsafe fn dot_unrolled<const N: usize>(w: &mut *const i8, x: &mut *const u32) -> i32 {
-        let mut acc = 0i32;
-        // The blocks are spelled out rather than `.rept`: LLVM sizes inline asm by its lines, and
-        // the branches around it must be placed knowing the real size.
-        macro_rules! asm_blocks {
-            ($n:tt) => {
-                core::arch::asm!(
-                    block!($n),
-                    pw = inout(reg) *w,
-                    px = inout(reg) *x,
-                    acc = inout(reg) acc,
-                    w0 = out(reg) _,
-                    w1 = out(reg) _,
-                    t = out(reg) _,
-                    out("r0") _,
-                    out("r1") _,
-                    out("r2") _,
-                    out("r3") _,
-                    options(readonly, nostack),
-                )
-            };
-        }
-        // SAFETY: the caller guarantees the reads; the asm only reads memory and writes the
-        // registers it declares.
-        unsafe {
-            match N {
-                1 => asm_blocks!(1),
-                4 => asm_blocks!(4),
-                8 => asm_blocks!(8),
-                16 => asm_blocks!(16),
-                _ => {
-                    for _ in 0..N {
-                        asm_blocks!(1);
-                    }
-                }
-            }
-        }
-        acc
-    }
-
-    /// `Σ w[i]·x[i]` over the next `n` columns (a multiple of 4): blocks of eight, then four;
-    /// advances both pointers past them.
-    ///
-    /// # Safety
-    /// `*w` must be 4-byte aligned with `n` readable bytes; `*x` must have `n / 2` readable words.
-    #[inline(always)]
-    unsafe fn dot_any(w: &mut *const i8, x: &mut *const u32, n: usize) -> i32 {
-        let mut acc = 0i32;
-        for _ in 0..n / 8 {
-            // SAFETY: eight of the caller's `n` columns.
-            acc = acc.wrapping_add(unsafe { dot_unrolled::<1>(w, x) });
-        }
-        if n % 8 != 0 {
-            // SAFETY: the last four columns: one word of `w`, two of `x`.
-            unsafe {
-                let (wv, x0, x1) = ((*w as *const u32).read(), x.read(), x.add(1).read());
-                acc = smlad(sxtb16(wv), x0, acc);
-                acc = smlad(sxtb16_ror8(wv), x1, acc);
-                *w = w.add(4);
-                *x = x.add(2);
-            }
-        }
-        acc
-    }
-
-    /// The int8 matvec with `SMLAD`; returns false (doing nothing) where its conditions do not
-    /// hold: group size and row length multiples of 4, weights 4-byte aligned, `xp` widened for
-    /// the whole row. The caller then uses the portable kernel.
-    pub fn matvec_i8(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
-        let cols = xq.len();
-        let groups = xs.len();
-        let rows = out.len();
-        if !fits(rows, cols, cols, gs, groups, wq, xp) || ws.len() < rows * groups {
-            return false;
-        }
-        // SAFETY: checked by `fits`, and `rows·groups` weight scales.
-        unsafe { rows_by_group::<true>(out, wq.as_ptr(), cols, ws.as_ptr(), xs, xp.as_ptr(), cols, gs) };
-        true
-    }
-
-    /// [`super::matvec_i8_i16`] with `SMLAD`, under the same conditions as [`matvec_i8`] (and a
-    /// row stride that is a multiple of 4).
-    pub fn matvec_i8_i16(out: &mut [f32], w: &[i8], stride: usize, x: &[i16], xs: &[f32], xp: &[u32], gs: usize) -> bool {
-        let cols = x.len();
-        if !fits(out.len(), cols, stride, gs, xs.len(), w, xp) {
-            return false;
-        }
-        // SAFETY: checked by `fits`.
-        unsafe { rows_by_group::<false>(out, w.as_ptr(), stride, core::ptr::null(), xs, xp.as_ptr(), cols, gs) };
-        true
-    }
-
-    /// The conditions of the `SMLAD` kernels: `rows` rows of `cols` columns, `stride` bytes apart,
-    /// from a 4-byte aligned base, groups of `gs` columns (all multiples of 4), and the pairs of
-    /// the whole row.
-    fn fits(rows: usize, cols: usize, stride: usize, gs: usize, groups: usize, w: &[i8], xp: &[u32]) -> bool {
-        gs != 0
-            && gs % 4 == 0
-            && cols != 0
-            && cols % 4 == 0
-            && stride % 4 == 0
-            && stride >= cols
-            && groups == cols.div_ceil(gs)
-            && xp.len() >= super::pair_words(cols)
-            && (rows == 0 || w.len() >= (rows - 1) * stride + cols)
-            && w.as_ptr() as usize % 4 == 0
-    }
-
-    /// Every row, dispatched on the group size (unrolled for 16, 32, 64 and 128).
-    ///
-    /// # Safety
-    /// As checked by [`fits`]; with `WS`, `ws` holds `out.len() · groups` scales.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rows_by_group<const WS: bool>(
-        out: &mut [f32],
-        w: *const i8,
-        stride: usize,
-        ws: *const f32,
-        xs: &[f32],
-        x: *const u32,
-        cols: usize,
-        gs: usize,
-    ) {
-        // SAFETY: passed on from the caller.
-        unsafe {
-            match gs {
-                16 => rows::<2, WS>(out, w, stride, ws, xs, x, cols, gs),
-                32 => rows::<4, WS>(out, w, stride, ws, xs, x, cols, gs),
-                64 => rows::<8, WS>(out, w, stride, ws, xs, x, cols, gs),
-                128 => rows::<16, WS>(out, w, stride, ws, xs, x, cols, gs),
-                _ => rows::<0, WS>(out, w, stride, ws, xs, x, cols, gs),
-            }
-        }
-    }
-
-    /// `out[r] = Σ_g dot(row r, group g) · scale`, groups of `gs = 8·N` columns (`N = 0`: any
-    /// `gs`), the last group possibly shorter; scale is `ws[r, g] · xs[g]` with `WS`, else `xs[g]`
-    /// (the portable kernels' float steps, in their order).
-    ///
-    /// # Safety
-    /// As for [`rows_by_group`].
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rows<const N: usize, const WS: bool>(
-        out: &mut [f32],
-        w: *const i8,
-        stride: usize,
-        ws: *const f32,
-        xs: &[f32],
-        x: *const u32,
-        cols: usize,
-        gs: usize,
-    ) {
-        let full = cols / gs;
-        let tail = cols - full * gs;
-        let mut ps = ws;
-        for (r, o) in out.iter_mut().enumerate() {
-            // SAFETY (every access below): row `r` is bytes `r·stride..r·stride+cols` of the
-            // weights, 4-byte aligned; group `g` of it reads words `g·gs/2..` of the pairs; `ps`
-            // walks the row's `groups` scales.
-            let mut pw = unsafe { w.add(r * stride) };
-            let mut px = x;
-            let mut acc = 0.0f32;
-            for &sx in &xs[..full] {
-                unsafe {
-                    let dot = if N > 0 { dot_unrolled::<N>(&mut pw, &mut px) } else { dot_any(&mut pw, &mut px, gs) };
-                    if WS {
-                        acc += dot as f32 * (*ps * sx);
-                        ps = ps.add(1);
-                    } else {
-                        acc += dot as f32 * sx;
-                    }
-                }
-            }
-            if tail != 0 {
-                unsafe {
-                    let dot = dot_any(&mut pw, &mut px, tail);
-                    if WS {
-                        acc += dot as f32 * (*ps * xs[full]);
-                        ps = ps.add(1);
-                    } else {
-                        acc += dot as f32 * xs[full];
-                    }
-                }
-            }
-            *o = acc;
-        }
-    }
-
-    /// Same result as `dot_i8_ref` (integer sums are exact), any alignment and length.
-    #[inline]
-    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let mut acc = 0i32;
-        let mut i = 0;
-        while i + 4 <= n {
-            // One (unaligned) word load each: Cortex-M4 allows unaligned LDR.
-            // SAFETY: `i + 4 <= n` keeps both 4-byte reads inside `a[..n]` and `b[..n]`.
-            let (wa, wb) = unsafe {
-                (
-                    core::ptr::read_unaligned(a.as_ptr().add(i) as *const u32),
-                    core::ptr::read_unaligned(b.as_ptr().add(i) as *const u32),
-                )
-            };
-            // Even bytes (0, 2) and odd bytes (1, 3) sign-extended into 16-bit halves.
-            acc = smlad(sxtb16(wa), sxtb16(wb), acc);
-            acc = smlad(sxtb16_ror8(wa), sxtb16_ror8(wb), acc);
-            i += 4;
-        }
-        while i < n {
-            acc += a[i] as i32 * b[i] as i32;
-            i += 1;
-        }
-        acc
-    }
-}
+pub mod arm_dsp;
 
 /// The larger of `m` and `v`, ignoring a NaN `v` as `f32::max` does, with one comparison: the
 /// Cortex-M4's FPU has no max instruction, and `f32::max` becomes a call to `fmaxf` there.
