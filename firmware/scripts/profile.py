@@ -67,7 +67,7 @@ def addr2line_tool():
 # Out-of-line kernels that several phases call (demangled symbol names, as substrings): their
 # instructions count for the phase of the code that called them (attention calls the same int8
 # matvec as the weight matrices do). The caller is the last block executed outside them.
-SHARED_KERNELS = ["ops::matvec_i8", "ops::dsp::"]
+SHARED_KERNELS = ["ops::matvec_i8", "ops::matvec_i4", "ops::arm_dsp::"]
 
 
 def kernel_ranges(elf):
