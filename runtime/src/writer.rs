@@ -57,6 +57,9 @@ pub struct Piece {
     pub kind: PieceKind,
 }
 
+// Scores are compared as numbers; the writer refuses NaN, so equality is an equivalence there.
+impl Eq for Piece {}
+
 /// What a sentencepiece token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PieceKind {
