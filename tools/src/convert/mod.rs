@@ -7,6 +7,7 @@
 
 pub mod gguf;
 pub mod llama2c;
+pub mod sample;
 
 use std::collections::HashMap;
 
