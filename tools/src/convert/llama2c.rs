@@ -197,7 +197,10 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
     let p = Params::read(&mut c, true).map_err(|e| {
         anyhow!("the input is not a GGUF file or a llama2.c checkpoint ({})", e.to_string().trim_start_matches("not a llama2.c checkpoint: "))
     })?;
-    let cfg = p.config(DType::F32, 64)?;
+    // A legacy file has no magic: a header whose numbers make no model is some other file.
+    let cfg = p.config(DType::F32, 64).map_err(|e| {
+        anyhow!("the input is not a GGUF file or a llama2.c checkpoint (read as a legacy {})", e.to_string().trim_start_matches("llama2.c "))
+    })?;
     let (d, l) = (p.dim, p.n_layers);
     let mats = p.matrices();
     // In u64: the RoPE tables are outside the model's own (validated) sizes.
