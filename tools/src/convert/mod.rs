@@ -163,7 +163,7 @@ impl<'a> Cursor<'a> {
     }
     /// `n` f32 values.
     pub(crate) fn f32s(&mut self, n: usize, what: &str) -> Result<Vec<f32>> {
-        let b = self.take(n.checked_mul(4).unwrap_or(usize::MAX), what)?;
+        let b = self.take(n.saturating_mul(4), what)?;
         Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     }
     /// `n` i8 values.
