@@ -9,7 +9,7 @@
 //! is merged (the leftmost one on equal scores), until no adjacent pair spells a piece.
 //!
 //! Decoding: normal pieces are their bytes, byte tokens their byte, control tokens nothing; a
-//! piece that follows BOS loses its leading space (the space encoding put there).
+//! token that follows BOS loses its leading space (the space encoding put there).
 //!
 //! The tables live in the header's `merges` and `merges_by_pair` byte strings (`FORMAT.md`).
 

@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::format::{TokenizerHeader, TokenizerKind};
-use crate::sentencepiece::{self, TYPE_CONTROL, TYPE_NORMAL};
+use crate::sentencepiece::{self, TYPE_CONTROL};
 
 /// Largest accepted number of special tokens (their names are checked pairwise for duplicates).
 pub const MAX_SPECIAL: usize = 256;
@@ -346,12 +346,9 @@ impl Decoder {
             return;
         }
         let mut bytes = tok.token_bytes(id);
-        // `bytes` is empty for ids outside the vocabulary, so `piece_type` is only asked of real ids.
-        if after_bos
-            && bytes.first() == Some(&b' ')
-            && tok.sp().space_prefix()
-            && tok.sp().piece_type(id as usize) == TYPE_NORMAL
-        {
+        // The space encoding put before the text: in a normal piece, or a byte token when the
+        // vocabulary has no space piece. (Control tokens returned above.)
+        if after_bos && bytes.first() == Some(&b' ') && tok.sp().space_prefix() {
             bytes = &bytes[1..];
         }
         let mut i = 0;
