@@ -15,7 +15,7 @@
 //! hand in token buffers.
 
 use crate::error::Error;
-use crate::model::{generate_until, GenStats, Session};
+use crate::model::{generate_while, GenStats, Session};
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
 
@@ -265,6 +265,21 @@ pub fn reply(
     max_new: usize,
     on_text: impl FnMut(&str),
 ) -> Result<GenStats, Error> {
+    reply_while(session, sampler, template, prompt, max_new, on_text, || true)
+}
+
+/// [`reply`] that can be stopped from outside: `go_on` is asked before each prompt token is fed
+/// and before each token is sampled (see [`crate::model::generate_while`]); until it answers
+/// `false` the reply is exactly [`reply`]'s.
+pub fn reply_while(
+    session: &mut Session<'_, '_>,
+    sampler: &mut Sampler,
+    template: &Template<'_>,
+    prompt: &[u32],
+    max_new: usize,
+    on_text: impl FnMut(&str),
+    go_on: impl FnMut() -> bool,
+) -> Result<GenStats, Error> {
     let ctx = session.ctx_len();
     if prompt.len() > ctx {
         return Err(Error::PromptTooLong { tokens: prompt.len(), ctx });
@@ -272,5 +287,5 @@ pub fn reply(
     session.reset();
     let room = ctx - prompt.len() + 1;
     let stop = [template.tokens().im_end];
-    generate_until(session, sampler, prompt, max_new.min(room), &stop, false, on_text)
+    generate_while(session, sampler, prompt, max_new.min(room), &stop, false, on_text, go_on)
 }

@@ -681,21 +681,48 @@ pub fn generate_until(
     n_new: usize,
     stop: &[u32],
     echo: bool,
+    on_text: impl FnMut(&str),
+) -> Result<GenStats, Error> {
+    generate_while(session, sampler, prompt, n_new, stop, echo, on_text, || true)
+}
+
+/// [`generate_until`] that can be stopped from outside: `go_on` is asked before each prompt token
+/// is fed and before each new token is sampled, and generation ends (returning the statistics so
+/// far, with `stopped` false) as soon as it answers `false`. A server uses it to free a session
+/// whose client went away, or whose request ran out of time. Until then the text is exactly
+/// [`generate_until`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_while(
+    session: &mut Session<'_, '_>,
+    sampler: &mut Sampler,
+    prompt: &[u32],
+    n_new: usize,
+    stop: &[u32],
+    echo: bool,
     mut on_text: impl FnMut(&str),
+    mut go_on: impl FnMut() -> bool,
 ) -> Result<GenStats, Error> {
     if prompt.is_empty() {
         return Err(Error::EmptyPrompt);
     }
     let tok = session.model().tokenizer();
     let mut dec = Decoder::new();
+    let mut stats = GenStats { prompt_tokens: 0, generated: 0, stopped: false };
     for &t in prompt {
+        if !go_on() {
+            dec.finish(&mut on_text);
+            return Ok(stats);
+        }
+        stats.prompt_tokens += 1;
         session.step(t)?;
         if echo {
             dec.push(&tok, t, &mut on_text);
         }
     }
-    let mut stats = GenStats { prompt_tokens: prompt.len(), generated: 0, stopped: false };
     for i in 0..n_new {
+        if !go_on() {
+            break;
+        }
         let next = session.sample(sampler);
         stats.generated += 1;
         if stop.contains(&next) {

@@ -41,6 +41,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Convert a llama2.c checkpoint or a llama GGUF file into a .tgpt model
     Convert(ConvertArgs),
+    /// Serve a web page and an OpenAI-compatible HTTP API
+    #[cfg(feature = "serve")]
+    Serve(ServeArgs),
 }
 
 /// Weight type of a converted model.
@@ -285,6 +288,77 @@ pub struct BenchArgs {
         allow_negative_numbers = true,
     )]
     pub repetitions: usize,
+}
+
+#[cfg(feature = "serve")]
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Address to listen on (only this machine by default)
+    #[arg(long = "host", value_name = "ADDR", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one)
+    #[arg(long = "port", value_name = "PORT", default_value_t = 8080, value_parser = parse_count::<u16>, allow_negative_numbers = true)]
+    pub port: u16,
+    /// Slots: requests generated at once, each with its own session allocated at start-up
+    #[arg(long = "parallel", value_name = "N", default_value_t = 1, value_parser = parse_slots, allow_negative_numbers = true)]
+    pub parallel: usize,
+    /// Requests that may wait for a slot; beyond them requests get 503 with Retry-After
+    #[arg(long = "queue", value_name = "N", default_value_t = 8, value_parser = parse_queue, allow_negative_numbers = true)]
+    pub queue: usize,
+    /// Require this API key (Authorization: Bearer KEY)
+    #[arg(long = "api-key", value_name = "KEY", conflicts_with = "api_key_file")]
+    pub api_key: Option<String>,
+    /// Require the API key stored in this file
+    #[arg(long = "api-key-file", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Let pages from this origin call the API (CORS), e.g. http://localhost:3000
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origin: Option<String>,
+    /// Tokens generated when a request gives no max_tokens
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = DEFAULT_N_PREDICT, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub n_predict: usize,
+    /// Largest max_tokens a request may ask for
+    #[arg(long = "max-tokens", value_name = "N", default_value_t = 4096, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_tokens: usize,
+    /// Largest request body in bytes
+    #[arg(long = "max-body", value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_body: usize,
+    /// Longest a request may take in seconds, waiting for a slot included
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 600, value_parser = parse_timeout, allow_negative_numbers = true)]
+    pub timeout: u64,
+}
+
+/// Most slots `serve` accepts.
+#[cfg(feature = "serve")]
+pub const MAX_SLOTS: usize = 256;
+
+#[cfg(feature = "serve")]
+fn parse_slots(s: &str) -> Result<usize, String> {
+    let n = parse_positive(s)?;
+    if n > MAX_SLOTS {
+        return Err(format!("at most {MAX_SLOTS}"));
+    }
+    Ok(n)
+}
+
+#[cfg(feature = "serve")]
+fn parse_queue(s: &str) -> Result<usize, String> {
+    let n = parse_count::<usize>(s)?;
+    if n > 4096 {
+        return Err("at most 4096".to_owned());
+    }
+    Ok(n)
+}
+
+#[cfg(feature = "serve")]
+fn parse_timeout(s: &str) -> Result<u64, String> {
+    let n = parse_positive(s)?;
+    if n > 86_400 {
+        return Err("at most 86400 (a day)".to_owned());
+    }
+    Ok(n as u64)
 }
 
 /// Most timed runs `bench` accepts: each keeps its timings for the median.

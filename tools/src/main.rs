@@ -10,6 +10,8 @@ mod generate;
 mod inspect;
 mod modelfile;
 mod out;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         cli::Command::Eval(a) => eval::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
         cli::Command::Convert(a) => convert_cmd::run(&a),
+        #[cfg(feature = "serve")]
+        cli::Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -181,7 +181,7 @@ fn d_precision() -> String {
 }
 
 /// Parses TOML text; an error is one line: where, then what.
-fn parse_toml(text: &str) -> Result<toml::Table> {
+pub(crate) fn parse_toml(text: &str) -> Result<toml::Table> {
     text.parse::<toml::Table>().map_err(|e| {
         let msg = e.message().trim().replace('\n', "; ");
         match e.span() {
@@ -198,7 +198,7 @@ fn parse_toml(text: &str) -> Result<toml::Table> {
 
 /// Parses `key=value`; the value is read as a TOML value (`3`, `1e-3`, `true`, `"text"`), and a bare
 /// word that is not valid TOML is taken as a string (`arch=llama`).
-fn parse_override(s: &str) -> Result<(String, toml::Value)> {
+pub(crate) fn parse_override(s: &str) -> Result<(String, toml::Value)> {
     let (k, v) = s.split_once('=').with_context(|| format!("--set {s:?}: expected key=value"))?;
     let k = k.trim();
     if k.is_empty() {
@@ -508,7 +508,9 @@ mod tests {
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") {
+            // sft-*.toml are fine-tuning settings (checked in src/sft.rs).
+            let sft = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft-"));
+            if p.extension().is_some_and(|x| x == "toml") && !sft {
                 TrainConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 n += 1;
             }

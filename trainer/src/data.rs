@@ -59,16 +59,27 @@ pub enum Vocab {
 }
 
 /// Encodes text the way the runtime does.
+///
+/// Special tokens (for a chat model `tinygpt_runtime::chat::CHAT_SPECIALS`) follow the regular
+/// ids, in the order given: they count in [`TextTokenizer::vocab_size`], are never produced by
+/// [`TextTokenizer::encode`] (text that spells `<|im_end|>` stays characters) and decode as
+/// nothing, as in the runtime.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
     vocab: Vocab,
+    specials: Vec<String>,
     char_ids: HashMap<char, u32>,
     ranks: HashMap<(u32, u32), u32>,
 }
 
 impl TextTokenizer {
-    /// Wraps a vocabulary.
+    /// Wraps a vocabulary (no special tokens).
     pub fn new(vocab: Vocab) -> Self {
+        Self::with_specials(vocab, Vec::new())
+    }
+
+    /// Wraps a vocabulary followed by special tokens named `specials` (ids `n_regular()..`).
+    pub fn with_specials(vocab: Vocab, specials: Vec<String>) -> Self {
         let mut char_ids = HashMap::new();
         let mut ranks = HashMap::new();
         match &vocab {
@@ -83,7 +94,41 @@ impl TextTokenizer {
                 }
             }
         }
-        TextTokenizer { vocab, char_ids, ranks }
+        TextTokenizer { vocab, specials, char_ids, ranks }
+    }
+
+    /// This vocabulary with `names` appended as special tokens, skipping those it already has.
+    pub fn add_specials(&self, names: &[&str]) -> Self {
+        let mut specials = self.specials.clone();
+        for n in names {
+            if !specials.iter().any(|s| s == n) {
+                specials.push((*n).to_owned());
+            }
+        }
+        Self::with_specials(self.vocab.clone(), specials)
+    }
+
+    /// The special tokens' names, in id order.
+    pub fn specials(&self) -> &[String] {
+        &self.specials
+    }
+
+    /// Number of regular tokens (the ids before the special tokens).
+    pub fn n_regular(&self) -> usize {
+        match &self.vocab {
+            Vocab::Char { chars } => chars.len(),
+            Vocab::Bpe { merges } => 256 + merges.len(),
+        }
+    }
+
+    /// The id of the special token called `name`.
+    pub fn special_id(&self, name: &str) -> Option<u32> {
+        self.specials.iter().position(|s| s == name).map(|i| (self.n_regular() + i) as u32)
+    }
+
+    /// Whether `id` is a special token.
+    pub fn is_special(&self, id: u32) -> bool {
+        (id as usize) >= self.n_regular() && (id as usize) < self.vocab_size()
     }
 
     /// Character vocabulary of `text`: its sorted unique characters.
@@ -104,15 +149,13 @@ impl TextTokenizer {
         &self.vocab
     }
 
-    /// Number of tokens.
+    /// Number of tokens, special tokens included.
     pub fn vocab_size(&self) -> usize {
-        match &self.vocab {
-            Vocab::Char { chars } => chars.len(),
-            Vocab::Bpe { merges } => 256 + merges.len(),
-        }
+        self.n_regular() + self.specials.len()
     }
 
-    /// The vocabulary in the runtime writer's form.
+    /// The regular vocabulary in the runtime writer's form (the special tokens are passed to the
+    /// writer separately, see [`TextTokenizer::specials`]).
     pub fn to_runtime(&self) -> TokenizerData {
         match &self.vocab {
             Vocab::Char { chars } => TokenizerData::Char { chars: chars.clone() },
@@ -159,8 +202,11 @@ impl TextTokenizer {
         }
     }
 
-    /// The bytes of token `id`.
+    /// The bytes of token `id` (none for a special token or an id outside the vocabulary).
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        if id as usize >= self.n_regular() {
+            return Vec::new();
+        }
         match &self.vocab {
             Vocab::Char { chars } => chars.get(id as usize).map(|c| c.to_string().into_bytes()).unwrap_or_default(),
             Vocab::Bpe { merges } => {
@@ -175,7 +221,7 @@ impl TextTokenizer {
         }
     }
 
-    /// Decodes ids to text (invalid UTF-8 becomes U+FFFD).
+    /// Decodes ids to text (invalid UTF-8 becomes U+FFFD; special tokens are skipped).
     pub fn decode(&self, ids: &[u32]) -> String {
         let bytes: Vec<u8> = ids.iter().flat_map(|&i| self.token_bytes(i)).collect();
         String::from_utf8_lossy(&bytes).into_owned()

@@ -18,7 +18,8 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
     }
 }
 
-/// Encodes `model` as a complete `.tgpt` file in `dtype` (int8: groups of `group_size`).
+/// Encodes `model` as a complete `.tgpt` file in `dtype` (int8: groups of `group_size`), with the
+/// tokenizer's special tokens (a chat model's `<|im_start|>` ...).
 pub fn encode(model: &Gpt, tok: &TextTokenizer, meta: &MetaData, dtype: DType, group_size: u32) -> Result<AlignedBytes> {
     let cfg = model.dims.runtime_config(dtype, group_size);
     let weights: std::collections::HashMap<String, Vec<f32>> = writer::tensor_layout(&cfg)
@@ -26,7 +27,8 @@ pub fn encode(model: &Gpt, tok: &TextTokenizer, meta: &MetaData, dtype: DType, g
         .filter_map(|(name, _)| model.tensor_f32(&name).map(|w| (name, w)))
         .collect();
     let get = |name: &str| weights.get(name).cloned();
-    let bytes = writer::encode_model(&cfg, &tok.to_runtime(), meta, &get).map_err(|e| anyhow!("cannot encode the model: {e}"))?;
+    let specials: Vec<&str> = tok.specials().iter().map(String::as_str).collect();
+    let bytes = writer::encode_model_with_specials(&cfg, &tok.to_runtime(), &specials, meta, &get).map_err(|e| anyhow!("cannot encode the model: {e}"))?;
     Ok(AlignedBytes::new(&bytes))
 }
 

@@ -4,9 +4,13 @@
 pub mod config;
 pub mod cuda;
 pub mod data;
+pub mod evalchat;
 pub mod export;
 pub mod mkl;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod rl;
+pub mod sft;
+pub mod tasks;
 pub mod train;

@@ -90,6 +90,12 @@ pub struct TrainState {
     pub trainer_version: String,
     pub config: TrainConfig,
     pub vocab: Vocab,
+    /// Special tokens after the regular vocabulary (a chat model's four; none in a base run).
+    #[serde(default)]
+    pub specials: Vec<String>,
+    /// What a supervised fine-tuning run started from (none for `train` runs).
+    #[serde(default)]
+    pub sft: Option<crate::sft::SftOrigin>,
     /// Completed optimizer steps.
     pub step: u64,
     pub tokens_seen: u64,
@@ -181,7 +187,7 @@ pub fn checkpoint_in(dir: &Path) -> Result<PathBuf> {
     bail!("no checkpoint in {} (expected best.pt or last.pt from `tinygpt-train train --out {}`)", dir.display(), dir.display())
 }
 
-fn copy_into(dst: &Tensor, src: &Tensor, name: &str) -> Result<()> {
+pub(crate) fn copy_into(dst: &Tensor, src: &Tensor, name: &str) -> Result<()> {
     if dst.size() != src.size() {
         bail!("checkpoint tensor {name} has shape {:?}, the model needs {:?}", src.size(), dst.size());
     }
@@ -194,7 +200,7 @@ fn copy_into(dst: &Tensor, src: &Tensor, name: &str) -> Result<()> {
 
 /// Builds the model of a checkpoint on `device`.
 pub fn model_from_checkpoint(ck: &Checkpoint, device: Device, bf16: bool) -> Result<(Gpt, TextTokenizer)> {
-    let tok = TextTokenizer::new(ck.state.vocab.clone());
+    let tok = TextTokenizer::with_specials(ck.state.vocab.clone(), ck.state.specials.clone());
     let dims = ModelDims::new(&ck.state.config, tok.vocab_size());
     let model = Gpt::new(dims, device, bf16)?;
     for (name, t) in model.named_params() {
@@ -245,7 +251,7 @@ pub fn prepare_data(cfg: &TrainConfig, vocab: Option<Vocab>) -> Result<Prepared>
 
 /// splitmix64: batch offsets come from (seed, step, micro-step) alone, so a resumed run draws the
 /// same batches as an uninterrupted one without saving any generator state.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -317,7 +323,7 @@ fn install_ctrlc() {
     HANDLER.get_or_init(|| ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).is_ok());
 }
 
-/// Options of `tinygpt-train train` besides the configuration.
+/// Options of `tinygpt-train train` (and `sft`) besides the configuration.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub out: PathBuf,
@@ -395,7 +401,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// What `--resume` may not change: the model's shape and the data it was trained on.
-fn check_resume(saved: &TrainState, cfg: &TrainConfig) -> Result<()> {
+pub(crate) fn check_resume(saved: &TrainState, cfg: &TrainConfig) -> Result<()> {
     let (a, b) = (&saved.config, cfg);
     let fixed: [(&str, String, String); 11] = [
         ("arch", a.arch.clone(), b.arch.clone()),
@@ -425,7 +431,7 @@ fn check_resume(saved: &TrainState, cfg: &TrainConfig) -> Result<()> {
 }
 
 /// Removes temporary checkpoint files a killed run left behind (`.best.pt.PID.tmp`).
-fn remove_stale_temporaries(dir: &Path) {
+pub(crate) fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -435,12 +441,69 @@ fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
+/// One micro-batch: inputs and targets `[batch, time]` on the CPU (targets of -100 are not
+/// predicted), and the number of tokens it trains on (for the token counts and rates).
+pub struct Batch {
+    pub inputs: Tensor,
+    pub targets: Tensor,
+    pub tokens: u64,
+}
+
+/// Where the training loop takes its data from: a corpus of text (`train`) or conversations
+/// (`sft`). Batches depend on `(step, micro)` alone, so a resumed run sees the batches an
+/// uninterrupted one would have.
+pub trait Batches {
+    /// Micro-batch `micro` of optimizer step `step`.
+    fn batch(&self, step: u64, micro: u32) -> Batch;
+    /// The validation loss of `model` (mean cross-entropy per predicted token).
+    fn val_loss(&self, model: &Gpt) -> f64;
+}
+
+/// Random windows of a token stream; validation on the held-out stream with [`eval_loss`].
+pub struct TextBatches {
+    data: Tensor,
+    n: usize,
+    val: Vec<u32>,
+    block: usize,
+    batch: usize,
+    eval_batch: usize,
+    seed: u64,
+}
+
+impl TextBatches {
+    /// Windows of `cfg.block_size` from `train`, `cfg.batch_size` at a time.
+    pub fn new(cfg: &TrainConfig, train: &[u32], val: &[u32]) -> Self {
+        let ids: Vec<i64> = train.iter().map(|&t| t as i64).collect();
+        TextBatches {
+            data: Tensor::from_slice(&ids),
+            n: train.len(),
+            val: val.to_vec(),
+            block: cfg.block_size as usize,
+            batch: cfg.batch_size as usize,
+            eval_batch: cfg.eval_batch as usize,
+            seed: cfg.seed,
+        }
+    }
+}
+
+impl Batches for TextBatches {
+    fn batch(&self, step: u64, micro: u32) -> Batch {
+        let (inputs, targets) = get_batch(&self.data, self.n, self.block, self.batch, self.seed, step, micro);
+        Batch { inputs, targets, tokens: (self.batch * self.block) as u64 }
+    }
+
+    fn val_loss(&self, model: &Gpt) -> f64 {
+        eval_loss(model, &self.val, self.block, self.eval_batch)
+    }
+}
+
+/// A sample written at each evaluation (verbose runs): text from the model as it is.
+pub type Sampler<'a> = &'a dyn Fn(&Gpt, &TrainState) -> Result<String>;
+
 /// Trains (or resumes) a run.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let last_path = opts.out.join("last.pt");
-    let best_path = opts.out.join("best.pt");
-    let log_path = opts.out.join("log.jsonl");
 
     let resumed = if opts.resume { Some(load_checkpoint(&last_path).context("--resume")?) } else { None };
     if !opts.resume && last_path.exists() {
@@ -450,6 +513,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         );
     }
     if let Some(ck) = &resumed {
+        if ck.state.sft.is_some() {
+            bail!("--resume: {} is a fine-tuning run; continue it with `tinygpt-train sft --resume`", opts.out.display());
+        }
         check_resume(&ck.state, cfg)?;
     }
     remove_stale_temporaries(&opts.out);
@@ -466,6 +532,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         trainer_version: TRAINER_VERSION.into(),
         config: cfg.clone(),
         vocab: data.tok.vocab().clone(),
+        specials: Vec::new(),
+        sft: None,
         step: 0,
         tokens_seen: 0,
         best_val: None,
@@ -484,6 +552,67 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         state = ck.state.clone();
         state.config = keep_cfg;
     }
+
+    if opts.verbose {
+        println!(
+            "model: {} {} layers, {} heads ({} kv), {} wide, hidden {}, block {}, vocab {} ({}): {} parameters; {}",
+            cfg.arch, cfg.n_layer, cfg.n_head, cfg.kv_heads(), cfg.n_embd, cfg.hidden(), cfg.block_size,
+            data.tok.vocab_size(), cfg.tokenizer, model.param_count(),
+            if bf16 { "bf16 matmuls and attention" } else { "f32" }
+        );
+        println!(
+            "data: {}: {} train / {} val tokens{}",
+            data.corpus_name,
+            data.train.len(),
+            data.val.len(),
+            if opts.resume { format!("; resuming at step {}", state.step) } else { String::new() }
+        );
+    }
+
+    let meta = |state: &TrainState| MetaData {
+        name: cfg.name.clone(),
+        corpus: data.corpus_name.clone(),
+        train_steps: state.step,
+        tokens_seen: state.tokens_seen,
+        val_loss_f32: None,
+        val_loss_f16: None,
+        val_loss_i8: None,
+        trainer_version: TRAINER_VERSION.into(),
+    };
+    // The default prompt, a newline, falls back to the first validation token where the
+    // vocabulary lacks it; a prompt the configuration sets must encode.
+    let sample_prompt = match data.tok.encode(&cfg.sample_prompt) {
+        Ok(p) if !p.is_empty() => p,
+        Err(e) if cfg.sample_tokens > 0 && cfg.sample_prompt != "\n" => bail!("sample_prompt: {e:#}"),
+        _ => vec![data.val[0]],
+    };
+    let sample = |model: &Gpt, state: &TrainState| -> Result<String> {
+        let bytes = export::encode(model, &data.tok, &meta(state), DType::F32, 64)?;
+        export::runtime_generate(&bytes, &sample_prompt, cfg.sample_tokens as usize, cfg.sample_temperature as f32, cfg.sample_top_k, cfg.seed)
+    };
+    let source = TextBatches::new(cfg, &data.train, &data.val);
+    run_loop(cfg, opts, &model, &mut opt, state, &source, (cfg.sample_tokens > 0).then_some(&sample as Sampler))
+}
+
+/// The training loop both `train` and `sft` run: steps of AdamW on `data`'s batches under `cfg`'s
+/// schedule from `state` on, evaluation every `eval_interval` steps, `log.jsonl`, `loss.svg`,
+/// atomic checkpoints (`last.pt` at each evaluation, `best.pt` at each new best), early stop,
+/// reduce-on-plateau, `stop_at` pauses and Ctrl-C (the checkpoint is saved, then it returns).
+/// With `opts.resume`, the log rows up to `state.step` are kept.
+#[allow(clippy::too_many_arguments)]
+pub fn run_loop(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    model: &Gpt,
+    opt: &mut AdamW,
+    mut state: TrainState,
+    data: &dyn Batches,
+    sample: Option<Sampler<'_>>,
+) -> Result<RunSummary> {
+    let last_path = opts.out.join("last.pt");
+    let best_path = opts.out.join("best.pt");
+    let log_path = opts.out.join("log.jsonl");
+    let device = opts.device;
     // Keep the log consistent with the checkpoint: drop rows written after it. The rows kept are
     // copied as they were written, not re-serialized.
     let kept: Vec<String> = if opts.resume {
@@ -504,30 +633,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     let mut log = fs::OpenOptions::new().append(true).open(&log_path)?;
 
-    let params = model.param_count();
-    if opts.verbose {
-        println!(
-            "model: {} {} layers, {} heads ({} kv), {} wide, hidden {}, block {}, vocab {} ({}): {} parameters; {}",
-            cfg.arch, cfg.n_layer, cfg.n_head, cfg.kv_heads(), cfg.n_embd, cfg.hidden(), cfg.block_size,
-            data.tok.vocab_size(), cfg.tokenizer, params,
-            if bf16 { "bf16 matmuls and attention" } else { "f32" }
-        );
-        println!(
-            "data: {}: {} train / {} val tokens{}",
-            data.corpus_name,
-            data.train.len(),
-            data.val.len(),
-            if opts.resume { format!("; resuming at step {}", state.step) } else { String::new() }
-        );
-    }
-
     install_ctrlc();
     STOP.store(false, Ordering::SeqCst);
 
-    let train_ids: Vec<i64> = data.train.iter().map(|&t| t as i64).collect();
-    let train_data = Tensor::from_slice(&train_ids);
-    let (bs, block, accum) = (cfg.batch_size as usize, cfg.block_size as usize, cfg.grad_accum);
-    let tokens_per_iter = (bs * block) as u64 * accum as u64;
+    let accum = cfg.grad_accum;
     let params_list: Vec<Tensor> = model.named_params().into_iter().map(|(_, t)| t).collect();
 
     let pb = if opts.verbose { ProgressBar::new(cfg.max_iters) } else { ProgressBar::hidden() };
@@ -537,24 +646,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     );
     pb.set_position(state.step);
 
-    let meta = |state: &TrainState| MetaData {
-        name: cfg.name.clone(),
-        corpus: data.corpus_name.clone(),
-        train_steps: state.step,
-        tokens_seen: state.tokens_seen,
-        val_loss_f32: None,
-        val_loss_f16: None,
-        val_loss_i8: None,
-        trainer_version: TRAINER_VERSION.into(),
-    };
-    // The default prompt, a newline, falls back to the first validation token where the
-    // vocabulary lacks it; a prompt the configuration sets must encode.
-    let sample_prompt = match data.tok.encode(&cfg.sample_prompt) {
-        Ok(p) if !p.is_empty() => p,
-        Err(e) if cfg.sample_tokens > 0 && cfg.sample_prompt != "\n" => bail!("sample_prompt: {e:#}"),
-        _ => vec![data.val[0]],
-    };
-
     let mut summary = RunSummary {
         steps: state.step,
         train_losses: Vec::new(),
@@ -563,15 +654,17 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         median_ms_per_iter: f64::NAN,
         tokens_per_s: f64::NAN,
         reason: "finished".into(),
-        params,
+        params: model.param_count(),
     };
     let mut iter_ms: Vec<f64> = Vec::new();
     let mut window_start = Instant::now();
     let mut window_iters = 0u64;
+    let mut window_tokens = 0u64;
+    let mut run_tokens = 0u64;
 
     while state.step < cfg.max_iters {
         if STOP.load(Ordering::SeqCst) {
-            save_checkpoint(&last_path, &state, &model, &opt)?;
+            save_checkpoint(&last_path, &state, model, opt)?;
             note(&pb, true, &format!("interrupted: checkpoint saved at step {} in {}", state.step, last_path.display()));
             summary.reason = "interrupted".into();
             break;
@@ -585,9 +678,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         // The micro-batch losses are summed on the device (in f64) and read once per step, so a
         // GPU is not waited for after every micro-batch.
         let mut loss_sum: Option<Tensor> = None;
+        let mut step_tokens = 0u64;
         for micro in 0..accum {
-            let (x, y) = get_batch(&train_data, data.train.len(), block, bs, cfg.seed, it, micro);
-            let loss = model.loss(&x.to_device(device), &y.to_device(device), true);
+            let b = data.batch(it, micro);
+            step_tokens += b.tokens;
+            let loss = model.loss(&b.inputs.to_device(device), &b.targets.to_device(device), true);
             let scaled = if accum > 1 { &loss / accum as f64 } else { loss.shallow_clone() };
             scaled.backward();
             let l = loss.detach().to_kind(Kind::Double);
@@ -598,21 +693,23 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
         let train_loss = loss_sum.map_or(f64::NAN, |s| s.double_value(&[])) / accum as f64;
         if !train_loss.is_finite() {
-            save_checkpoint(&last_path, &state, &model, &opt)?;
+            save_checkpoint(&last_path, &state, model, opt)?;
             bail!("training diverged at step {it} (loss {train_loss}); lower learning_rate. Last good state: {}", last_path.display());
         }
         opt.clip_and_step(&params_list, lr, cfg.grad_clip);
         state.step += 1;
-        state.tokens_seen += tokens_per_iter;
+        state.tokens_seen += step_tokens;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         iter_ms.push(ms);
         window_iters += 1;
+        window_tokens += step_tokens;
+        run_tokens += step_tokens;
         summary.train_losses.push((state.step, train_loss));
         pb.set_position(state.step);
 
         if state.step % cfg.log_interval == 0 || state.step == cfg.max_iters {
             let secs = window_start.elapsed().as_secs_f64();
-            let tps = (window_iters * tokens_per_iter) as f64 / secs.max(1e-9);
+            let tps = window_tokens as f64 / secs.max(1e-9);
             pb.set_message(format!("loss {train_loss:.4} | {:.1}k tok/s", tps / 1e3));
             let row = LogRow {
                 step: state.step,
@@ -625,11 +722,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             writeln!(log, "{}", serde_json::to_string(&row)?)?;
             window_start = Instant::now();
             window_iters = 0;
+            window_tokens = 0;
         }
 
         let finished = state.step == cfg.max_iters;
         if state.step % cfg.eval_interval == 0 || finished {
-            let val = eval_loss(&model, &data.val, block, cfg.eval_batch as usize);
+            let val = data.val_loss(model);
             if !val.is_finite() {
                 let saved = if last_path.exists() {
                     format!("the last checkpoint, {}, is from an earlier evaluation", last_path.display())
@@ -662,16 +760,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                     if improved { " (best)" } else { "" }
                 ),
             );
-            save_checkpoint(&last_path, &state, &model, &opt)?;
+            save_checkpoint(&last_path, &state, model, opt)?;
             if improved {
-                save_checkpoint(&best_path, &state, &model, &opt)?;
+                save_checkpoint(&best_path, &state, model, opt)?;
             }
             write_plot(&opts.out, &log_path);
-            if cfg.sample_tokens > 0 && opts.verbose {
-                let text = export::encode(&model, &data.tok, &meta(&state), DType::F32, 64).and_then(|b| {
-                    export::runtime_generate(&b, &sample_prompt, cfg.sample_tokens as usize, cfg.sample_temperature as f32, cfg.sample_top_k, cfg.seed)
-                });
-                match text {
+            if let (Some(sample), true) = (sample, opts.verbose) {
+                match sample(model, &state) {
                     Ok(t) => note(&pb, true, &format!("--- sample at step {} ---\n{t}\n---", state.step)),
                     Err(e) => note(&pb, true, &format!("sample failed: {e:#}")),
                 }
@@ -683,13 +778,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             }
         }
         if cfg.stop_at > 0 && state.step == cfg.stop_at && !finished {
-            save_checkpoint(&last_path, &state, &model, &opt)?;
+            save_checkpoint(&last_path, &state, model, opt)?;
             summary.reason = "paused".into();
             break;
         }
     }
     if summary.reason == "finished" && state.step == cfg.max_iters && !last_path.exists() {
-        save_checkpoint(&last_path, &state, &model, &opt)?;
+        save_checkpoint(&last_path, &state, model, opt)?;
     }
     pb.finish_and_clear();
     // Also when the run stopped between evaluations (interrupted, paused): rows logged since the
@@ -700,6 +795,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     summary.steps = state.step;
     summary.best_val = state.best_val;
     summary.median_ms_per_iter = median(&mut iter_ms.clone());
-    summary.tokens_per_s = tokens_per_iter as f64 / (summary.median_ms_per_iter / 1e3);
+    let tokens_per_iter = if iter_ms.is_empty() { 0.0 } else { run_tokens as f64 / iter_ms.len() as f64 };
+    summary.tokens_per_s = tokens_per_iter / (summary.median_ms_per_iter / 1e3);
     Ok(summary)
 }

@@ -90,9 +90,14 @@ pub fn small_config(corpus: &Path, arch: &str, sets: &[&str]) -> TrainConfig {
 /// once would interleave their draws and neither would be reproducible.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// This test's turn to train (see [`TRAINING`]), held until the guard is dropped.
+pub fn training_turn() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Trains `cfg` into `out` on the CPU (one run at a time, see [`TRAINING`]).
 pub fn run(cfg: &TrainConfig, out: &Path, resume: bool) -> RunSummary {
-    let _turn = TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = training_turn();
     train::set_threads(cfg.threads);
     train::train(cfg, &RunOptions { out: out.to_path_buf(), resume, device: tch::Device::Cpu, verbose: false })
         .expect("training runs")

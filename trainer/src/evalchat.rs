@@ -1,0 +1,379 @@
+//! Evaluating a chat model on checkable tasks: greedy answers graded per family (accuracy with a
+//! 95 % Wilson interval), prudence (how often it says "I do not know." where it does not know),
+//! over-conservativeness against an earlier evaluation, and pass@K over sampled answers.
+//!
+//! Answers come from the runtime (`chat::reply` over a `Session`), so they are the answers the CLI
+//! and the board give. Each answer's sampler seed is derived from the evaluation seed, the
+//! question's index and the sample's index, so results do not depend on the number of threads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tinygpt_runtime::chat::{self, Message, Template};
+use tinygpt_runtime::writer::AlignedBytes;
+use tinygpt_runtime::{Error as RtError, KvDType, Model, Sampler, SamplerConfig, Session};
+
+use crate::tasks::{is_refusal, mix_seed, Family, Task};
+
+/// Most tokens generated for one answer (answers are at most 30 characters).
+pub const MAX_REPLY_TOKENS: usize = 48;
+
+/// One answer to produce: the question, the sampling temperature (0: greedy) and the seed.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'q> {
+    pub question: &'q str,
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+/// Something that answers questions: a chat model run by the runtime, or (in tests) a rule.
+pub trait Answerer: Sync {
+    /// The replies to `jobs`, in order. Called once per thread with a contiguous share of the
+    /// jobs; a reply must depend only on its job, never on the share.
+    fn answer_all(&self, jobs: &[Job<'_>]) -> Result<Vec<String>>;
+}
+
+/// A `.tgpt` chat model answering with the runtime (f32 KV cache, a fresh context per question).
+pub struct RuntimeAnswerer {
+    bytes: AlignedBytes,
+}
+
+impl RuntimeAnswerer {
+    /// Wraps model file bytes; a base model (no chat tokens) or a file the runtime rejects is an error.
+    pub fn new(bytes: AlignedBytes) -> Result<Self> {
+        {
+            let model = Model::from_bytes(&bytes).map_err(|e| anyhow!("the runtime rejects the model: {e}"))?;
+            if let Err(RtError::NotAChatModel) = Template::new(model.tokenizer()) {
+                bail!("this is a base model without chat tokens (<|im_start|>, <|im_sep|>, <|im_end|>, <|pad|>): fine-tune it into a chat model with `tinygpt-train sft` first");
+            }
+        }
+        Ok(RuntimeAnswerer { bytes })
+    }
+
+    /// Reads a `.tgpt` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let raw = std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        Self::new(AlignedBytes::new(&raw)).with_context(|| format!("model {}", path.display()))
+    }
+
+    /// The model file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Answerer for RuntimeAnswerer {
+    fn answer_all(&self, jobs: &[Job<'_>]) -> Result<Vec<String>> {
+        let model = Model::from_bytes(&self.bytes).map_err(|e| anyhow!("the runtime rejects the model: {e}"))?;
+        let template = Template::new(model.tokenizer()).map_err(|e| anyhow!("{e}"))?;
+        let ctx = model.config().block_size as usize;
+        let mut buf = vec![0u8; model.session_bytes(ctx, KvDType::F32)];
+        let mut session = Session::new(&model, &mut buf, ctx, KvDType::F32).map_err(|e| anyhow!("{e}"))?;
+        let mut prompt = vec![0u32; ctx];
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let n = template
+                .render(&[Message::user(job.question)], true, &mut prompt)
+                .map_err(|e| anyhow!("the question {:?} cannot be put to this model: {e}", job.question))?;
+            let cfg = SamplerConfig { temperature: job.temperature, top_k: 0, top_p: 1.0 };
+            let mut sampler = Sampler::new(cfg, job.seed);
+            let mut text = String::new();
+            chat::reply(&mut session, &mut sampler, &template, &prompt[..n], MAX_REPLY_TOKENS, |p| text.push_str(p))
+                .map_err(|e| anyhow!("generating an answer to {:?}: {e}", job.question))?;
+            out.push(text);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `jobs` on `threads` threads (contiguous shares), returning replies in job order.
+pub fn run_jobs(answerer: &dyn Answerer, jobs: &[Job<'_>], threads: usize) -> Result<Vec<String>> {
+    let threads = threads.clamp(1, jobs.len().max(1));
+    let share = jobs.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<String>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = jobs.chunks(share).map(|c| sc.spawn(move || answerer.answer_all(c))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("an answering thread panicked")))).collect()
+    });
+    let mut out = Vec::with_capacity(jobs.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    anyhow::ensure!(out.len() == jobs.len(), "the answerer returned {} replies for {} questions", out.len(), jobs.len());
+    Ok(out)
+}
+
+/// The seed of sample `j` of question `i` under `seed`.
+pub fn sample_seed(seed: u64, i: usize, j: usize) -> u64 {
+    mix_seed(&[seed, i as u64, j as u64])
+}
+
+/// `k` sampled replies per question at `temperature` (`out[i][j]`: sample `j` of question `i`).
+pub fn sample_replies(answerer: &dyn Answerer, questions: &[&str], k: usize, temperature: f32, seed: u64, threads: usize) -> Result<Vec<Vec<String>>> {
+    let jobs: Vec<Job<'_>> = questions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, q)| (0..k).map(move |j| Job { question: q, temperature, seed: sample_seed(seed, i, j) }))
+        .collect();
+    let flat = run_jobs(answerer, &jobs, threads)?;
+    let mut it = flat.into_iter();
+    Ok(questions.iter().map(|_| it.by_ref().take(k).collect()).collect())
+}
+
+/// Greedy replies (temperature 0), one per question.
+pub fn greedy_replies(answerer: &dyn Answerer, questions: &[&str], threads: usize) -> Result<Vec<String>> {
+    let jobs: Vec<Job<'_>> = questions.iter().map(|q| Job { question: q, temperature: 0.0, seed: 0 }).collect();
+    run_jobs(answerer, &jobs, threads)
+}
+
+/// The 95 % Wilson score interval of `k` successes in `n` trials (`(0, 1)` when `n` is 0).
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let (n, p) = (n as f64, k as f64 / n as f64);
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// A share `k / n` with its 95 % Wilson interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    pub k: usize,
+    pub n: usize,
+    /// `k / n` (0 when `n` is 0).
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Ratio {
+    /// `k` of `n`.
+    pub fn new(k: usize, n: usize) -> Self {
+        let (lo, hi) = wilson(k, n);
+        Ratio { k, n, value: if n == 0 { 0.0 } else { k as f64 / n as f64 }, lo, hi }
+    }
+}
+
+/// The graded answer(s) to one question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionResult {
+    pub question: String,
+    pub family: String,
+    /// The right answer.
+    pub answer: String,
+    /// The greedy reply.
+    pub reply: String,
+    /// Whether the greedy reply is right.
+    pub correct: bool,
+    /// Whether the greedy reply is "I do not know.".
+    pub refused: bool,
+    /// Sampled replies (with `--samples`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+    /// How many of the sampled replies are right.
+    #[serde(default)]
+    pub samples_correct: usize,
+}
+
+impl QuestionResult {
+    fn family(&self) -> Option<Family> {
+        Family::from_name(&self.family)
+    }
+
+    /// Whether the question has an answer the model can know.
+    pub fn answerable(&self) -> bool {
+        self.family().is_none_or(|f| f.answerable())
+    }
+}
+
+/// Grades replies: `greedy[i]` (and `samples[i]`, possibly empty) answer `tasks[i]`.
+pub fn grade(tasks: &[Task], greedy: &[String], samples: &[Vec<String>]) -> Vec<QuestionResult> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let s = samples.get(i).cloned().unwrap_or_default();
+            QuestionResult {
+                question: t.question.clone(),
+                family: t.family.name().into(),
+                answer: t.answer.clone(),
+                reply: greedy[i].clone(),
+                correct: t.check(&greedy[i]),
+                refused: is_refusal(&greedy[i]),
+                samples_correct: s.iter().filter(|r| t.check(r)).count(),
+                samples: s,
+            }
+        })
+        .collect()
+}
+
+/// Per-family figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyStats {
+    pub family: String,
+    /// Greedy accuracy (for the unanswerable family: the share answered "I do not know.").
+    pub accuracy: Ratio,
+    /// Share of questions with at least one right sample (with `--samples`).
+    pub pass_k: Option<Ratio>,
+}
+
+/// The evaluation's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// One row per family present, in [`Family::ALL`] order.
+    pub families: Vec<FamilyStats>,
+    /// Greedy accuracy over all answerable questions (pass@1).
+    pub answerable: Ratio,
+    /// pass@K over all answerable questions (with `--samples`).
+    pub answerable_pass_k: Option<Ratio>,
+    /// Greedy accuracy over every question, unanswerable ones included (right = "I do not know.").
+    pub overall: Ratio,
+    /// Share of (unanswerable + wrongly answered answerable questions) answered "I do not know.".
+    pub prudence: Ratio,
+    /// Share of the questions the earlier evaluation answered right that are now refused.
+    pub over_conservative: Option<Ratio>,
+}
+
+/// Prudence: among the unanswerable questions and the answerable questions answered wrong, the
+/// share answered "I do not know.".
+pub fn prudence(results: &[QuestionResult]) -> Ratio {
+    let pool: Vec<&QuestionResult> = results.iter().filter(|r| !r.answerable() || !r.correct).collect();
+    Ratio::new(pool.iter().filter(|r| r.refused).count(), pool.len())
+}
+
+/// Over-conservativeness: of the questions `before` answered right (matched by question text,
+/// among those `now` also asks), the share `now` answers "I do not know.". `None` when no
+/// question matches.
+pub fn over_conservativeness(before: &[QuestionResult], now: &[QuestionResult]) -> Option<Ratio> {
+    let now_by_q: HashMap<&str, &QuestionResult> = now.iter().map(|r| (r.question.as_str(), r)).collect();
+    let (mut k, mut n, mut matched) = (0, 0, 0);
+    for b in before {
+        let Some(r) = now_by_q.get(b.question.as_str()) else { continue };
+        matched += 1;
+        if b.correct {
+            n += 1;
+            k += r.refused as usize;
+        }
+    }
+    (matched > 0).then(|| Ratio::new(k, n))
+}
+
+/// The figures of graded results (`sampled`: whether pass@K was measured).
+pub fn summarize(results: &[QuestionResult], sampled: bool, before: Option<&[QuestionResult]>) -> Summary {
+    let mut by: BTreeMap<Family, Vec<&QuestionResult>> = BTreeMap::new();
+    for r in results {
+        if let Some(f) = r.family() {
+            by.entry(f).or_default().push(r);
+        }
+    }
+    let ratio = |v: &[&QuestionResult]| Ratio::new(v.iter().filter(|r| r.correct).count(), v.len());
+    let pass = |v: &[&QuestionResult]| Ratio::new(v.iter().filter(|r| r.samples_correct > 0).count(), v.len());
+    let families = by
+        .iter()
+        .map(|(f, v)| FamilyStats { family: f.name().into(), accuracy: ratio(v), pass_k: sampled.then(|| pass(v)) })
+        .collect();
+    let answerable: Vec<&QuestionResult> = results.iter().filter(|r| r.answerable()).collect();
+    let all: Vec<&QuestionResult> = results.iter().collect();
+    Summary {
+        families,
+        answerable: ratio(&answerable),
+        answerable_pass_k: sampled.then(|| pass(&answerable)),
+        overall: ratio(&all),
+        prudence: prudence(results),
+        over_conservative: before.and_then(|b| over_conservativeness(b, results)),
+    }
+}
+
+/// A whole evaluation, as written to `--out` (and read back as `--before`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub tasks: String,
+    /// Samples per question for pass@K (0: none).
+    pub samples: usize,
+    pub temperature: f32,
+    pub seed: u64,
+    pub summary: Summary,
+    pub questions: Vec<QuestionResult>,
+}
+
+/// Settings of [`evaluate`].
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// Sampled answers per question for pass@K (0: greedy only).
+    pub samples: usize,
+    pub temperature: f32,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+/// Answers every task greedily (and `samples` times at `temperature`), grades and summarises.
+pub fn evaluate(answerer: &dyn Answerer, tasks: &[Task], opts: &EvalOptions, before: Option<&[QuestionResult]>) -> Result<(Summary, Vec<QuestionResult>)> {
+    let questions: Vec<&str> = tasks.iter().map(|t| t.question.as_str()).collect();
+    let greedy = greedy_replies(answerer, &questions, opts.threads)?;
+    let samples = if opts.samples > 0 {
+        sample_replies(answerer, &questions, opts.samples, opts.temperature, opts.seed, opts.threads)?
+    } else {
+        Vec::new()
+    };
+    let results = grade(tasks, &greedy, &samples);
+    Ok((summarize(&results, opts.samples > 0, before), results))
+}
+
+/// Reads an evaluation written by `chat-eval --out`.
+pub fn read_report(path: &Path) -> Result<EvalReport> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read evaluation {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow!("{} is not an evaluation written by chat-eval --out: {e}", path.display()))
+}
+
+/// Writes an evaluation as JSON, atomically.
+pub fn write_report(path: &Path, report: &EvalReport) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(report).context("serialising the evaluation")?;
+    text.push('\n');
+    tinygpt_runtime::writer::write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn ratio_cell(r: &Ratio) -> String {
+    format!("{:5.1}% [{:5.1}, {:5.1}]", 100.0 * r.value, 100.0 * r.lo, 100.0 * r.hi)
+}
+
+/// The summary as a table (percentages with 95 % Wilson intervals).
+pub fn table(s: &Summary, samples: usize) -> String {
+    let pk = format!("pass@{samples}");
+    let mut out = format!("{:<12} {:>5}  {:<22}", "family", "n", "greedy (95% CI)");
+    if samples > 0 {
+        out += &format!("  {pk:<22}");
+    }
+    out.push('\n');
+    let mut row = |name: &str, acc: &Ratio, pass: Option<&Ratio>| {
+        out += &format!("{:<12} {:>5}  {:<22}", name, acc.n, ratio_cell(acc));
+        if let Some(p) = pass {
+            out += &format!("  {:<22}", ratio_cell(p));
+        }
+        out.push('\n');
+    };
+    for f in &s.families {
+        let name = if f.family == Family::Unknown.name() { "unknown*" } else { f.family.as_str() };
+        row(name, &f.accuracy, f.pass_k.as_ref());
+    }
+    row("answerable", &s.answerable, s.answerable_pass_k.as_ref());
+    row("all", &s.overall, None);
+    let mut out = out.trim_end().to_string();
+    out += "\n* unanswerable: right = \"I do not know.\"";
+    out += &format!(
+        "\nprudence: {} ({} of {} unanswerable or wrongly answered questions answered \"I do not know.\")",
+        ratio_cell(&s.prudence),
+        s.prudence.k,
+        s.prudence.n
+    );
+    if let Some(o) = &s.over_conservative {
+        out += &format!("\nover-conservativeness: {} ({} of {} questions answered right before are now refused)", ratio_cell(o), o.k, o.n);
+    }
+    out
+}

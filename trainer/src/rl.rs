@@ -1,0 +1,315 @@
+//! Learning from the model's own samples: "I do not know." targets where the model is never right,
+//! and reinforcement learning by re-sampling (rejection-sampling fine-tuning, also called expert
+//! iteration).
+//!
+//! One RL round: export the current model, sample K answers to every training question at
+//! temperature T, grade them with the task checkers, fine-tune the current model on the right
+//! ones, and evaluate the result on the held-out split (pass@1 greedy, pass@K sampled). The
+//! fine-tuning set holds each distinct right answer of a question once (so a question the model
+//! always gets right weighs no more than one it gets right once, in its own words). A question
+//! never right in K samples gets the target "I do not know." (the same rule as
+//! `tinygpt-train idk`), unless `idk = false`, which leaves it out. Rounds continue from the
+//! latest model; the run stops after `patience` rounds without a better held-out pass@1, and
+//! the best round's checkpoint is kept as `best.pt`. Every seed is derived from the run's seed,
+//! the round, the question and the sample, so the same seed gives the same log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tinygpt_runtime::writer::AlignedBytes;
+
+use crate::evalchat::{self, Answerer, EvalOptions, Ratio, RuntimeAnswerer};
+use crate::tasks::{mix_seed, Family, Task, IDK};
+
+/// Per family: (questions whose answer stays, questions relabelled "I do not know.").
+pub type RelabelCounts = Vec<(Family, usize, usize)>;
+
+/// Samples every task `n` times at `temperature`; a task never answered right gets the target
+/// [`IDK`], the others keep theirs (unanswerable tasks keep [`IDK`]). Returns the relabelled
+/// tasks and the counts per family.
+pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, temperature: f32, seed: u64, threads: usize) -> Result<(Vec<Task>, RelabelCounts)> {
+    if n == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let questions: Vec<&str> = tasks.iter().map(|t| t.question.as_str()).collect();
+    let samples = evalchat::sample_replies(answerer, &questions, n, temperature, seed, threads)?;
+    let mut counts: RelabelCounts = Vec::new();
+    let mut out = Vec::with_capacity(tasks.len());
+    for (t, s) in tasks.iter().zip(&samples) {
+        let right = s.iter().any(|r| t.check(r));
+        let mut t2 = t.clone();
+        let relabel = t.family.answerable() && !right;
+        if relabel {
+            t2.target = IDK.into();
+        }
+        match counts.iter_mut().find(|c| c.0 == t.family) {
+            Some(c) => {
+                c.1 += !relabel as usize;
+                c.2 += relabel as usize;
+            }
+            None => counts.push((t.family, !relabel as usize, relabel as usize)),
+        }
+        out.push(t2);
+    }
+    counts.sort_by_key(|c| c.0);
+    Ok((out, counts))
+}
+
+/// What RL needs from training: a checkpoint exported for the runtime, and fine-tuning.
+pub trait Policy {
+    /// The checkpoint at `checkpoint` as an f32 `.tgpt` chat model.
+    fn export(&self, checkpoint: &Path) -> Result<AlignedBytes>;
+    /// Fine-tunes the checkpoint `base` on `train`'s targets (validated on `val`), writing into
+    /// `out`; returns the checkpoint to continue from.
+    fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf>;
+}
+
+/// Settings of [`run`].
+#[derive(Debug, Clone)]
+pub struct RlConfig {
+    /// Samples per training question per round (also K of the held-out pass@K).
+    pub samples: usize,
+    /// Most rounds.
+    pub rounds: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    pub seed: u64,
+    /// Rounds without a better held-out pass@1 before stopping.
+    pub patience: usize,
+    /// Whether a question never right in K samples is trained to "I do not know." (else left out).
+    pub idk: bool,
+    /// Sampling threads (results do not depend on it).
+    pub threads: usize,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig { samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, threads: 2 }
+    }
+}
+
+/// One line of `rl.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundLog {
+    /// 0: the starting model, evaluated only.
+    pub round: usize,
+    /// Training questions sampled (0 in round 0).
+    pub train_questions: usize,
+    /// Share of the training samples that are right.
+    pub train_sample_accuracy: f64,
+    /// Share of training questions right at least once.
+    pub train_pass_k: f64,
+    /// Fine-tuning conversations: distinct right answers, and "I do not know." targets.
+    pub right_examples: usize,
+    pub idk_examples: usize,
+    /// Held-out greedy accuracy on answerable questions (pass@1), with its Wilson interval.
+    pub val_pass1: Ratio,
+    /// Held-out pass@K on answerable questions.
+    pub val_pass_k: Ratio,
+    /// Held-out greedy accuracy on every question (unanswerable ones right when refused).
+    pub val_overall: Ratio,
+    pub val_prudence: Ratio,
+    /// Whether this round is the best so far (by held-out pass@1).
+    pub best: bool,
+    /// Seconds the round took (not part of the determinism guarantee).
+    pub seconds: f64,
+}
+
+impl RoundLog {
+    /// The log line without timing (equal for equal seeds).
+    pub fn without_timing(&self) -> RoundLog {
+        RoundLog { seconds: 0.0, ..self.clone() }
+    }
+}
+
+/// The outcome of [`run`].
+#[derive(Debug, Clone)]
+pub struct RlSummary {
+    pub rounds: Vec<RoundLog>,
+    /// The best round (0: the starting model).
+    pub best_round: usize,
+    /// Why the run stopped.
+    pub reason: String,
+}
+
+fn evaluate_val(answerer: &dyn Answerer, val: &[Task], cfg: &RlConfig, round: usize) -> Result<evalchat::Summary> {
+    let opts = EvalOptions { samples: cfg.samples, temperature: cfg.temperature, seed: mix_seed(&[cfg.seed, round as u64, 2]), threads: cfg.threads };
+    Ok(evalchat::evaluate(answerer, val, &opts, None)?.0)
+}
+
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    tinygpt_runtime::writer::write_atomic(to, &bytes).with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// The fine-tuning set of one round from `samples[i]` (the replies to `train[i]`).
+pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool) -> (Vec<Task>, usize, usize) {
+    let mut out = Vec::new();
+    let (mut right, mut unknown) = (0, 0);
+    for (t, s) in train.iter().zip(samples) {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in s.iter().map(|r| r.trim()).filter(|r| t.check(r)) {
+            if !seen.contains(&r) {
+                seen.push(r);
+                out.push(Task { target: r.to_string(), ..t.clone() });
+                right += 1;
+            }
+        }
+        if seen.is_empty() && idk {
+            out.push(Task { target: IDK.into(), ..t.clone() });
+            unknown += 1;
+        }
+    }
+    (out, right, unknown)
+}
+
+/// Runs RL from the checkpoint `start` (see the module documentation), writing `out/rl.jsonl`,
+/// `out/best.pt` and one fine-tuning run per round (`out/round-N`). `on_round` sees each log line.
+pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg: &RlConfig, out: &Path, mut on_round: impl FnMut(&RoundLog)) -> Result<RlSummary> {
+    if cfg.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if !val.iter().any(|t| t.family.answerable()) {
+        bail!("the held-out tasks have no answerable question: pass@1 cannot be measured");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let log_path = out.join("rl.jsonl");
+    let best_path = out.join("best.pt");
+    let mut log_text = String::new();
+    let mut rounds: Vec<RoundLog> = Vec::new();
+    let mut write_log = |line: &RoundLog, rounds: &mut Vec<RoundLog>| -> Result<()> {
+        log_text.push_str(&serde_json::to_string(line)?);
+        log_text.push('\n');
+        tinygpt_runtime::writer::write_atomic(&log_path, log_text.as_bytes()).with_context(|| format!("cannot write {}", log_path.display()))?;
+        rounds.push(line.clone());
+        Ok(())
+    };
+
+    let t0 = std::time::Instant::now();
+    let answerer = RuntimeAnswerer::new(policy.export(start)?).context("the starting model")?;
+    let s = evaluate_val(&answerer, val, cfg, 0)?;
+    let first = RoundLog {
+        round: 0,
+        train_questions: 0,
+        train_sample_accuracy: 0.0,
+        train_pass_k: 0.0,
+        right_examples: 0,
+        idk_examples: 0,
+        val_pass1: s.answerable,
+        val_pass_k: s.answerable_pass_k.unwrap_or(s.answerable),
+        val_overall: s.overall,
+        val_prudence: s.prudence,
+        best: true,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    copy_atomic(start, &best_path)?;
+    on_round(&first);
+    write_log(&first, &mut rounds)?;
+    let (mut best_round, mut best_pass1) = (0, first.val_pass1.value);
+    let mut current: PathBuf = start.to_path_buf();
+    let mut stale = 0;
+    let mut reason = format!("{} rounds done", cfg.rounds);
+    let questions: Vec<&str> = train.iter().map(|t| t.question.as_str()).collect();
+    for round in 1..=cfg.rounds {
+        let t0 = std::time::Instant::now();
+        let answerer = RuntimeAnswerer::new(policy.export(&current)?)?;
+        let samples = evalchat::sample_replies(&answerer, &questions, cfg.samples, cfg.temperature, mix_seed(&[cfg.seed, round as u64, 1]), cfg.threads)?;
+        let n_right: usize = train.iter().zip(&samples).map(|(t, s)| s.iter().filter(|r| t.check(r)).count()).sum();
+        let any_right = train.iter().zip(&samples).filter(|(t, s)| s.iter().any(|r| t.check(r))).count();
+        let (examples, right_examples, idk_examples) = round_examples(train, &samples, cfg.idk);
+        if examples.is_empty() {
+            reason = format!("round {round}: no training question was answered right and idk = false: nothing to learn from");
+            break;
+        }
+        let dir = out.join(format!("round-{round}"));
+        let next = policy.finetune(&current, &examples, val, &dir, mix_seed(&[cfg.seed, round as u64, 3]))?;
+        let answerer = RuntimeAnswerer::new(policy.export(&next)?)?;
+        let s = evaluate_val(&answerer, val, cfg, round)?;
+        let better = s.answerable.value > best_pass1;
+        let line = RoundLog {
+            round,
+            train_questions: train.len(),
+            train_sample_accuracy: n_right as f64 / (train.len() * cfg.samples) as f64,
+            train_pass_k: any_right as f64 / train.len() as f64,
+            right_examples,
+            idk_examples,
+            val_pass1: s.answerable,
+            val_pass_k: s.answerable_pass_k.unwrap_or(s.answerable),
+            val_overall: s.overall,
+            val_prudence: s.prudence,
+            best: better,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if better {
+            copy_atomic(&next, &best_path)?;
+            best_round = round;
+            best_pass1 = s.answerable.value;
+            stale = 0;
+        } else {
+            stale += 1;
+        }
+        on_round(&line);
+        write_log(&line, &mut rounds)?;
+        current = next;
+        if stale >= cfg.patience {
+            reason = format!("held-out pass@1 did not improve for {stale} rounds");
+            break;
+        }
+    }
+    Ok(RlSummary { rounds, best_round, reason })
+}
+
+/// The progress line of a round.
+pub fn progress_line(r: &RoundLog, k: usize) -> String {
+    let pct = |x: &Ratio| format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x.value, 100.0 * x.lo, 100.0 * x.hi);
+    if r.round == 0 {
+        return format!("round 0 (start): held-out pass@1 {}, pass@{k} {:.1}%, prudence {:.1}%", pct(&r.val_pass1), 100.0 * r.val_pass_k.value, 100.0 * r.val_prudence.value);
+    }
+    format!(
+        "round {}: train samples right {:.1}%, pass@{k} {:.1}%; fine-tuned on {} right + {} \"I do not know.\"; held-out pass@1 {}, pass@{k} {:.1}%, prudence {:.1}%{} ({:.0} s)",
+        r.round,
+        100.0 * r.train_sample_accuracy,
+        100.0 * r.train_pass_k,
+        r.right_examples,
+        r.idk_examples,
+        pct(&r.val_pass1),
+        100.0 * r.val_pass_k.value,
+        100.0 * r.val_prudence.value,
+        if r.best { " *best" } else { "" },
+        r.seconds
+    )
+}
+
+/// The [`Policy`] of `tinygpt-train`: checkpoints exported with [`crate::export::encode`] and
+/// fine-tuned with [`crate::sft::finetune`] (settings `cfg`; each round's seed replaces `cfg.seed`).
+pub struct SftPolicy {
+    pub cfg: crate::sft::SftConfig,
+    pub device: tch::Device,
+    /// Print each fine-tuning run's progress.
+    pub verbose: bool,
+}
+
+/// A task as a conversation: the question, then the target.
+pub fn conversation(t: &Task) -> crate::sft::Conversation {
+    use tinygpt_runtime::chat::Role;
+    crate::sft::Conversation { messages: vec![(Role::User, t.question.clone()), (Role::Assistant, t.target.clone())] }
+}
+
+impl Policy for SftPolicy {
+    fn export(&self, checkpoint: &Path) -> Result<AlignedBytes> {
+        let ck = crate::train::load_checkpoint(checkpoint)?;
+        let (model, tok) = crate::train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
+        crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), tinygpt_runtime::DType::F32, 64)
+    }
+
+    fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf> {
+        let train: Vec<_> = train.iter().map(conversation).collect();
+        // Validation on the right answers of the held-out questions.
+        let val: Vec<_> = val.iter().map(|t| conversation(&Task { target: t.answer.clone(), ..t.clone() })).collect();
+        let cfg = crate::sft::SftConfig { seed, ..self.cfg.clone() };
+        let opts = crate::train::RunOptions { out: out.to_path_buf(), resume: false, device: self.device, verbose: self.verbose };
+        crate::sft::finetune(base, &train, &val, &cfg, &opts)?;
+        crate::train::checkpoint_in(out)
+    }
+}

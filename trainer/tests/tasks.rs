@@ -1,0 +1,449 @@
+//! Chat tasks: generators and checkers, the held-out split, the vocabulary, evaluation metrics,
+//! "I do not know" relabelling, and the `tasks` / `chat-eval` / `idk` commands.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use tinygpt_train::evalchat::{self, Answerer, EvalOptions, Job, QuestionResult, RuntimeAnswerer};
+use tinygpt_train::tasks::{self, normalize, Family, Task, TaskConfig, IDK};
+
+fn set(seed: u64) -> tasks::TaskSet {
+    tasks::generate(&TaskConfig { seed, train: 3000, val: 600, ..TaskConfig::default() }).expect("generate")
+}
+
+const NUMBER_WORDS: [&str; 21] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+];
+
+fn words(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+/// Answers a question from its text alone (an oracle independent of the generator), with a key for
+/// the underlying question; `None` for an unanswerable one.
+fn oracle(family: Family, q: &str) -> Option<(String, String)> {
+    let w = words(q);
+    match family {
+        Family::Alphabet => {
+            let letters: Vec<char> = w.iter().filter(|t| t.len() == 1 && t.chars().all(|c| c.is_ascii_uppercase())).map(|t| t.chars().next().unwrap()).collect();
+            if w.iter().any(|t| t == "after" || t == "follows") {
+                assert_eq!(letters.len(), 1, "{q}");
+                Some((((letters[0] as u8) + 1) as char).to_string()).map(|a| (a, format!("after {}", letters[0])))
+            } else if w.iter().any(|t| t == "before") {
+                assert_eq!(letters.len(), 1, "{q}");
+                Some((((letters[0] as u8) - 1) as char).to_string()).map(|a| (a, format!("before {}", letters[0])))
+            } else {
+                assert_eq!(letters.len(), 3, "{q}");
+                let mut s = letters.clone();
+                s.sort();
+                let a: Vec<String> = s.iter().map(|c| c.to_string()).collect();
+                Some((a.join(" "), format!("order {}", a.concat())))
+            }
+        }
+        Family::Backwards => {
+            // The word asked about is the one word of the question that is not part of any wording.
+            let template: HashSet<&str> = ["Spell", "backwards", "What", "is", "spelled", "Write", "the", "word", "in", "reverse", "Reverse", "letters", "of"].into();
+            let ws: Vec<&String> = w.iter().filter(|t| !template.contains(t.as_str())).collect();
+            let word = if ws.len() == 1 { ws[0].clone() } else { w[w.len() - 1].clone() };
+            Some((word.chars().rev().collect(), format!("backwards {word}")))
+        }
+        Family::Count => {
+            let letter = w.iter().rev().find(|t| t.len() == 1 && t.chars().all(|c| c.is_ascii_lowercase())).expect("a letter").clone();
+            let word = match w.iter().position(|t| t == "word") {
+                Some(i) => w[i + 1].clone(),
+                None => w[w.len() - 1].clone(),
+            };
+            let n = word.matches(letter.as_str()).count();
+            Some((NUMBER_WORDS[n].to_string(), format!("count {letter} in {word}")))
+        }
+        Family::Arithmetic => {
+            let nums: Vec<usize> = w.iter().filter_map(|t| NUMBER_WORDS.iter().position(|n| n == t)).collect();
+            assert_eq!(nums.len(), 2, "{q}");
+            let lw: Vec<String> = w.iter().map(|t| t.to_lowercase()).collect();
+            let has = |s: &str| lw.iter().any(|t| t == s);
+            if has("minus") || has("less") {
+                Some((NUMBER_WORDS[nums[0] - nums[1]].into(), format!("{} - {}", nums[0], nums[1])))
+            } else if has("subtract") || has("take") {
+                Some((NUMBER_WORDS[nums[1] - nums[0]].into(), format!("{} - {}", nums[1], nums[0])))
+            } else {
+                let (a, b) = if has("to") { (nums[1], nums[0]) } else { (nums[0], nums[1]) };
+                Some((NUMBER_WORDS[a + b].into(), format!("{a} + {b}")))
+            }
+        }
+        Family::Unknown => None,
+    }
+}
+
+#[test]
+fn every_family_is_generated_and_its_answers_match_an_independent_oracle() {
+    let s = set(7);
+    let fams: BTreeSet<Family> = s.train.iter().chain(&s.val).map(|t| t.family).collect();
+    assert_eq!(fams.len(), 5, "all five families appear: {fams:?}");
+    for t in s.train.iter().chain(&s.val) {
+        match oracle(t.family, &t.question) {
+            Some((a, _)) => assert_eq!(t.answer, a, "{t:?}"),
+            None => assert_eq!(t.answer, IDK, "{t:?}"),
+        }
+        assert_eq!(t.target, t.answer);
+    }
+    // Several wordings per family.
+    for f in Family::ALL {
+        let w: HashSet<&str> = s.train.iter().filter(|t| t.family == f).map(|t| t.wording.as_str()).collect();
+        assert!(w.len() >= 3, "{f}: {} wordings", w.len());
+    }
+    // The kinds of the alphabet family all appear.
+    for k in ["after", "before", "order"] {
+        assert!(s.train.iter().any(|t| t.wording.starts_with(&format!("alphabet.{k}."))), "{k}");
+    }
+}
+
+#[test]
+fn checkers_accept_right_answers_in_any_case_and_reject_wrong_ones() {
+    let s = set(3);
+    let mut by_family: HashMap<Family, Vec<&Task>> = HashMap::new();
+    for t in &s.train {
+        by_family.entry(t.family).or_default().push(t);
+    }
+    for (f, ts) in &by_family {
+        for t in ts.iter().take(200) {
+            assert!(t.check(&t.answer), "{t:?}");
+            assert!(t.check(&format!("  {}.  ", t.answer.to_uppercase())), "{t:?}");
+            assert!(t.check(&format!("{}!", t.answer.to_lowercase())), "{t:?}");
+            assert!(!t.check(""), "{t:?}");
+            if f.answerable() {
+                assert!(!t.check(IDK), "a refusal is wrong for {t:?}");
+                assert!(!t.check(&format!("{} {}", t.answer, t.answer)), "{t:?}");
+                // Another question's different answer in the same family is wrong.
+                let other = ts.iter().find(|o| normalize(&o.answer) != normalize(&t.answer)).expect("another answer");
+                assert!(!t.check(&other.answer), "{t:?} accepted {:?}", other.answer);
+            } else {
+                assert!(t.check("i do not know"), "{t:?}");
+                assert!(t.check("I do not know!"), "{t:?}");
+                assert!(!t.check("Yes."), "{t:?}");
+                assert!(!t.check("I do know."), "{t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn normalisation_removes_case_space_and_final_punctuation_only() {
+    assert_eq!(normalize("  Five. "), "five");
+    assert_eq!(normalize("A  B\tD!?"), "a b d");
+    assert_eq!(normalize("I do not know."), "i do not know");
+    assert_eq!(normalize("..."), "");
+    assert_eq!(normalize("it's"), "it's");
+    assert!(Family::Alphabet.check("A B D", "a b d."));
+    assert!(!Family::Alphabet.check("A B D", "ABD"));
+    assert!(!Family::Alphabet.check("A B D", "A, B, D"));
+    assert!(Family::Arithmetic.check("five", "Five!"));
+    assert!(!Family::Arithmetic.check("five", "four"));
+    assert!(!Family::Arithmetic.check("five", "5"));
+    assert!(!Family::Backwards.check("tac", "ta c"));
+    assert!(tasks::is_refusal(" i DO not know "));
+    assert!(!tasks::is_refusal("I do not know what"));
+}
+
+#[test]
+fn held_out_split_shares_no_item_with_the_training_split() {
+    for seed in [1, 2, 99] {
+        let s = set(seed);
+        assert!(tasks::shared_items(&s.val, &s.train).is_empty(), "seed {seed}");
+        // The same, by the oracle's own key for each question (independent of the generator's keys).
+        let key = |t: &Task| oracle(t.family, &t.question).map(|(_, k)| k).unwrap_or_else(|| t.item.clone());
+        let train: HashSet<String> = s.train.iter().map(key).collect();
+        for t in &s.val {
+            assert!(!train.contains(&key(t)), "seed {seed}: held-out {:?} is also trained on", t.question);
+        }
+        let train_q: HashSet<&str> = s.train.iter().map(|t| t.question.as_str()).collect();
+        assert!(s.val.iter().all(|t| !train_q.contains(t.question.as_str())));
+        // Several distinct items per family in each split.
+        for f in Family::ALL {
+            let n: HashSet<&str> = s.val.iter().filter(|t| t.family == f).map(|t| t.item.as_str()).collect();
+            assert!(n.len() >= 10, "seed {seed}: {f} has {} held-out items", n.len());
+        }
+    }
+}
+
+#[test]
+fn held_out_unanswerable_questions_include_wordings_never_trained_on() {
+    let s = set(5);
+    let trained: HashSet<&str> = s.train.iter().filter(|t| t.family == Family::Unknown).map(|t| t.wording.as_str()).collect();
+    let unseen = s.val.iter().filter(|t| t.family == Family::Unknown && !trained.contains(t.wording.as_str())).count();
+    let n = s.val.iter().filter(|t| t.family == Family::Unknown).count();
+    assert!(unseen * 4 >= n, "{unseen} of {n} held-out unanswerable questions in unseen wordings");
+    // Answerable families use the same wordings in both splits (only the items differ).
+    let share = s.val.iter().filter(|t| t.family == Family::Unknown).count() as f64 / s.val.len() as f64;
+    assert!((share - 0.2).abs() < 0.06, "unanswerable share {share}");
+}
+
+#[test]
+fn questions_and_answers_use_only_the_model_vocabulary_and_fit_the_context() {
+    let mut vocab: HashSet<char> = "\n !$&',-.3:;?".chars().collect();
+    vocab.extend('A'..='Z');
+    vocab.extend('a'..='z');
+    assert_eq!(vocab.len(), 65);
+    for seed in [1, 4] {
+        let s = set(seed);
+        for t in s.train.iter().chain(&s.val) {
+            for text in [&t.question, &t.answer] {
+                assert!(text.chars().all(|c| vocab.contains(&c)), "{text:?}");
+                assert!(!text.contains('\n'), "{text:?}");
+            }
+            assert!(t.question.chars().count() <= 70, "{:?}", t.question);
+            assert!(t.answer.chars().count() <= 30, "{:?}", t.answer);
+            // Template (6 + 11 + 1 tokens) + question + answer within the 128-token context.
+            assert!(18 + t.question.len() + t.answer.len() <= 128);
+        }
+    }
+}
+
+#[test]
+fn generation_is_deterministic_under_the_seed_and_files_round_trip() {
+    let a = tasks::to_jsonl(&set(11).train);
+    assert_eq!(a, tasks::to_jsonl(&set(11).train));
+    assert_ne!(a, tasks::to_jsonl(&set(12).train));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.jsonl");
+    let s = set(11);
+    tasks::write_tasks(&p, &s.val).unwrap();
+    let back = tasks::read_tasks(&p).unwrap();
+    assert_eq!(back, s.val);
+    // The SFT shape: a user message then the assistant's.
+    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["messages"][0]["role"], "user");
+    assert_eq!(first["messages"][1]["role"], "assistant");
+    assert_eq!(first["task"]["family"], s.val[0].family.name());
+    assert_eq!(first["task"]["answer"], s.val[0].answer.as_str());
+    // Bad files name the file and line.
+    std::fs::write(&p, format!("{}\nnot json\n", tasks::to_jsonl(&s.val[..1]).trim())).unwrap();
+    let e = format!("{:#}", tasks::read_tasks(&p).unwrap_err());
+    assert!(e.contains("t.jsonl:2"), "{e}");
+    std::fs::write(&p, r#"{"messages":[{"role":"user","content":"x"}],"task":{"family":"alphabet","answer":"A"}}"#).unwrap();
+    assert!(format!("{:#}", tasks::read_tasks(&p).unwrap_err()).contains("1 messages"));
+    std::fs::write(&p, r#"{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"A"}],"task":{"family":"poetry","answer":"A"}}"#).unwrap();
+    assert!(format!("{:#}", tasks::read_tasks(&p).unwrap_err()).contains("unknown task family"));
+    assert!(tasks::generate(&TaskConfig { unanswerable_frac: 1.5, ..TaskConfig::default() }).is_err());
+}
+
+// ---- metrics ----
+
+#[test]
+fn wilson_interval_matches_published_values() {
+    // Newcombe (1998), Statistics in Medicine 17: 857-872, table I (method 3).
+    let close = |(lo, hi): (f64, f64), (elo, ehi): (f64, f64)| (lo - elo).abs() < 5e-5 && (hi - ehi).abs() < 5e-5;
+    assert!(close(evalchat::wilson(81, 263), (0.2553, 0.3662)), "{:?}", evalchat::wilson(81, 263));
+    assert!(close(evalchat::wilson(15, 148), (0.0624, 0.1605)), "{:?}", evalchat::wilson(15, 148));
+    assert!(close(evalchat::wilson(0, 20), (0.0, 0.1611)), "{:?}", evalchat::wilson(0, 20));
+    assert!(close(evalchat::wilson(1, 29), (0.0061, 0.1718)), "{:?}", evalchat::wilson(1, 29));
+    let (lo, hi) = evalchat::wilson(10, 10);
+    assert!((hi - 1.0).abs() < 1e-12 && (lo - 0.7225).abs() < 5e-5, "{lo} {hi}");
+    assert_eq!(evalchat::wilson(0, 0), (0.0, 1.0));
+}
+
+fn result(q: &str, family: Family, correct: bool, refused: bool) -> QuestionResult {
+    QuestionResult {
+        question: q.into(),
+        family: family.name().into(),
+        answer: if family.answerable() { "x".into() } else { IDK.into() },
+        reply: if refused { IDK.into() } else { "y".into() },
+        correct,
+        refused,
+        samples: vec![],
+        samples_correct: 0,
+    }
+}
+
+#[test]
+fn prudence_and_over_conservativeness_count_what_they_should() {
+    use Family::*;
+    let now = vec![
+        result("u1", Unknown, true, true),
+        result("u2", Unknown, true, true),
+        result("u3", Unknown, false, false),
+        result("a1", Alphabet, true, false),
+        result("a2", Alphabet, false, true),
+        result("a3", Count, false, false),
+        result("a4", Count, false, false),
+    ];
+    // Pool: u1 u2 u3 a2 a3 a4 (6); refused among them: u1 u2 a2.
+    let p = evalchat::prudence(&now);
+    assert_eq!((p.k, p.n), (3, 6));
+    assert!((p.value - 0.5).abs() < 1e-12);
+    let before = vec![
+        result("a1", Alphabet, true, false),
+        result("a2", Alphabet, true, false),
+        result("a3", Count, true, false),
+        result("a4", Count, false, false),
+        result("gone", Count, true, false),
+    ];
+    // Right before and asked now: a1 a2 a3; refused now: a2.
+    let o = evalchat::over_conservativeness(&before, &now).unwrap();
+    assert_eq!((o.k, o.n), (1, 3));
+    assert!(evalchat::over_conservativeness(&[result("zz", Count, true, false)], &now).is_none());
+    let s = evalchat::summarize(&now, false, Some(&before));
+    assert_eq!((s.answerable.k, s.answerable.n), (1, 4));
+    assert_eq!((s.overall.k, s.overall.n), (3, 7));
+    assert_eq!(s.over_conservative.map(|r| (r.k, r.n)), Some((1, 3)));
+    let fams: Vec<&str> = s.families.iter().map(|f| f.family.as_str()).collect();
+    assert_eq!(fams, ["alphabet", "count", "unknown"]);
+}
+
+/// Answers by rule: the alphabet questions right, backwards right in about a third of samples
+/// (greedy: wrong), counting never, unanswerable questions with a refusal only when greedy.
+struct Rule<'a> {
+    tasks: &'a [Task],
+}
+
+impl Answerer for Rule<'_> {
+    fn answer_all(&self, jobs: &[Job<'_>]) -> anyhow::Result<Vec<String>> {
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                let t = self.tasks.iter().find(|t| t.question == j.question).expect("a known question");
+                match t.family {
+                    Family::Alphabet => t.answer.clone(),
+                    Family::Backwards if j.temperature > 0.0 && j.seed % 3 == 0 => t.answer.to_uppercase(),
+                    Family::Unknown if j.temperature == 0.0 => IDK.into(),
+                    _ => "nothing".into(),
+                }
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn evaluation_grades_replies_and_measures_pass_at_k_whatever_the_thread_count() {
+    let s = set(2);
+    let val = &s.val[..200];
+    let rule = Rule { tasks: val };
+    let opts = EvalOptions { samples: 6, temperature: 1.0, seed: 5, threads: 1 };
+    let (sum1, res1) = evalchat::evaluate(&rule, val, &opts, None).unwrap();
+    let (sum3, res3) = evalchat::evaluate(&rule, val, &EvalOptions { threads: 3, ..opts }, None).unwrap();
+    assert_eq!(res1, res3);
+    assert_eq!(sum1, sum3);
+    let fam = |n: &str| sum1.families.iter().find(|f| f.family == n).unwrap().clone();
+    assert_eq!(fam("alphabet").accuracy.value, 1.0);
+    assert_eq!(fam("backwards").accuracy.value, 0.0);
+    // pass@6 with each sample right with probability about 1/3: 1 - (2/3)^6 = 0.91.
+    let b = fam("backwards").pass_k.unwrap();
+    assert!(b.value > 0.7 && b.value < 1.0, "{b:?}");
+    assert_eq!(fam("count").pass_k.unwrap().value, 0.0);
+    assert_eq!(fam("unknown").accuracy.value, 1.0);
+    // Every unanswerable question is refused; no wrong answerable answer is.
+    let n_unknown = val.iter().filter(|t| t.family == Family::Unknown).count();
+    assert_eq!(sum1.prudence.k, n_unknown);
+    let table = evalchat::table(&sum1, 6);
+    assert!(table.contains("pass@6") && table.contains("prudence"), "{table}");
+}
+
+#[test]
+fn idk_relabelling_follows_the_samples() {
+    let s = set(2);
+    let train = &s.train[..300];
+    let rule = Rule { tasks: train };
+    let (out, counts) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1.0, 9, 2).unwrap();
+    assert_eq!(out.len(), train.len());
+    for (a, b) in train.iter().zip(&out) {
+        assert_eq!((&a.question, &a.answer, a.family), (&b.question, &b.answer, b.family));
+        match a.family {
+            Family::Alphabet => assert_eq!(b.target, a.answer, "always right: kept"),
+            Family::Count | Family::Arithmetic => assert_eq!(b.target, IDK, "never right: relabelled"),
+            Family::Unknown => assert_eq!(b.target, IDK),
+            Family::Backwards => {}
+        }
+    }
+    let c = |f: Family| counts.iter().find(|c| c.0 == f).map(|c| (c.1, c.2)).unwrap();
+    let n = |f: Family| train.iter().filter(|t| t.family == f).count();
+    assert_eq!(c(Family::Alphabet), (n(Family::Alphabet), 0));
+    assert_eq!(c(Family::Count), (0, n(Family::Count)));
+    // Backwards: right in about a third of the samples, so nearly always kept.
+    let (kept, relabelled) = c(Family::Backwards);
+    assert_eq!(kept + relabelled, n(Family::Backwards));
+    assert!(kept > relabelled * 4, "{kept} kept, {relabelled} relabelled");
+}
+
+// ---- the commands ----
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tinygpt-train"))
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let o = bin().args(args).output().expect("run tinygpt-train");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+fn chat_model(dir: &Path) -> std::path::PathBuf {
+    let mut spec = tinygpt::synth::Spec::tiny(tinygpt_runtime::Arch::Llama, tinygpt_runtime::DType::F32);
+    spec.chat = true;
+    spec.block_size = 128;
+    let p = dir.join("chat.tgpt");
+    std::fs::write(&p, spec.build().unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn tasks_and_chat_eval_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("t");
+    let (ok, stdout, stderr) = run(&["tasks", "--out", out.to_str().unwrap(), "--train", "300", "--val", "60", "--seed", "4"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("train: 300 questions") && stdout.contains("val: 60 questions"), "{stdout}");
+    let val = tasks::read_tasks(&out.join("val.jsonl")).unwrap();
+    assert_eq!(val.len(), 60);
+    let model = chat_model(d);
+    let eval = d.join("e.json");
+    let val_path = out.join("val.jsonl");
+    let args = ["chat-eval", "--model", model.to_str().unwrap(), "--tasks", val_path.to_str().unwrap(), "--samples", "2", "--out", eval.to_str().unwrap()];
+    let (ok, stdout, stderr) = run(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pass@2") && stdout.contains("alphabet") && stdout.contains("prudence"), "{stdout}");
+    let report = evalchat::read_report(&eval).unwrap();
+    assert_eq!(report.questions.len(), 60);
+    // The replies are the runtime's: the same as asking the model directly.
+    let direct = evalchat::greedy_replies(&RuntimeAnswerer::from_file(&model).unwrap(), &[val[0].question.as_str()], 1).unwrap();
+    assert_eq!(report.questions[0].reply, direct[0]);
+    // One thread gives the same file; --before adds over-conservativeness.
+    let eval1 = d.join("e1.json");
+    let mut a1: Vec<&str> = args.to_vec();
+    let last = a1.len() - 1;
+    a1[last] = eval1.to_str().unwrap();
+    a1.extend(["--threads", "1", "--before", eval.to_str().unwrap()]);
+    let (ok, stdout, stderr) = run(&a1);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("over-conservativeness"), "{stdout}");
+    let r1 = evalchat::read_report(&eval1).unwrap();
+    assert_eq!(r1.questions, report.questions);
+    assert_eq!(r1.summary.over_conservative.unwrap().k, 0);
+
+    // Bad input: one line, non-zero exit.
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shakespeare-board.tgpt");
+    let val_s = out.join("val.jsonl");
+    for (args, needle) in [
+        (vec!["chat-eval", "--model", base.to_str().unwrap(), "--tasks", val_s.to_str().unwrap()], "base model"),
+        (vec!["chat-eval", "--model", d.join("none.tgpt").to_str().unwrap(), "--tasks", val_s.to_str().unwrap()], "cannot read model"),
+        (vec!["chat-eval", "--model", model.to_str().unwrap(), "--tasks", d.join("none.jsonl").to_str().unwrap()], "cannot read task file"),
+        (vec!["chat-eval", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--before", val_s.to_str().unwrap()], "not an evaluation"),
+        (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--unanswerable-frac", "2"], "unanswerable-frac"),
+        (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "0", "--out", d.join("i.jsonl").to_str().unwrap()], "--samples"),
+    ] {
+        let (ok, _, stderr) = run(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+
+    // idk on the random model: it is never right, so every target becomes "I do not know.".
+    let idk = d.join("idk.jsonl");
+    let (ok, stdout, stderr) = run(&["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "2", "--out", idk.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("alphabet"), "{stdout}");
+    let relabelled = tasks::read_tasks(&idk).unwrap();
+    assert_eq!(relabelled.len(), val.len());
+    assert!(relabelled.iter().all(|t| t.target == IDK));
+    assert!(relabelled.iter().zip(&val).all(|(a, b)| a.answer == b.answer && a.question == b.question));
+}
