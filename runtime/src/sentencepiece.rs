@@ -180,9 +180,20 @@ impl<'a, F: Fn(u32) -> &'a [u8]> Encoder<'a, F> {
         if self.sp.flags() & FLAG_ADD_BOS != 0 {
             push(out, &mut n, self.sp.bos())?;
         }
-        let start = n;
+        // Merges never cross the start of a space that follows another character when no piece
+        // spells such a space: the text is then merged word by word, which gives the same tokens
+        // and keeps long texts from costing the square of their length.
+        let split = self.no_piece_joins_words();
+        let mut chunk = n;
+        let mut prev_space = true;
         let prefix = if !text.is_empty() && self.sp.space_prefix() { Some(' ') } else { None };
         for c in prefix.into_iter().chain(text.chars()) {
+            if split && c == ' ' && !prev_space {
+                let len = self.merge(&mut out[chunk..n]);
+                n = chunk + len;
+                chunk = n;
+            }
+            prev_space = c == ' ';
             let mut buf = [0u8; 4];
             let s = c.encode_utf8(&mut buf).as_bytes();
             if let Some(id) = self.lookup(s, &[]) {
@@ -197,12 +208,20 @@ impl<'a, F: Fn(u32) -> &'a [u8]> Encoder<'a, F> {
                 return Err(Error::UnknownChar(c));
             }
         }
-        let len = self.merge(&mut out[start..n]);
-        Ok(start + len)
+        let len = self.merge(&mut out[chunk..n]);
+        Ok(chunk + len)
+    }
+
+    /// Whether no listed piece has a space right after a character other than a space.
+    fn no_piece_joins_words(&self) -> bool {
+        (0..self.index.len() / 4).all(|k| {
+            let p = (self.tok)(u32_at(self.index, 4 * k));
+            !p.windows(2).any(|w| w[0] != b' ' && w[1] == b' ')
+        })
     }
 
     /// Merges the best-scoring adjacent pairs of `toks` in place; returns the new length. Quadratic in
-    /// the length, like llama2.c's encoder.
+    /// the length, like llama2.c's encoder (which is why `encode` merges word by word when it can).
     fn merge(&self, toks: &mut [u32]) -> usize {
         let mut len = toks.len();
         loop {

@@ -106,6 +106,24 @@ proptest! {
         prop_assert_eq!(std::str::from_utf8(&out[..k]).unwrap(), text.as_str());
     }
 
+    /// Vocabularies whose pieces never put a space after another character: encoding then merges
+    /// word by word, which must give the reference's (whole-text) tokens.
+    #[test]
+    fn word_by_word_merging_matches_the_reference(
+        pieces in prop::collection::vec(("[ ]{0,2}[ab\u{e9}]{1,3}", -20i32..0).prop_map(|(s, k)| (s, k as f32 / 2.0)), 1..40),
+        text in "[ ab\u{e9}c\n]{0,40}",
+    ) {
+        let mut pieces = pieces;
+        pieces.push((" ".into(), -0.5));
+        pieces.push(("  ".into(), -0.25));
+        let v = vocab(&pieces);
+        let bytes = model_bytes(v.clone());
+        let m = Model::from_bytes(&bytes).unwrap();
+        let mut ids = vec![0u32; text.len() + 2];
+        let n = m.tokenizer().encode(&text, &mut ids).unwrap();
+        prop_assert_eq!(&ids[..n], &reference(&v, &text)[..]);
+    }
+
     #[test]
     fn a_too_small_buffer_is_an_error(text in "[ab]{1,10}") {
         let bytes = model_bytes(vocab(&[("a".into(), -1.0)]));
