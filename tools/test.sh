@@ -13,7 +13,10 @@
 #      where the Cortex-M4's DSP int8 kernel runs against the portable one;
 #   4. tools/test-cross.sh: static aarch64 and 32-bit ARM builds under qemu-user print the same
 #      text as the native build;
-#   5. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget.
+#   5. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget;
+#   6. tools/test-interop.sh: `tinygpt convert` on llama2.c and GGUF files gives run.c's and runq.c's
+#      greedy ids and text, the tokenizer matches sentencepiece, and bad inputs are refused.
+# The set-up also installs the Python oracles step 1's convert tests use (tools/test-interop.sh --setup).
 # Exits non-zero if any step fails. Runs on 2 cores in well under CI's 90 minutes.
 set -uo pipefail
 
@@ -28,6 +31,8 @@ installed=$(rustup target list --installed)
 for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
     grep -qx "$t" <<<"$installed" || rustup target add "$t" || { echo "error: rustup target add $t failed" >&2; exit 1; }
 done
+
+tools/test-interop.sh --setup || { echo "error: the Python oracles' set-up failed" >&2; exit 1; }
 
 step "cargo test --workspace"
 cargo test --workspace -- --test-threads 2 || status=1
@@ -49,6 +54,9 @@ tools/test-cross.sh || status=1
 
 step "the board under QEMU"
 tools/test-board.sh || status=1
+
+step "convert: llama2.c and GGUF models against run.c, runq.c and sentencepiece"
+tools/test-interop.sh || status=1
 
 echo
 if [ "$status" -eq 0 ]; then echo "all test steps passed"; else echo "some test steps FAILED"; fi

@@ -242,6 +242,9 @@ pub enum TokenizerKind {
     Char,
     /// Byte-level BPE: ids 0..256 are bytes, id 256+i is merge i.
     ByteBpe,
+    /// Sentencepiece-style (llama2.c, llama): pieces with scores, merged highest score first, byte
+    /// fallback tokens `<0xXX>`, a leading space before the text, a BOS token first.
+    SentencePiece,
 }
 
 /// Tokenizer tables as stored in the header, borrowed from the file.
@@ -261,10 +264,12 @@ pub struct TokenizerHeader<'a> {
     /// `vocab_size + 1` offsets into `token_bytes`.
     #[serde(borrow)]
     pub token_offsets: &'a [u8],
-    /// BPE merges in rank order: pairs `(left, right)`.
+    /// BPE merges in rank order: pairs `(left, right)`. Sentencepiece: the piece tables (BOS,
+    /// unknown token, flags, byte fallback ids, scores, piece types; see `FORMAT.md`).
     #[serde(borrow)]
     pub merges: &'a [u8],
-    /// Merge ranks sorted by their `(left, right)` pair, for binary search.
+    /// Merge ranks sorted by their `(left, right)` pair, for binary search. Sentencepiece: the ids of
+    /// the normal pieces sorted by their bytes.
     #[serde(borrow)]
     pub merges_by_pair: &'a [u8],
 }

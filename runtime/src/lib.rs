@@ -17,6 +17,7 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod sampler;
+mod sentencepiece;
 pub mod tokenizer;
 pub mod weights;
 #[cfg(feature = "std")]

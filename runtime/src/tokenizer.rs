@@ -1,4 +1,5 @@
-//! Tokenizers: a character vocabulary and byte-level BPE, both `no_std` and allocation-free.
+//! Tokenizers: a character vocabulary, byte-level BPE and sentencepiece-style pieces
+//! (`sentencepiece.rs`), all `no_std` and allocation-free.
 //!
 //! BPE pre-tokenization: the text is cut into chunks, a new chunk starting at every space byte (`0x20`)
 //! that is not the first byte of the text; merges never cross a chunk boundary. Inside a chunk, the
@@ -6,6 +7,7 @@
 
 use crate::error::Error;
 use crate::format::{TokenizerHeader, TokenizerKind};
+use crate::sentencepiece::{self, TYPE_CONTROL};
 
 /// Largest accepted number of special tokens (their names are checked pairwise for duplicates).
 pub const MAX_SPECIAL: usize = 256;
@@ -110,6 +112,7 @@ pub(crate) fn validate(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), E
                 last = Some(p);
             }
         }
+        TokenizerKind::SentencePiece => sentencepiece::validate(t, v, tok)?,
     }
     Ok(())
 }
@@ -127,9 +130,33 @@ impl<'a> Tokenizer<'a> {
         Tokenizer { h, vocab_size: vocab_size as usize }
     }
 
-    /// Character vocabulary or BPE.
+    /// Character vocabulary, BPE or sentencepiece.
     pub fn kind(&self) -> TokenizerKind {
         self.h.kind
+    }
+    /// The beginning-of-sequence token of a sentencepiece tokenizer, if it has one.
+    pub fn bos(&self) -> Option<u32> {
+        match self.h.kind {
+            TokenizerKind::SentencePiece => Some(self.sp().bos()).filter(|&b| b != sentencepiece::NONE),
+            _ => None,
+        }
+    }
+    /// The score of a sentencepiece token (higher scores merge first); `None` for other kinds.
+    pub fn piece_score(&self, id: u32) -> Option<f32> {
+        match self.h.kind {
+            TokenizerKind::SentencePiece if (id as usize) < self.vocab_size => Some(self.sp().score(id as usize)),
+            _ => None,
+        }
+    }
+    fn sp(&self) -> sentencepiece::Tables<'a> {
+        sentencepiece::Tables::new(&self.h, self.vocab_size)
+    }
+    /// Whether `id` decodes to nothing: a special token, or a sentencepiece control token.
+    fn is_silent(&self, id: u32) -> bool {
+        self.is_special(id)
+            || (self.h.kind == TokenizerKind::SentencePiece
+                && (id as usize) < self.vocab_size
+                && self.sp().piece_type(id as usize) == TYPE_CONTROL)
     }
     /// Number of tokens.
     pub fn vocab_size(&self) -> usize {
@@ -168,11 +195,18 @@ impl<'a> Tokenizer<'a> {
     /// Encodes `text` into `out`, returning the number of tokens written.
     ///
     /// Character vocabulary: a character that is not in the vocabulary is `Err(UnknownChar)`.
-    /// BPE: every text encodes. `Err(TooManyTokens)` if `out` is too small.
+    /// BPE: every text encodes. Sentencepiece: the BOS token first (when the model's tables say so,
+    /// as llama2.c and llama do), a space before a non-empty text, byte fallback for characters
+    /// without a piece (the unknown token, or `Err(UnknownChar)`, when there is none); at most
+    /// `text.len() + 2` tokens. `Err(TooManyTokens)` if `out` is too small.
     pub fn encode(&self, text: &str, out: &mut [u32]) -> Result<usize, Error> {
         match self.h.kind {
             TokenizerKind::Char => self.encode_chars(text, out),
             TokenizerKind::ByteBpe => self.encode_bpe(text.as_bytes(), out),
+            TokenizerKind::SentencePiece => {
+                let enc = sentencepiece::Encoder { sp: self.sp(), index: self.h.merges_by_pair, tok: |id| self.token_bytes(id) };
+                enc.encode(text, out)
+            }
         }
     }
 
@@ -283,6 +317,8 @@ pub struct Decoder {
     pending: [u8; 4],
     len: usize,
     need: usize,
+    /// The previous token was a sentencepiece BOS: the next piece's leading space is dropped.
+    after_bos: bool,
 }
 
 const REPLACEMENT: &str = "\u{FFFD}";
@@ -305,10 +341,16 @@ impl Decoder {
 
     /// Pushes one token; calls `emit` with every complete piece of text.
     pub fn push(&mut self, tok: &Tokenizer<'_>, id: u32, emit: &mut impl FnMut(&str)) {
-        if tok.is_special(id) {
+        let after_bos = core::mem::replace(&mut self.after_bos, tok.bos() == Some(id));
+        if tok.is_silent(id) {
             return;
         }
-        let bytes = tok.token_bytes(id);
+        let mut bytes = tok.token_bytes(id);
+        // The space encoding put before the text: in a normal piece, or a byte token when the
+        // vocabulary has no space piece. (Control tokens returned above.)
+        if after_bos && bytes.first() == Some(&b' ') && tok.sp().space_prefix() {
+            bytes = &bytes[1..];
+        }
         let mut i = 0;
         while i < bytes.len() {
             if self.len == 0 {

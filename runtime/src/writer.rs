@@ -33,6 +33,62 @@ pub enum TokenizerData {
         /// The merges.
         merges: Vec<(u32, u32)>,
     },
+    /// Sentencepiece-style pieces (llama2.c, llama): ids in the order given.
+    SentencePiece {
+        /// Every token.
+        pieces: Vec<Piece>,
+        /// The beginning-of-sequence token.
+        bos: Option<u32>,
+        /// The token of characters that have neither a piece nor byte tokens.
+        unk: Option<u32>,
+        /// Whether encoding starts with `bos`.
+        add_bos: bool,
+        /// Whether a space is put before a non-empty text (and dropped again after BOS).
+        space_prefix: bool,
+        /// The token generation stops at (stored as the file's end-of-text token).
+        eot: Option<u32>,
+    },
+}
+
+/// One token of a sentencepiece vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Piece {
+    /// What the token decodes to: the piece's text with `▁` as a space; a byte token's one byte;
+    /// a control token's name (which decodes to nothing).
+    pub bytes: Vec<u8>,
+    /// Merge score: of two adjacent pairs, the one forming the higher-scoring piece merges first.
+    pub score: f32,
+    /// Normal piece, byte token or control token.
+    pub kind: PieceKind,
+}
+
+// Scores are compared as numbers; the writer refuses NaN, so equality is an equivalence there.
+impl Eq for Piece {}
+
+/// What a sentencepiece token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceKind {
+    /// Text is built from these.
+    Normal,
+    /// A byte fallback token `<0xXX>`.
+    Byte,
+    /// A control or unknown token (`<s>`, `</s>`, `<unk>`): decodes to nothing.
+    Control,
+}
+
+/// A tensor given to [`encode_model_tensors`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// Values, stored in the configuration's dtype.
+    F32(Vec<f32>),
+    /// An already quantized int8 matrix in the file's layout (row-major scales, `rows ×
+    /// ceil(cols / group_size)`, then the values), stored as it is; only for int8 files.
+    I8 {
+        /// Scales.
+        scales: Vec<f32>,
+        /// Values.
+        values: Vec<i8>,
+    },
 }
 
 impl TokenizerData {
@@ -41,6 +97,7 @@ impl TokenizerData {
         match self {
             TokenizerData::Char { chars } => chars.len(),
             TokenizerData::ByteBpe { merges } => 256 + merges.len(),
+            TokenizerData::SentencePiece { pieces, .. } => pieces.len(),
         }
     }
 
@@ -60,8 +117,64 @@ impl TokenizerData {
                 }
                 Ok(toks)
             }
+            TokenizerData::SentencePiece { pieces, .. } => Ok(pieces.iter().map(|p| p.bytes.clone()).collect()),
         }
     }
+}
+
+/// The sentencepiece tables (`merges`) and piece index (`merges_by_pair`) of `FORMAT.md`.
+fn sentencepiece_tables(
+    pieces: &[Piece],
+    bos: Option<u32>,
+    unk: Option<u32>,
+    add_bos: bool,
+    space_prefix: bool,
+) -> Result<(Vec<u8>, Vec<u8>), WriteError> {
+    let v = pieces.len();
+    let check = |id: Option<u32>, what: &str| match id {
+        Some(i) if i as usize >= v => Err(WriteError::Tokenizer(format!("{what} token {i} is outside the vocabulary"))),
+        _ => Ok(id.unwrap_or(u32::MAX)),
+    };
+    let bos_id = check(bos, "BOS")?;
+    let unk_id = check(unk, "unknown")?;
+    if add_bos && bos.is_none() {
+        return Err(WriteError::Tokenizer("encoding starts with BOS but there is no BOS token".into()));
+    }
+    let flags = u32::from(space_prefix) | (u32::from(add_bos) << 1);
+    let mut byte_ids = [u32::MAX; 256];
+    for (i, p) in pieces.iter().enumerate() {
+        if p.score.is_nan() {
+            return Err(WriteError::Tokenizer(format!("piece {i} has a NaN score")));
+        }
+        match p.kind {
+            PieceKind::Byte => {
+                let [b] = p.bytes[..] else {
+                    return Err(WriteError::Tokenizer(format!("byte token {i} is not one byte")));
+                };
+                if byte_ids[b as usize] == u32::MAX {
+                    byte_ids[b as usize] = i as u32;
+                }
+            }
+            PieceKind::Normal if p.bytes.is_empty() => {
+                return Err(WriteError::Tokenizer(format!("piece {i} is empty")));
+            }
+            _ => {}
+        }
+    }
+    let mut tables = u32s([bos_id, unk_id, flags]);
+    tables.extend(u32s(byte_ids));
+    tables.extend(pieces.iter().flat_map(|p| p.score.to_le_bytes()));
+    tables.extend(pieces.iter().map(|p| match p.kind {
+        PieceKind::Normal => crate::sentencepiece::TYPE_NORMAL,
+        PieceKind::Byte => crate::sentencepiece::TYPE_BYTE,
+        PieceKind::Control => crate::sentencepiece::TYPE_CONTROL,
+    }));
+    // Normal pieces sorted by their bytes; of pieces with the same bytes the lowest id is kept
+    // (encoding can only produce one of them).
+    let mut index: Vec<u32> = (0..v as u32).filter(|&i| pieces[i as usize].kind == PieceKind::Normal).collect();
+    index.sort_by(|&a, &b| pieces[a as usize].bytes.cmp(&pieces[b as usize].bytes).then(a.cmp(&b)));
+    index.dedup_by(|b, a| pieces[*a as usize].bytes == pieces[*b as usize].bytes);
+    Ok((tables, u32s(index)))
 }
 
 /// Metadata to store in a file (see [`Metadata`]).
@@ -123,6 +236,8 @@ pub enum WriteError {
     Tokenizer(String),
     /// A group's scale does not fit the scale type (f16 scales hold up to 65504).
     ScaleRange(String),
+    /// Quantized data was given for a tensor that is not stored as int8.
+    NotInt8(String),
 }
 
 impl std::fmt::Display for WriteError {
@@ -136,6 +251,7 @@ impl std::fmt::Display for WriteError {
             WriteError::NonFinite(n) => write!(f, "tensor {n} contains NaN or infinity"),
             WriteError::Tokenizer(m) => write!(f, "tokenizer: {m}"),
             WriteError::ScaleRange(n) => write!(f, "tensor {n} has weights too large for f16 group scales (|w| above 65504 times 127 for int8, 7 for int4)"),
+            WriteError::NotInt8(n) => write!(f, "tensor {n} is given as int8 but is not stored as int8"),
         }
     }
 }
@@ -279,6 +395,20 @@ pub fn encode_model_scaled(
     meta: &MetaData,
     get: &dyn Fn(&str) -> Option<Vec<f32>>,
 ) -> Result<Vec<u8>, WriteError> {
+    encode_model_tensors(cfg, scales, tok, specials, meta, &|name| get(name).map(TensorData::F32))
+}
+
+/// [`encode_model_scaled`] with tensors that may come already quantized ([`TensorData::I8`],
+/// stored as given, for importing int8 weights without requantizing them; their scales are
+/// written as `scales`, so f16 scales keep f32 ones only to f16 precision).
+pub fn encode_model_tensors(
+    cfg: &Config,
+    scales: ScaleDType,
+    tok: &TokenizerData,
+    specials: &[&str],
+    meta: &MetaData,
+    get: &dyn Fn(&str) -> Option<TensorData>,
+) -> Result<Vec<u8>, WriteError> {
     cfg.validate()?;
     let scales = if cfg.dtype.quantized() { scales } else { ScaleDType::F32 };
     if tok.vocab_size() + specials.len() != cfg.vocab_size as usize {
@@ -322,14 +452,25 @@ pub fn encode_model_scaled(
             }
             (TokenizerKind::ByteBpe, u32s(merges.iter().flat_map(|&(a, b)| [a, b])), u32s(order))
         }
+        TokenizerData::SentencePiece { pieces, bos, unk, add_bos, space_prefix, .. } => {
+            let (tables, index) = sentencepiece_tables(pieces, *bos, *unk, *add_bos, *space_prefix)?;
+            (TokenizerKind::SentencePiece, tables, index)
+        }
     };
+    let eot = match tok {
+        TokenizerData::SentencePiece { eot, .. } => *eot,
+        _ => None,
+    };
+    if eot.is_some_and(|e| e >= cfg.vocab_size) {
+        return Err(WriteError::Tokenizer("end-of-text token is outside the vocabulary".into()));
+    }
     let offsets = u32s(offsets);
     let header = Header {
         config: *cfg,
         tokenizer: TokenizerHeader {
             kind,
             n_special: specials.len() as u32,
-            eot: None,
+            eot,
             token_bytes: &token_bytes,
             token_offsets: &offsets,
             merges: &merges,
@@ -371,9 +512,34 @@ pub fn encode_model_scaled(
         }
         let name = id.to_string();
         let s = tensor_shape(cfg, id);
-        let Some(w) = get(&name) else {
-            err = Some(WriteError::MissingTensor(name));
-            return;
+        let w = match get(&name) {
+            None => {
+                err = Some(WriteError::MissingTensor(name));
+                return;
+            }
+            Some(TensorData::I8 { scales: sv, values }) => {
+                let groups = groups_per_row(s.cols, gs);
+                if s.vector || cfg.dtype != DType::I8 {
+                    err = Some(WriteError::NotInt8(name));
+                } else if values.len() != s.numel() || sv.len() != s.rows * groups {
+                    err = Some(WriteError::TensorSize { name, expected: s.numel(), found: values.len() });
+                } else if sv.iter().any(|v| !v.is_finite()) {
+                    err = Some(WriteError::NonFinite(name));
+                } else if scales == ScaleDType::F16 && sv.iter().any(|v| v.abs() > f16::MAX.to_f32()) {
+                    err = Some(WriteError::ScaleRange(name));
+                } else {
+                    match scales {
+                        ScaleDType::F32 => sv.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+                        ScaleDType::F16 => sv.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+                    }
+                    out.resize(align_up(out.len(), 4).expect("small"), 0);
+                    out.extend(values.iter().map(|&v| v as u8));
+                    let padded = align_up(out.len(), TENSOR_ALIGN).expect("small");
+                    out.resize(padded, 0);
+                }
+                return;
+            }
+            Some(TensorData::F32(w)) => w,
         };
         if w.len() != s.numel() {
             err = Some(WriteError::TensorSize { name, expected: s.numel(), found: w.len() });

@@ -18,7 +18,7 @@ pub const DEFAULT_N_PREDICT: usize = 256;
 #[command(
     name = "tinygpt",
     version,
-    about = "Run tinygpt .tgpt models: generate text, chat, inspect a file, evaluate loss, benchmark speed",
+    about = "Run tinygpt .tgpt models: generate text, chat, inspect a file, evaluate loss, benchmark speed, convert llama2.c and GGUF models",
     propagate_version = true
 )]
 pub struct Cli {
@@ -39,9 +39,43 @@ pub enum Command {
     Eval(EvalArgs),
     /// Measure prompt-processing and generation speed (single thread)
     Bench(BenchArgs),
+    /// Convert a llama2.c checkpoint or a llama GGUF file into a .tgpt model
+    Convert(ConvertArgs),
     /// Serve a web page and an OpenAI-compatible HTTP API
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
+}
+
+/// Weight type of a converted model.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvertDType {
+    /// 32-bit float
+    F32,
+    /// half precision
+    F16,
+    /// int8 with one scale per group (Q8_0 inputs are kept as they are when their groups fit)
+    #[value(alias = "i8")]
+    Int8,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input: a llama2.c checkpoint (legacy float, version 1 float, version 2 Q8_0) or a GGUF file
+    /// (llama; F32, F16, Q8_0 tensors)
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Output .tgpt file (written atomically)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Weight type [default: int8 for Q8_0 inputs, else f32]
+    #[arg(long = "dtype", value_name = "TYPE", value_enum)]
+    pub dtype: Option<ConvertDType>,
+    /// int8 group size [default: the input's Q8_0 group, else 64]
+    #[arg(long = "group-size", value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
+    pub group_size: Option<usize>,
+    /// llama2.c's tokenizer.bin (llama2.c checkpoints carry no tokenizer; GGUF files do)
+    #[arg(long = "tokenizer", value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// KV-cache element type.

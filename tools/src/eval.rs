@@ -67,7 +67,7 @@ fn char_starts(bytes: &[u8]) -> u64 {
 
 /// Encodes a whole text; an unknown character is reported with its line and column.
 fn encode_text(tok: &Tokenizer<'_>, text: &str) -> Result<Vec<u32>> {
-    let mut tokens = vec![0u32; text.len()];
+    let mut tokens = vec![0u32; text.len() + 2];
     match tok.encode(text, &mut tokens) {
         Ok(n) => {
             tokens.truncate(n);

@@ -55,8 +55,8 @@ pub fn encode_prompt(model: &Model<'_>, prompt: &str) -> Result<Vec<u32>> {
     if prompt.is_empty() {
         bail!("the prompt is empty (give at least one character with -p)");
     }
-    // Every tokenizer gives at most one token per byte.
-    let mut tokens = vec![0u32; prompt.len()];
+    // Every tokenizer gives at most one token per byte (sentencepiece adds BOS and a space).
+    let mut tokens = vec![0u32; prompt.len() + 2];
     let n = model.tokenizer().encode(prompt, &mut tokens).map_err(|e| anyhow!("cannot encode the prompt: {e}"))?;
     tokens.truncate(n);
     Ok(tokens)

@@ -59,6 +59,10 @@ pub fn run(a: &InspectArgs) -> Result<()> {
                 tok.vocab_size().saturating_sub(256)
             )
         }
+        TokenizerKind::SentencePiece => match tok.bos() {
+            Some(b) => format!("sentencepiece, {} tokens (BOS {b})", tok.vocab_size()),
+            None => format!("sentencepiece, {} tokens", tok.vocab_size()),
+        },
     };
     kv(&mut s, "tokenizer", &tk);
     if let Some(e) = tok.eot() {

@@ -6,4 +6,5 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod convert;
 pub mod synth;

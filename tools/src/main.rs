@@ -1,8 +1,10 @@
-//! `tinygpt`: generate text with a `.tgpt` model, chat with it, inspect it, evaluate it, benchmark it.
+//! `tinygpt`: generate text with a `.tgpt` model, chat with it, inspect it, evaluate it, benchmark it,
+//! convert llama2.c and GGUF models into it.
 
 mod bench;
 mod chat;
 mod cli;
+mod convert_cmd;
 mod eval;
 mod generate;
 mod inspect;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Inspect(a) => inspect::run(&a),
         cli::Command::Eval(a) => eval::run(&a),
         cli::Command::Bench(a) => bench::run(&a),
+        cli::Command::Convert(a) => convert_cmd::run(&a),
         #[cfg(feature = "serve")]
         cli::Command::Serve(a) => serve::run(&a),
     };
