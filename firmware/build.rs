@@ -159,7 +159,8 @@ fn main() {
         0
     } else {
         // Refuse a prompt the tokenizer cannot encode now rather than on the board.
-        let mut ids = vec![0u32; prompt.len().max(1)];
+        // Room for a sentencepiece tokenizer's BOS and leading space too.
+        let mut ids = vec![0u32; prompt.len() + 2];
         let n_prompt = model
             .tokenizer()
             .encode(&prompt, &mut ids)

@@ -6,7 +6,7 @@
 # Installs what it needs when missing (idempotent): libtorch from PyPI into .venv
 # (tools/setup-libtorch.sh), the rustup targets, Debian's qemu-system-arm, qemu-user-static and
 # gcc-arm-linux-gnueabihf. Then it runs, in order:
-#   1. `cargo test --workspace`: runtime (reference cross-checks, property tests, corrupt input),
+#   1. `cargo test --workspace` (every test binary, even after a failure): runtime (reference cross-checks, property tests, corrupt input),
 #      the CLI, and the trainer (tch vs runtime parity, exact resume, alphabet end to end);
 #   2. the runtime's no_std builds for thumbv7em-none-eabihf and thumbv6m-none-eabi;
 #   3. tools/test-arm.sh: the runtime's tests again on 32-bit ARM in Thumb-2 mode under qemu-arm,
@@ -15,7 +15,9 @@
 #      text as the native build;
 #   5. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget;
 #   6. tools/test-interop.sh: `tinygpt convert` on llama2.c and GGUF files gives run.c's and runq.c's
-#      greedy ids and text, the tokenizer matches sentencepiece, and bad inputs are refused.
+#      greedy ids and text, the tokenizer matches sentencepiece, and bad inputs are refused;
+#   7. tools/test-serve.sh: `tinygpt serve` against the official openai client, a headless
+#      Chromium and a bounded load test (installing Chromium and a venv when missing).
 # The set-up also installs the Python oracles step 1's convert tests use (tools/test-interop.sh --setup).
 # Exits non-zero if any step fails. Runs on 2 cores in well under CI's 90 minutes.
 set -uo pipefail
@@ -35,7 +37,7 @@ done
 tools/test-interop.sh --setup || { echo "error: the Python oracles' set-up failed" >&2; exit 1; }
 
 step "cargo test --workspace"
-cargo test --workspace -- --test-threads 2 || status=1
+cargo test --workspace --no-fail-fast -- --test-threads 2 || status=1
 
 step "no_std builds of the runtime"
 for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
@@ -57,6 +59,9 @@ tools/test-board.sh || status=1
 
 step "convert: llama2.c and GGUF models against run.c, runq.c and sentencepiece"
 tools/test-interop.sh || status=1
+
+step "serve: the openai client, headless Chromium and a load test against tinygpt serve"
+tools/test-serve.sh || status=1
 
 echo
 if [ "$status" -eq 0 ]; then echo "all test steps passed"; else echo "some test steps FAILED"; fi
