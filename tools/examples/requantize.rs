@@ -100,6 +100,7 @@ fn main() -> Result<()> {
             let w: Vec<u32> = th.merges.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             TokenizerData::ByteBpe { merges: w.chunks_exact(2).map(|p| (p[0], p[1])).collect() }
         }
+        TokenizerKind::SentencePiece => bail!("sentencepiece models are re-encoded by `tinygpt convert` from their source file, not here"),
     };
     let specials: Vec<String> = (first_special..tok.vocab_size())
         .map(|id| String::from_utf8_lossy(tok.token_bytes(id as u32)).into_owned())

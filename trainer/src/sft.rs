@@ -464,6 +464,10 @@ fn load_tgpt(path: &Path) -> Result<BaseModel> {
             let merges = (0..th.merges.len() / 8).map(|r| (u(2 * r), u(2 * r + 1))).collect();
             Vocab::Bpe { merges }
         }
+        TokenizerKind::SentencePiece => bail!(
+            "{}: a sentencepiece model (converted from llama2.c or GGUF) cannot be fine-tuned yet; the trainer knows character and byte-level BPE vocabularies",
+            path.display()
+        ),
     };
     let specials = (n_regular..cfg.vocab_size as usize).map(text_of).collect::<Result<Vec<String>>>()?;
     let tok = TextTokenizer::with_specials(vocab, specials);
