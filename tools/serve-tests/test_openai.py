@@ -45,7 +45,13 @@ def test_chat_completions():
     with Server(CHAT, "--api-key", KEY, "--parallel", "2") as srv:
         c = client(srv)
         reasons = set()
-        for q, n, seed, system in [("Hello!", 256, 1, None), ("Who art thou?", 8, 2, "Be brief."), ("Speak", 64, 3, None), ("hi", 256, 4, "Answer in verse.")]:
+        fixed = [("Hello!", 256, 1, None), ("Who art thou?", 8, 2, "Be brief."), ("Speak", 64, 3, None), ("hi", 256, 4, "Answer in verse.")]
+        # More seeds until both finish reasons have been seen (which ones stop at <|im_end|>
+        # depends on the random weights), at most 40.
+        extra = [("Hello!", 256, seed, None) for seed in range(5, 45)]
+        for i, (q, n, seed, system) in enumerate(fixed + extra):
+            if i >= len(fixed) and reasons == {"stop", "length"}:
+                break
             args = ["chat", "-m", CHAT, "-p", q, "-n", str(n), "-s", str(seed), "--temp", "0.7", "--top-k", "20"]
             if system:
                 args += ["--system", system]
