@@ -56,6 +56,9 @@ pub enum ConvertDType {
     /// int8 with one scale per group (Q8_0 inputs are kept as they are when their groups fit)
     #[value(alias = "i8")]
     Int8,
+    /// int4, two weights a byte, with one f16 scale per group (every weight requantized)
+    #[value(alias = "i4")]
+    Int4,
 }
 
 #[derive(Args, Debug)]
@@ -67,7 +70,7 @@ pub struct ConvertArgs {
     /// Output .tgpt file (written atomically)
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: PathBuf,
-    /// Weight type [default: int8 for Q8_0 inputs, else f32]
+    /// Weight type [default: int8 for Q8_0 inputs, else f32; int4 quarters the f32 size]
     #[arg(long = "dtype", value_name = "TYPE", value_enum)]
     pub dtype: Option<ConvertDType>,
     /// int8 group size [default: the input's Q8_0 group, else 64]

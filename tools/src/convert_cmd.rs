@@ -37,6 +37,7 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         Some(ConvertDType::F32) => DType::F32,
         Some(ConvertDType::F16) => DType::F16,
         Some(ConvertDType::Int8) => DType::I8,
+        Some(ConvertDType::Int4) => DType::I4,
     };
     let group = match a.group_size {
         Some(g) => u32::try_from(g).map_err(|_| anyhow!("--group-size {g} is too large"))?,

@@ -114,6 +114,22 @@ pub struct TrainConfig {
     /// `auto` (bf16 on CUDA, f32 on CPU), `f32` or `bf16`.
     #[serde(default = "d_precision")]
     pub precision: String,
+
+    // ---- quantization-aware training
+    /// Fake-quantize the weights as the export in this dtype stores them: `""` (off), `int8` or
+    /// `int4`. Export with the same dtype and `--group-size` as `qat_group_size`.
+    #[serde(default)]
+    pub qat: String,
+    /// First iteration trained (and evaluated) with fake-quantized weights.
+    #[serde(default)]
+    pub qat_start: u64,
+    /// Group size of the fake quantization (the export's `--group-size`).
+    #[serde(default = "d_qat_group")]
+    pub qat_group_size: u32,
+}
+
+fn d_qat_group() -> u32 {
+    64
 }
 
 fn d_name() -> String {
@@ -220,7 +236,8 @@ const KEYS: &[&str] = &[
     "rope_theta", "batch_size", "grad_accum", "max_iters", "learning_rate", "min_lr", "warmup_iters",
     "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "plateau_patience", "plateau_factor",
     "patience", "eval_interval", "eval_batch", "log_interval", "sample_tokens", "sample_prompt",
-    "sample_temperature", "sample_top_k", "seed", "stop_at", "threads", "precision",
+    "sample_temperature", "sample_top_k", "seed", "stop_at", "threads", "precision", "qat", "qat_start",
+    "qat_group_size",
 ];
 
 /// Largest model `validate` accepts, in parameters (4 GB of f32 weights).
@@ -286,6 +303,19 @@ impl TrainConfig {
         }
     }
 
+    /// The weights' fake quantization at iteration `it`: from `qat_start` on when `qat` is set.
+    pub fn fake_quant_at(&self, it: u64) -> Option<crate::model::FakeQuant> {
+        let dtype = match self.qat.as_str() {
+            "int8" => tinygpt_runtime::DType::I8,
+            "int4" => tinygpt_runtime::DType::I4,
+            _ => return None,
+        };
+        if it < self.qat_start {
+            return None;
+        }
+        crate::model::FakeQuant::for_dtype(dtype, self.qat_group_size as i64)
+    }
+
     /// Last iteration of the cosine decay.
     pub fn decay_iters(&self) -> u64 {
         if self.lr_decay_iters == 0 {
@@ -323,6 +353,13 @@ impl TrainConfig {
         match self.precision.as_str() {
             "auto" | "f32" | "bf16" => {}
             p => bail!("precision must be \"auto\", \"f32\" or \"bf16\", not {p:?}"),
+        }
+        match self.qat.as_str() {
+            "" | "int8" | "int4" => {}
+            q => bail!("qat must be \"int8\", \"int4\" or \"\" (off), not {q:?}"),
+        }
+        if !self.qat.is_empty() && self.qat_group_size == 0 {
+            bail!("qat_group_size must be at least 1");
         }
         if self.tokenizer == "bpe" && self.bpe_vocab_size < 257 {
             bail!("bpe_vocab_size must be above 256 (the byte tokens), got {}", self.bpe_vocab_size);

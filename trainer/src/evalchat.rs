@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tinygpt_runtime::chat::{self, Message, Template};
 use tinygpt_runtime::writer::AlignedBytes;
-use tinygpt_runtime::{Error as RtError, KvDType, Model, Sampler, SamplerConfig, Session};
+use tinygpt_runtime::{generate_until, Error as RtError, KvDType, Model, Sampler, SamplerConfig, Session};
 
 use crate::tasks::{is_refusal, mix_seed, Family, Task};
 
@@ -36,8 +36,11 @@ pub trait Answerer: Sync {
 }
 
 /// A `.tgpt` chat model answering with the runtime (f32 KV cache, a fresh context per question).
+/// A base model can be asked in plain text instead ([`RuntimeAnswerer::plain`]): the question as a
+/// line, the answer is the line the model writes next (the baseline of a report card's base row).
 pub struct RuntimeAnswerer {
     bytes: AlignedBytes,
+    plain: bool,
 }
 
 impl RuntimeAnswerer {
@@ -49,13 +52,22 @@ impl RuntimeAnswerer {
                 bail!("this is a base model without chat tokens (<|im_start|>, <|im_sep|>, <|im_end|>, <|pad|>): fine-tune it into a chat model with `tinygpt-train sft` first");
             }
         }
-        Ok(RuntimeAnswerer { bytes })
+        Ok(RuntimeAnswerer { bytes, plain: false })
     }
 
-    /// Reads a `.tgpt` file.
-    pub fn from_file(path: &Path) -> Result<Self> {
+    /// Wraps model file bytes of any model, chat or base, asked in plain text: the prompt is the
+    /// question and a line break, the answer what the model writes up to its next line break
+    /// (at most [`MAX_REPLY_TOKENS`] tokens).
+    pub fn plain(bytes: AlignedBytes) -> Result<Self> {
+        Model::from_bytes(&bytes).map_err(|e| anyhow!("the runtime rejects the model: {e}"))?;
+        Ok(RuntimeAnswerer { bytes, plain: true })
+    }
+
+    /// Reads a `.tgpt` file (asked in plain text with `plain`).
+    pub fn from_file(path: &Path, plain: bool) -> Result<Self> {
         let raw = std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
-        Self::new(AlignedBytes::new(&raw)).with_context(|| format!("model {}", path.display()))
+        let bytes = AlignedBytes::new(&raw);
+        if plain { Self::plain(bytes) } else { Self::new(bytes) }.with_context(|| format!("model {}", path.display()))
     }
 
     /// The model file's bytes.
@@ -66,6 +78,9 @@ impl RuntimeAnswerer {
 
 impl Answerer for RuntimeAnswerer {
     fn answer_all(&self, jobs: &[Job<'_>]) -> Result<Vec<String>> {
+        if self.plain {
+            return self.answer_plain(jobs);
+        }
         let model = Model::from_bytes(&self.bytes).map_err(|e| anyhow!("the runtime rejects the model: {e}"))?;
         let template = Template::new(model.tokenizer()).map_err(|e| anyhow!("{e}"))?;
         let ctx = model.config().block_size as usize;
@@ -83,6 +98,35 @@ impl Answerer for RuntimeAnswerer {
             chat::reply(&mut session, &mut sampler, &template, &prompt[..n], MAX_REPLY_TOKENS, |p| text.push_str(p))
                 .map_err(|e| anyhow!("generating an answer to {:?}: {e}", job.question))?;
             out.push(text);
+        }
+        Ok(out)
+    }
+}
+
+impl RuntimeAnswerer {
+    fn answer_plain(&self, jobs: &[Job<'_>]) -> Result<Vec<String>> {
+        let model = Model::from_bytes(&self.bytes).map_err(|e| anyhow!("the runtime rejects the model: {e}"))?;
+        let tok = model.tokenizer();
+        let ctx = model.config().block_size as usize;
+        let mut buf = vec![0u8; model.session_bytes(ctx, KvDType::F32)];
+        let mut session = Session::new(&model, &mut buf, ctx, KvDType::F32).map_err(|e| anyhow!("{e}"))?;
+        let mut prompt = vec![0u32; ctx];
+        let stop: Vec<u32> = tok.char_id('\n').into_iter().collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let n = tok
+                .encode(&format!("{}\n", job.question), &mut prompt)
+                .map_err(|e| anyhow!("the question {:?} cannot be put to this model: {e}", job.question))?;
+            let cfg = SamplerConfig { temperature: job.temperature, top_k: 0, top_p: 1.0 };
+            let mut sampler = Sampler::new(cfg, job.seed);
+            let mut text = String::new();
+            session.reset();
+            let room = (ctx + 1).saturating_sub(n).min(MAX_REPLY_TOKENS);
+            generate_until(&mut session, &mut sampler, &prompt[..n], room, &stop, false, |p| text.push_str(p))
+                .map_err(|e| anyhow!("generating an answer to {:?}: {e}", job.question))?;
+            // A tokenizer whose line break is merged into longer tokens: the answer ends at the first one.
+            let line = text.split('\n').next().unwrap_or("").to_string();
+            out.push(line);
         }
         Ok(out)
     }

@@ -152,6 +152,10 @@ enum Cmd {
         /// Held-out questions (no item shared with the training split).
         #[arg(long, default_value_t = 400, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         val: usize,
+        /// Probe questions (probe.jsonl; 0: none): training questions about items of their own,
+        /// asked of the fine-tuned model by `idk` and `rl`, which it answers from what it learnt.
+        #[arg(long, default_value_t = 0, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        probe: usize,
         /// Share of unanswerable questions (right answer: "I do not know.").
         #[arg(long, default_value_t = 0.2, value_parser = parse_float, allow_negative_numbers = true)]
         unanswerable_frac: f32,
@@ -183,6 +187,10 @@ enum Cmd {
         /// Answering threads (results do not depend on it).
         #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         threads: usize,
+        /// Ask in plain text, without the chat template (for a base model: the question as a line,
+        /// the answer is the next line the model writes).
+        #[arg(long)]
+        plain: bool,
     },
     /// Relabel training tasks from the model's own samples: where none of N samples is right, the
     /// target becomes "I do not know."; elsewhere the answer stays (then run `sft` on the output).
@@ -417,22 +425,22 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
-        Cmd::Tasks { out, seed, train, val, unanswerable_frac } => {
+        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac } => {
             if !(0.0..=1.0).contains(&unanswerable_frac) {
                 bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
             }
             if train == 0 || val == 0 {
                 bail!("--train and --val must be at least 1");
             }
-            let cfg = TaskConfig { seed, train, val, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            let cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
             tasks_cmd(&out, &cfg)
         }
-        Cmd::ChatEval { model, tasks, before, out, samples, temp, seed, threads } => {
+        Cmd::ChatEval { model, tasks, before, out, samples, temp, seed, threads, plain } => {
             if threads == 0 {
                 bail!("--threads must be at least 1");
             }
             let opts = EvalOptions { samples, temperature: temp, seed, threads };
-            chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts)
+            chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts, plain)
         }
         Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
         Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, config, set, threads, device } => {
@@ -449,17 +457,24 @@ fn tasks_cmd(out: &Path, cfg: &TaskConfig) -> Result<()> {
     let set = tasks::generate(cfg)?;
     tasks::write_tasks(&out.join("train.jsonl"), &set.train)?;
     tasks::write_tasks(&out.join("val.jsonl"), &set.val)?;
-    for (name, split) in [("train", &set.train), ("val", &set.val)] {
+    if !set.probe.is_empty() {
+        tasks::write_tasks(&out.join("probe.jsonl"), &set.probe)?;
+    }
+    for (name, split) in [("train", &set.train), ("val", &set.val), ("probe", &set.probe)] {
+        if split.is_empty() {
+            continue;
+        }
         let c = tasks::counts(split);
         let per: Vec<String> = c.iter().map(|(f, n)| format!("{f} {n}")).collect();
         println!("{name}: {} questions ({})", split.len(), per.join(", "));
     }
-    println!("wrote {} and {}", out.join("train.jsonl").display(), out.join("val.jsonl").display());
+    let files = if set.probe.is_empty() { "train.jsonl and val.jsonl" } else { "train.jsonl, val.jsonl and probe.jsonl" };
+    println!("wrote {files} in {}", out.display());
     Ok(())
 }
 
-fn chat_eval_cmd(model: &Path, tasks_path: &Path, before: Option<&Path>, out: Option<&Path>, opts: &EvalOptions) -> Result<()> {
-    let answerer = RuntimeAnswerer::from_file(model)?;
+fn chat_eval_cmd(model: &Path, tasks_path: &Path, before: Option<&Path>, out: Option<&Path>, opts: &EvalOptions, plain: bool) -> Result<()> {
+    let answerer = RuntimeAnswerer::from_file(model, plain)?;
     let tasks = tasks::read_tasks(tasks_path)?;
     let before = before.map(evalchat::read_report).transpose()?;
     if let Some(o) = out {
@@ -495,7 +510,7 @@ fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, temp: f32, seed: u64
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let answerer = RuntimeAnswerer::from_file(model)?;
+    let answerer = RuntimeAnswerer::from_file(model, false)?;
     let tasks = tasks::read_tasks(tasks_path)?;
     writer::check_writable(out).with_context(|| format!("cannot write {}", out.display()))?;
     let t0 = std::time::Instant::now();

@@ -82,6 +82,59 @@ struct Layer {
     w3: Option<Tensor>,
 }
 
+/// Fake quantization of every weight matrix (quantization-aware training): the forward pass uses
+/// each matrix as the exporter would store it — symmetric groups of `group` along each row,
+/// `±levels` (127: int8, 7: int4), the group's scale `max|x| / levels` rounded to f16 (the
+/// writer's default scales), values rounded half away from zero — and gradients pass straight
+/// through to the f32 weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeQuant {
+    pub levels: i64,
+    pub group: i64,
+}
+
+impl FakeQuant {
+    /// int8 (`levels` 127) or int4 (`levels` 7) in groups of `group`; `None` for another dtype.
+    pub fn for_dtype(dtype: DType, group: i64) -> Option<Self> {
+        match dtype {
+            DType::I8 => Some(FakeQuant { levels: 127, group }),
+            DType::I4 => Some(FakeQuant { levels: 7, group }),
+            _ => None,
+        }
+    }
+}
+
+/// `w: [rows, cols]` quantized and dequantized as the runtime's writer does
+/// (`writer::quantize_matrix_as` with f16 scales): the values the exported file holds, as f32.
+/// The last group of a row may be shorter than `group`.
+pub fn fake_quantize(w: &Tensor, fq: FakeQuant) -> Tensor {
+    let (rows, cols) = w.size2().expect("a weight matrix");
+    let g = fq.group.min(cols).max(1);
+    let pad = (g - cols % g) % g;
+    let wp = if pad > 0 { w.constant_pad_nd([0, pad]) } else { w.shallow_clone() };
+    let groups = (cols + pad) / g;
+    let x = wp.view([rows, groups, g]);
+    let l = fq.levels as f64;
+    // The scale as the writer computes it: max|x| / levels in f32, rounded to f16.
+    // (A tensor divisor of the same shape: ATen multiplies by the reciprocal of a scalar divisor,
+    // which can differ from the division in the last bit.)
+    let amax = x.abs().amax([-1i64].as_slice(), true);
+    let scale = (&amax / amax.full_like(l)).to_kind(Kind::Half).to_kind(Kind::Float);
+    let safe = scale.where_self(&scale.ne(0.0), &scale.ones_like());
+    // Round half away from zero (libm's roundf): trunc, plus one where the remainder is ≥ 0.5.
+    let r = &x / &safe;
+    let t = r.trunc();
+    let up = (&r - &t).abs().ge(0.5).to_kind(Kind::Float) * r.sign();
+    // (+ 0: a value that rounds to zero is +0, as the writer's integer 0 is, never −0.)
+    let q = (t + up).clamp(-l, l) + 0.0;
+    let deq = (q * &scale).view([rows, cols + pad]);
+    if pad > 0 {
+        deq.narrow(1, 0, cols).contiguous()
+    } else {
+        deq
+    }
+}
+
 /// A GPT in tch. Parameters live in `vs` under the runtime's tensor names.
 pub struct Gpt {
     pub dims: ModelDims,
@@ -95,6 +148,8 @@ pub struct Gpt {
     rope: Option<(Tensor, Tensor)>,
     /// Matmuls and attention in bf16 (weights and residual stream stay f32).
     bf16: bool,
+    /// Quantization-aware training: the weights' fake quantization, when on.
+    fake_quant: std::cell::Cell<Option<FakeQuant>>,
 }
 
 impl Gpt {
@@ -130,7 +185,7 @@ impl Gpt {
         let norm = root.var("norm", &[e], Init::Const(1.0));
         let output = (!dims.tie_embeddings).then(|| root.var("output", &[dims.vocab_size, e], normal(std)));
         let rope = (dims.arch == Arch::Llama).then(|| rope_tables(dims.block_size, hd, dims.rope_theta as f32, device));
-        Ok(Gpt { dims, vs, tok_embeddings, pos_embeddings, layers, norm, output, rope, bf16 })
+        Ok(Gpt { dims, vs, tok_embeddings, pos_embeddings, layers, norm, output, rope, bf16, fake_quant: std::cell::Cell::new(None) })
     }
 
     /// Number of parameters (tied embeddings counted once).
@@ -145,7 +200,27 @@ impl Gpt {
         v
     }
 
+    /// Turns fake quantization of the weights on (`Some`) or off for the following forward passes.
+    pub fn set_fake_quant(&self, fq: Option<FakeQuant>) {
+        self.fake_quant.set(fq);
+    }
+
+    /// The fake quantization in use.
+    pub fn fake_quant(&self) -> Option<FakeQuant> {
+        self.fake_quant.get()
+    }
+
+    /// Weight matrix `w` as the forward pass uses it: as stored when fake quantization is on
+    /// (straight-through: the gradient reaches `w` unchanged), else `w` itself.
+    fn weight(&self, w: &Tensor) -> Tensor {
+        match self.fake_quant.get() {
+            Some(fq) => w + (fake_quantize(w, fq) - w).detach(),
+            None => w.shallow_clone(),
+        }
+    }
+
     fn linear(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        let w = &self.weight(w);
         if self.bf16 {
             x.to_kind(Kind::BFloat16).linear(&w.to_kind(Kind::BFloat16), None::<Tensor>).to_kind(Kind::Float)
         } else {
@@ -183,9 +258,9 @@ impl Gpt {
         let (b, t) = idx.size2().expect("idx is [batch, time]");
         let (e, nh, nkv, hd) = (d.n_embd, d.n_head, d.n_kv_head, d.head_dim());
         let p_drop = if train { d.dropout } else { 0.0 };
-        let mut x = Tensor::embedding(&self.tok_embeddings, idx, -1, false, false);
+        let mut x = Tensor::embedding(&self.weight(&self.tok_embeddings), idx, -1, false, false);
         if let Some(pos) = &self.pos_embeddings {
-            x = x + pos.narrow(0, 0, t);
+            x = x + self.weight(pos).narrow(0, 0, t);
         }
         x = x.dropout(p_drop, train);
         for layer in &self.layers {

@@ -246,6 +246,12 @@ pub struct SftConfig {
     pub threads: u32,
     /// `auto` (bf16 on CUDA, f32 on CPU), `f32` or `bf16`.
     pub precision: String,
+    /// Quantization-aware fine-tuning: `""` (off), `int8` or `int4` (see `TrainConfig::qat`).
+    pub qat: String,
+    /// First fine-tuning iteration with fake-quantized weights.
+    pub qat_start: u64,
+    /// Group size of the fake quantization (the export's `--group-size`).
+    pub qat_group_size: u32,
 }
 
 impl Default for SftConfig {
@@ -275,6 +281,9 @@ impl Default for SftConfig {
             stop_at: 0,
             threads: 0,
             precision: "auto".into(),
+            qat: String::new(),
+            qat_start: 0,
+            qat_group_size: 64,
         }
     }
 }
@@ -364,6 +373,9 @@ impl SftConfig {
         c.stop_at = self.stop_at;
         c.threads = self.threads;
         c.precision = self.precision.clone();
+        c.qat = self.qat.clone();
+        c.qat_start = self.qat_start;
+        c.qat_group_size = self.qat_group_size;
         c.sample_tokens = 0;
         c.validate()?;
         Ok(c)

@@ -251,6 +251,7 @@ fn kinds() -> Vec<Kind> {
     vec![
         k(Alphabet, "after", &["What letter comes after {0}?", "Which letter follows {0} in the alphabet?", "Name the letter after {0}.", "In the alphabet, what comes right after {0}?"], 4),
         k(Alphabet, "before", &["What letter comes before {0}?", "Which letter comes just before {0} in the alphabet?", "Name the letter before {0}.", "In the alphabet, what comes right before {0}?"], 4),
+        k(Alphabet, "recite", &["Say the letters from {0} to {1}.", "List the alphabet from {0} to {1}.", "Which letters run from {0} to {1}?", "Recite the letters {0} to {1}."], 4),
         k(Alphabet, "order", &["Put these letters in order: {0}.", "Sort the letters {0} alphabetically.", "Arrange in alphabetical order: {0}.", "Write {0} in alphabetical order."], 4),
         k(Backwards, "backwards", &["Spell {0} backwards.", "What is {0} spelled backwards?", "Write the word {0} in reverse.", "Reverse the letters of {0}."], 4),
         k(Count, "count", &["How many times does the letter {1} appear in {0}?", "How many letters {1} are in the word {0}?", "Count the letter {1} in the word {0}.", "In the word {0}, how many times is there a {1}?"], 4),
@@ -288,6 +289,18 @@ fn items(kind: &Kind) -> Vec<Item> {
     match kind.name {
         "after" => (0..25).map(|i| item(format!("after:{}", letter(i)), vec![letter(i)], letter(i + 1))).collect(),
         "before" => (1..26).map(|i| item(format!("before:{}", letter(i)), vec![letter(i)], letter(i - 1))).collect(),
+        "recite" => {
+            // A run of three to six letters: the alphabet's order, which the other alphabet
+            // questions need, asked about stretch by stretch.
+            let mut v = Vec::new();
+            for len in 3..=6 {
+                for a in 0..=26 - len {
+                    let run: Vec<String> = (a..a + len).map(letter).collect();
+                    v.push(item(format!("recite:{}:{}", letter(a), letter(a + len - 1)), vec![letter(a), letter(a + len - 1)], run.join(" ")));
+                }
+            }
+            v
+        }
         "order" => {
             // Three distinct letters; the slot (their shown order) is filled in per question.
             let mut v = Vec::new();
@@ -367,28 +380,43 @@ pub struct TaskConfig {
     pub train: usize,
     /// Held-out questions.
     pub val: usize,
+    /// Probe questions (0: no probe split): training questions about items of their own, which
+    /// neither the training nor the held-out split asks about. A model fine-tuned on the training
+    /// split answers them from what it learnt, not from memory, so sampling them tells which
+    /// questions it does not know (`tinygpt-train idk`) and gives RL questions to improve on.
+    pub probe: usize,
     /// Share of unanswerable questions in both splits.
     pub unanswerable_frac: f64,
-    /// Share of each kind's items held out (at least one item each).
+    /// Share of each kind's items held out (at least one item each); the probe split, when asked
+    /// for, takes the same share of items again.
     pub val_item_frac: f64,
 }
 
 impl Default for TaskConfig {
     fn default() -> Self {
-        TaskConfig { seed: 1, train: 2000, val: 400, unanswerable_frac: 0.2, val_item_frac: 0.25 }
+        TaskConfig { seed: 1, train: 2000, val: 400, probe: 0, unanswerable_frac: 0.2, val_item_frac: 0.25 }
     }
 }
 
-/// The two splits.
+/// The splits (`probe` is empty unless [`TaskConfig::probe`] asks for it).
 #[derive(Debug, Clone)]
 pub struct TaskSet {
     pub train: Vec<Task>,
     pub val: Vec<Task>,
+    pub probe: Vec<Task>,
 }
 
-/// Generates the training and held-out questions. Each kind's items are shuffled under the seed
-/// and cut in two: the held-out split asks only about the first part, the training split only
-/// about the rest. Questions pick a family (unanswerable with probability `unanswerable_frac`,
+/// Which split a question is drawn for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Train,
+    Val,
+    Probe,
+}
+
+/// Generates the training, held-out and probe questions. Each kind's items are shuffled under the
+/// seed and cut in two (three with a probe split): the held-out split asks only about the first
+/// part, the probe split only about the second, the training split only about the rest. Questions pick a family (unanswerable with probability `unanswerable_frac`,
 /// else one of the four answerable families), a kind within it, an item (each item of the split
 /// in turn, in shuffled order) and a wording. Held-out unanswerable questions also use wordings
 /// the training split never does.
@@ -402,23 +430,32 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
     let kinds = kinds();
     let mut split_rng = Rng::new(mix_seed(&[cfg.seed, 1]));
     // Per kind: (held-out items, training items).
-    let pools: Vec<(Vec<Item>, Vec<Item>)> = kinds
+    // Per kind: (held-out items, probe items, training items).
+    let pools: Vec<[Vec<Item>; 3]> = kinds
         .iter()
         .map(|k| {
             let mut v = items(k);
             split_rng.shuffle(&mut v);
-            let n_val = ((v.len() as f64 * cfg.val_item_frac).ceil() as usize).clamp(1, v.len() - 1);
-            let train = v.split_off(n_val);
-            (v, train)
+            let parts = if cfg.probe > 0 { 2 } else { 1 };
+            let n_cut = ((v.len() as f64 * cfg.val_item_frac).ceil() as usize).clamp(1, (v.len() - 1) / parts);
+            let train = v.split_off(n_cut * parts);
+            let probe = v.split_off(n_cut);
+            [v, probe, train]
         })
         .collect();
-    let draw = |n: usize, held_out: bool, stream: u64| -> Result<Vec<Task>> {
+    let draw = |n: usize, split: Split, stream: u64| -> Result<Vec<Task>> {
+        let part = match split {
+            Split::Val => 0,
+            Split::Probe => 1,
+            Split::Train => 2,
+        };
+        let held_out = split == Split::Val;
         let mut rng = Rng::new(mix_seed(&[cfg.seed, stream]));
         let mut next: Vec<usize> = vec![0; kinds.len()];
         let mut order: Vec<Vec<usize>> = pools
             .iter()
-            .map(|(v, t)| {
-                let mut o: Vec<usize> = (0..if held_out { v.len() } else { t.len() }).collect();
+            .map(|p| {
+                let mut o: Vec<usize> = (0..p[part].len()).collect();
                 rng.shuffle(&mut o);
                 o
             })
@@ -430,7 +467,7 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
             let ks: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i].family == family).collect();
             let ki = ks[rng.below(ks.len())];
             let kind = &kinds[ki];
-            let pool = if held_out { &pools[ki].0 } else { &pools[ki].1 };
+            let pool = &pools[ki][part];
             if next[ki] == order[ki].len() {
                 // Every item of the split asked once: again, in a new order.
                 rng.shuffle(&mut order[ki]);
@@ -460,8 +497,8 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
         }
         Ok(out)
     };
-    let set = TaskSet { train: draw(cfg.train, false, 2)?, val: draw(cfg.val, true, 3)? };
-    for t in set.train.iter().chain(&set.val) {
+    let set = TaskSet { train: draw(cfg.train, Split::Train, 2)?, val: draw(cfg.val, Split::Val, 3)?, probe: draw(cfg.probe, Split::Probe, 4)? };
+    for t in set.train.iter().chain(&set.val).chain(&set.probe) {
         check_text(t)?;
     }
     Ok(set)

@@ -671,6 +671,15 @@ pub fn run_loop(
         }
         let it = state.step;
         let t0 = Instant::now();
+        // Quantization-aware training: from `qat_start` on, this step and the evaluations after
+        // it see the weights as the export stores them.
+        let fq = cfg.fake_quant_at(it);
+        if fq != model.fake_quant() {
+            if let Some(q) = fq {
+                note(&pb, opts.verbose, &format!("step {it}: training on fake-quantized {} weights (groups of {})", cfg.qat, q.group));
+            }
+            model.set_fake_quant(fq);
+        }
         let lr = cfg.lr_at(it) * state.lr_scale;
         if cfg.dropout > 0.0 {
             tch::manual_seed((mix(cfg.seed ^ mix(it)) >> 1) as i64);

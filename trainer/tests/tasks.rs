@@ -31,6 +31,12 @@ fn oracle(family: Family, q: &str) -> Option<(String, String)> {
             if w.iter().any(|t| t == "after" || t == "follows") {
                 assert_eq!(letters.len(), 1, "{q}");
                 Some((((letters[0] as u8) + 1) as char).to_string()).map(|a| (a, format!("after {}", letters[0])))
+            } else if w.iter().any(|t| t == "to") {
+                // A run of letters, from the first to the second.
+                assert_eq!(letters.len(), 2, "{q}");
+                let run: Vec<String> = (letters[0]..=letters[1]).map(|c| c.to_string()).collect();
+                assert!(run.len() >= 3, "{q}");
+                Some((run.join(" "), format!("run {}{}", letters[0], letters[1])))
             } else if w.iter().any(|t| t == "before") {
                 assert_eq!(letters.len(), 1, "{q}");
                 Some((((letters[0] as u8) - 1) as char).to_string()).map(|a| (a, format!("before {}", letters[0])))
@@ -150,6 +156,7 @@ fn normalisation_removes_case_space_and_final_punctuation_only() {
 fn held_out_split_shares_no_item_with_the_training_split() {
     for seed in [1, 2, 99] {
         let s = set(seed);
+        assert!(s.probe.is_empty(), "no probe split unless asked for");
         assert!(tasks::shared_items(&s.val, &s.train).is_empty(), "seed {seed}");
         // The same, by the oracle's own key for each question (independent of the generator's keys).
         let key = |t: &Task| oracle(t.family, &t.question).map(|(_, k)| k).unwrap_or_else(|| t.item.clone());
@@ -165,6 +172,35 @@ fn held_out_split_shares_no_item_with_the_training_split() {
             assert!(n.len() >= 10, "seed {seed}: {f} has {} held-out items", n.len());
         }
     }
+}
+
+#[test]
+fn the_probe_split_shares_no_item_with_the_other_two_and_uses_training_wordings() {
+    let s = tasks::generate(&TaskConfig { seed: 5, train: 3000, val: 600, probe: 1000, ..TaskConfig::default() }).expect("generate");
+    assert_eq!(s.probe.len(), 1000);
+    assert!(tasks::shared_items(&s.probe, &s.train).is_empty());
+    assert!(tasks::shared_items(&s.probe, &s.val).is_empty());
+    assert!(tasks::shared_items(&s.val, &s.train).is_empty());
+    let key = |t: &Task| oracle(t.family, &t.question).map(|(_, k)| k).unwrap_or_else(|| t.item.clone());
+    let train: HashSet<String> = s.train.iter().map(key).collect();
+    let val: HashSet<String> = s.val.iter().map(key).collect();
+    for t in &s.probe {
+        assert!(!train.contains(&key(t)) && !val.contains(&key(t)), "probe {:?} is in another split", t.question);
+        if let Some((answer, _)) = oracle(t.family, &t.question) {
+            assert_eq!(answer, t.answer, "{:?}", t.question);
+        }
+    }
+    // Probe questions are training questions: worded as the training split words them.
+    let train_wordings: HashSet<&str> = s.train.iter().filter(|t| t.family != Family::Unknown).map(|t| t.wording.as_str()).collect();
+    assert!(s.probe.iter().filter(|t| t.family != Family::Unknown).all(|t| train_wordings.contains(t.wording.as_str())));
+    for f in Family::ALL {
+        assert!(s.probe.iter().any(|t| t.family == f), "{f} has no probe question");
+    }
+    // Asking for a probe split leaves the held-out split's items as they were.
+    let plain = set(5);
+    let a: BTreeSet<&str> = plain.val.iter().map(|t| t.item.as_str()).collect();
+    let b: BTreeSet<&str> = s.val.iter().map(|t| t.item.as_str()).collect();
+    assert_eq!(a, b);
 }
 
 #[test]
@@ -405,7 +441,7 @@ fn tasks_and_chat_eval_commands() {
     let report = evalchat::read_report(&eval).unwrap();
     assert_eq!(report.questions.len(), 60);
     // The replies are the runtime's: the same as asking the model directly.
-    let direct = evalchat::greedy_replies(&RuntimeAnswerer::from_file(&model).unwrap(), &[val[0].question.as_str()], 1).unwrap();
+    let direct = evalchat::greedy_replies(&RuntimeAnswerer::from_file(&model, false).unwrap(), &[val[0].question.as_str()], 1).unwrap();
     assert_eq!(report.questions[0].reply, direct[0]);
     // One thread gives the same file; --before adds over-conservativeness.
     let eval1 = d.join("e1.json");

@@ -123,8 +123,10 @@ pub fn encode(m: &Imported, dtype: DType, group_size: u32) -> Result<Vec<u8>> {
         trainer_version: format!("tinygpt convert {}", env!("CARGO_PKG_VERSION")),
         ..MetaData::default()
     };
-    // f32 group scales: Q8_0 weights keep their scales exactly (llama2.c's are f32).
-    Ok(encode_model_tensors(&cfg, ScaleDType::F32, &m.tokenizer, &[], &meta, &get)?)
+    // int8: f32 group scales, so Q8_0 weights keep their scales exactly (llama2.c's are f32);
+    // int4 (always requantized): f16 scales, the writer's default.
+    let scales = if dtype == DType::I4 { ScaleDType::F16 } else { ScaleDType::F32 };
+    Ok(encode_model_tensors(&cfg, scales, &m.tokenizer, &[], &meta, &get)?)
 }
 
 /// Little-endian reader over untrusted bytes: every read is bounds-checked and names what was cut.

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
+# evaluation of the model card's report card:
+#
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores)
+#
+# Stages: base → SFT → SFT + "I do not know" → RL. Each stage's model is evaluated on the held-out
+# split (RUN_DIR/eval-*.json, the tables in RUN_DIR/report.txt) and on Shakespeare's validation
+# text (the last 10 % of the corpus). The binaries come from `cargo build -p tinygpt-train -p
+# tinygpt` (TINYGPT_BIN_DIR to use others). Re-running continues: finished stages are kept.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+RUN=${1:-runs/chat}
+BIN=${TINYGPT_BIN_DIR:-target/debug}
+T="$BIN/tinygpt-train"
+G="$BIN/tinygpt"
+BASE=models/shakespeare-board.tgpt
+CORPUS=../shared/data/tinyshakespeare.txt
+THREADS=${THREADS:-2}
+# libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
+TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
+for b in "$T" "$G"; do
+    [[ -x $b ]] || { echo "error: $b is missing: run cargo build -p tinygpt-train -p tinygpt" >&2; exit 1; }
+done
+[[ -f $CORPUS ]] || { echo "error: the corpus $CORPUS is missing" >&2; exit 1; }
+mkdir -p "$RUN"
+D="$RUN/data"
+REPORT="$RUN/report.txt"
+stamp() { date -u +%H:%M:%S; }
+note() { echo "[$(stamp)] $*" | tee -a "$RUN/log.txt"; }
+
+# Shakespeare's validation text: the last 10 % of the corpus (nanoGPT's split).
+python3 -c "import sys; d=open(sys.argv[1]).read(); open(sys.argv[2],'w').write(d[int(len(d)*0.9):])" "$CORPUS" "$RUN/val.txt"
+
+# 1. Tasks: training, held-out and probe questions (probe items are in neither other split).
+if [[ ! -f $D/probe.jsonl ]]; then
+    note "tasks"
+    "$T" tasks --out "$D" --train 6000 --val 600 --probe 2000 --seed 1
+fi
+
+# A fine-tuning stage, continued where an earlier run of this script stopped.
+finetune() { # OUT sft-args...
+    local out=$1
+    shift
+    local resume=()
+    [[ -f $out/last.pt ]] && resume=(--resume)
+    "$T" sft "$@" --out "$out" "${resume[@]}" 2>&1 | tail -n 40
+}
+
+evaluate() { # NAME MODEL [chat-eval flags...]
+    local name=$1 model=$2
+    shift 2
+    if [[ ! -f $RUN/eval-$name.json ]]; then
+        note "evaluate $name"
+        "$T" chat-eval --model "$model" --tasks "$D/val.jsonl" --threads "$THREADS" --samples 4 --out "$RUN/eval-$name.json" "$@" \
+            | tee "$RUN/eval-$name.txt"
+        "$G" eval -m "$model" -f "$RUN/val.txt" | tee "$RUN/prose-$name.txt"
+    fi
+}
+
+# 2. The base model, asked in plain text (it knows no chat template).
+evaluate base "$BASE" --plain
+
+SFT_SET=(--set max_iters=600 --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
+
+# 3. Supervised fine-tuning on the training split.
+if [[ ! -f $RUN/sft.tgpt ]]; then
+    note "sft"
+    finetune "$RUN/sft" --checkpoint "$BASE" --data "$D/train.jsonl" --config trainer/configs/sft-board.toml "${SFT_SET[@]}"
+    "$T" export --checkpoint "$RUN/sft" --dtype int8 --eval-tokens 20000 --out "$RUN/sft.tgpt"
+fi
+evaluate sft "$RUN/sft.tgpt"
+
+# 4. "I do not know": the SFT model samples each probe question 8 times; where it is never right
+# the target becomes "I do not know."; then fine-tune the SFT model on training + relabelled probe.
+if [[ ! -f $RUN/idk.tgpt ]]; then
+    note "idk labels"
+    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe.jsonl" --samples 8 --threads "$THREADS" --out "$D/probe-idk.jsonl"
+    cat "$D/train.jsonl" "$D/probe-idk.jsonl" > "$D/train-idk.jsonl"
+    note "sft + idk"
+    finetune "$RUN/idk" --checkpoint "$RUN/sft" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
+        --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
+    "$T" export --checkpoint "$RUN/idk" --dtype int8 --eval-tokens 20000 --out "$RUN/idk.tgpt"
+fi
+evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
+
+# 5. RL by re-sampling on the probe questions: K = 4 samples, fine-tune on the right ones.
+if [[ ! -f $RUN/rl.tgpt ]]; then
+    note "rl"
+    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples 4 --rounds 3 --patience 1 \
+        --config trainer/configs/sft-board.toml --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
+        --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
+    "$T" export --checkpoint "$RUN/rl" --dtype int8 --eval-tokens 20000 --out "$RUN/rl.tgpt"
+fi
+evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
+
+{
+    for s in base sft idk rl; do
+        echo "== $s"
+        cat "$RUN/eval-$s.txt"
+        cat "$RUN/prose-$s.txt"
+    done
+} > "$REPORT"
+note "done: $REPORT"
