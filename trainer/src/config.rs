@@ -126,6 +126,11 @@ pub struct TrainConfig {
     /// Group size of the fake quantization (the export's `--group-size`).
     #[serde(default = "d_qat_group")]
     pub qat_group_size: u32,
+    /// Start from these weights instead of a fresh initialisation (`""`: none): a run directory,
+    /// a `.pt` checkpoint or a `.tgpt` file (dequantized) of the same shape and vocabulary; for
+    /// instance to fine-tune a model with quantization-aware training.
+    #[serde(default)]
+    pub init: String,
 }
 
 fn d_qat_group() -> u32 {
@@ -237,7 +242,7 @@ const KEYS: &[&str] = &[
     "lr_decay_iters", "weight_decay", "beta1", "beta2", "grad_clip", "plateau_patience", "plateau_factor",
     "patience", "eval_interval", "eval_batch", "log_interval", "sample_tokens", "sample_prompt",
     "sample_temperature", "sample_top_k", "seed", "stop_at", "threads", "precision", "qat", "qat_start",
-    "qat_group_size",
+    "qat_group_size", "init",
 ];
 
 /// Largest model `validate` accepts, in parameters (4 GB of f32 weights).

@@ -527,6 +527,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     tch::manual_seed(cfg.seed as i64);
     let dims = ModelDims::new(cfg, data.tok.vocab_size());
     let model = Gpt::new(dims, device, bf16)?;
+    if resumed.is_none() && !cfg.init.is_empty() {
+        init_from(&model, &data.tok, cfg)?;
+    }
     let mut opt = AdamW::new(&model, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
     let mut state = TrainState {
         trainer_version: TRAINER_VERSION.into(),
@@ -592,6 +595,29 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     };
     let source = TextBatches::new(cfg, &data.train, &data.val);
     run_loop(cfg, opts, &model, &mut opt, state, &source, (cfg.sample_tokens > 0).then_some(&sample as Sampler))
+}
+
+/// Copies the weights of `cfg.init` (a run, a `.pt` or a `.tgpt`) into a fresh `model`, which must
+/// have its shape and vocabulary.
+fn init_from(model: &Gpt, tok: &TextTokenizer, cfg: &TrainConfig) -> Result<()> {
+    let path = std::path::Path::new(&cfg.init);
+    let base = crate::sft::load_base(path).with_context(|| format!("init = {:?}", cfg.init))?;
+    let b = &base.config;
+    let shape = |c: &TrainConfig| (c.arch.clone(), c.n_layer, c.n_head, c.kv_heads(), c.n_embd, c.hidden(), c.block_size, c.tie_embeddings);
+    if shape(b) != shape(cfg) {
+        bail!(
+            "init = {:?}: its shape (arch, layers, heads, kv heads, width, hidden, block, tied) {:?} is not this run's {:?}",
+            cfg.init, shape(b), shape(cfg)
+        );
+    }
+    if base.tok.vocab() != tok.vocab() || !base.tok.specials().is_empty() {
+        bail!("init = {:?}: its vocabulary ({} tokens) is not the one of this run's corpus ({} tokens)", cfg.init, base.tok.vocab_size(), tok.vocab_size());
+    }
+    for (name, t) in model.named_params() {
+        let src = base.weights.get(&name).with_context(|| format!("init = {:?} lacks tensor {name}", cfg.init))?;
+        copy_into(&t, &src.to_device(t.device()), &name)?;
+    }
+    Ok(())
 }
 
 /// The training loop both `train` and `sft` run: steps of AdamW on `data`'s batches under `cfg`'s

@@ -88,3 +88,33 @@ fn the_runtime_loss_of_the_int4_export_equals_the_fake_quantized_loss() {
     assert!(gap < 5e-4, "runtime int4 {rt_int4} vs trainer fake-quantized {fq_loss}");
     assert!((rt_int4 - f32_loss).abs() > 3.0 * gap, "int4 changes the loss too little for the comparison to mean anything: f32 {f32_loss}, int4 {rt_int4}");
 }
+
+#[test]
+fn init_starts_a_run_from_an_exported_model_and_refuses_another_shape() {
+    let dir = common::tempdir();
+    let corpus = common::write(dir.path(), "corpus.txt", common::corpus(60_000).as_bytes());
+    let cfg = common::small_config(&corpus, "llama", &["max_iters=40"]);
+    let out = dir.path().join("base");
+    let base = common::run(&cfg, &out, false);
+    let ck = common::best(&out);
+    let (model, tok) = train::model_from_checkpoint(&ck, tch::Device::Cpu, false).unwrap();
+    let file = dir.path().join("base.tgpt");
+    std::fs::write(&file, &*export::encode(&model, &tok, &MetaData::default(), DType::F32, 64).unwrap()).unwrap();
+
+    // One step at a learning rate too small to move anything: the validation loss is the base's.
+    let init = format!("init={:?}", file.display().to_string());
+    let sets = [init.as_str(), "max_iters=1", "eval_interval=1", "learning_rate=1e-9", "min_lr=1e-9", "warmup_iters=0"];
+    let again = common::run(&common::small_config(&corpus, "llama", &sets), &dir.path().join("again"), false);
+    let (b, a) = (base.best_val.unwrap(), again.val_losses[0].1);
+    println!("base val loss {b:.5}, after init {a:.5}");
+    assert!((a - b).abs() < 1e-3, "a run started from the base's export has val loss {a}, the base {b}");
+
+    // Another shape is refused in one line naming it.
+    let other = common::small_config(&corpus, "llama", &[init.as_str(), "n_embd=64"]);
+    let _turn = common::training_turn();
+    let err = train::train(&other, &train::RunOptions { out: dir.path().join("other"), resume: false, device: tch::Device::Cpu, verbose: false })
+        .err()
+        .expect("another shape is refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("shape") && !msg.contains('\n'), "{msg}");
+}
