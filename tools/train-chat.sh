@@ -5,8 +5,9 @@
 #   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores)
 #
 # Stages: base → SFT → SFT + "I do not know" → RL. Each stage's model is evaluated on the held-out
-# split (RUN_DIR/eval-*.json, the tables in RUN_DIR/report.txt) and on Shakespeare's validation
-# text (the last 10 % of the corpus). The binaries come from `cargo build -p tinygpt-train -p
+# split (RUN_DIR/eval-*.json, the tables in RUN_DIR/report.txt, the report card as Markdown in
+# RUN_DIR/report.md by tools/chat-report.py) and on Shakespeare's validation text (the last 10 % of
+# the corpus). The binaries come from `cargo build -p tinygpt-train -p
 # tinygpt` (TINYGPT_BIN_DIR to use others). Re-running continues: finished stages are kept.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -102,4 +103,5 @@ evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
         cat "$RUN/prose-$s.txt"
     done
 } > "$REPORT"
-note "done: $REPORT"
+python3 tools/chat-report.py "$RUN" > "$RUN/report.md"
+note "done: $REPORT, $RUN/report.md"
