@@ -20,7 +20,8 @@ pub struct Board {
     /// RAM kept for the stack and the firmware's statics besides the session buffer.
     pub ram_reserve: usize,
     /// Flash the firmware's code and read-only data take besides the model (measured on the
-    /// built images; the linker has the last word).
+    /// built images; the linker has the last word). The firmware's build script checks only a
+    /// smaller floor before linking, so a model that passes [`Board::check`] links with room.
     pub code_bytes: usize,
     /// KV cache type of the firmware's session.
     pub kv: KvDType,

@@ -183,6 +183,37 @@ fn a_killed_study_resumes_without_repeating_finished_trials() {
     assert!(stdout.contains("best: trial"), "{stdout}");
 }
 
+#[test]
+fn ctrl_c_marks_the_trial_interrupted_and_the_next_run_restarts_it() {
+    let dir = common::tempdir();
+    common::write(dir.path(), "base.toml", base_toml(100_000, 20).as_bytes());
+    common::write(dir.path(), "space.toml", LR_SPACE.as_bytes());
+    let child = tune_cmd(dir.path(), 2, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for("trial 0 to report", Duration::from_secs(120), || study_trials(dir.path()).first().is_some_and(|t| !t.intermediate.is_empty()));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("trial 0/2: interrupted"), "{stdout}");
+    let t = study_trials(dir.path());
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].state, State::Interrupted);
+    // The next run takes it again first (its parameters kept); a short base would be a different
+    // study, so this run is stopped the same way once it has restarted the trial.
+    let child = tune_cmd(dir.path(), 2, &[]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("trial 0 to restart", Duration::from_secs(120), || {
+        study_trials(dir.path()).first().is_some_and(|x| x.attempts == 2 && x.state == State::Running && !x.intermediate.is_empty())
+    });
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trial 0/2 (restarted): interrupted"));
+    let after = study_trials(dir.path());
+    assert_eq!(after.len(), 1, "no new trial was started");
+    assert_eq!(after[0].params, t[0].params);
+}
+
 fn trials_run_by(stdout: &str) -> Vec<i64> {
     stdout.lines().filter_map(|l| l.strip_prefix("trial ")?.split('/').next()?.parse().ok()).collect()
 }

@@ -98,6 +98,9 @@ fn pid_alive(pid: i64) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Chooses a new trial's parameters from the trials so far and its number: `(params, sampler)`.
+pub type Chooser<'a> = &'a mut dyn FnMut(&[Trial], i64) -> Result<(serde_json::Value, String)>;
+
 /// An open study.
 pub struct Study {
     conn: Connection,
@@ -202,7 +205,7 @@ impl Study {
     pub fn take(
         &mut self,
         total: usize,
-        choose: &mut dyn FnMut(&[Trial], i64) -> Result<(serde_json::Value, String)>,
+        choose: Chooser<'_>,
     ) -> Result<Option<Taken>> {
         let now = now();
         let pid = std::process::id() as i64;
