@@ -98,7 +98,7 @@ fn gp_finds_the_good_region_of_the_learning_rate() {
 }
 
 #[test]
-fn median_rule_prunes_hopeless_trials_and_they_inform_the_gp() {
+fn median_rule_prunes_only_trials_worse_than_the_median() {
     let dir = common::tempdir();
     common::write(dir.path(), "base.toml", base_toml(40, 10).as_bytes());
     common::write(dir.path(), "space.toml", LR_SPACE.as_bytes());
