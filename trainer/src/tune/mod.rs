@@ -333,11 +333,12 @@ pub fn write_outputs(out: &Path, base: &TrainConfig, space: &Space, trials: &[Tr
         if let Some(p) = space.from_json(&best.params) {
             let cfg = space.apply(base, &p)?;
             let mut text = format!(
-                "# The best of {} trials of the study {}: trial {}, validation loss {:.4}.\n# Train it with: tinygpt-train train --config best.toml\n# Searched: {}\n",
+                "# The best of {} trials of the study {}: trial {}, validation loss {:.4}.\n# Train it with: tinygpt-train train --config {}\n# Searched: {}\n",
                 trials.len(),
                 study_path.display(),
                 best.number,
                 best.value.unwrap_or(f64::NAN),
+                out.join("best.toml").display(),
                 space.describe(&p)
             );
             text.push_str(&toml::to_string(&cfg).context("the best config does not serialize")?);
@@ -350,7 +351,7 @@ pub fn write_outputs(out: &Path, base: &TrainConfig, space: &Space, trials: &[Tr
         _ => None,
     };
     let mut history = Panel {
-        title: "optimisation history: trials (orange complete, gray pruned), best so far".into(),
+        title: "best so far; trials: orange complete, gray pruned".into(),
         x_label: "trial".into(),
         ..Default::default()
     };
