@@ -29,17 +29,19 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
+use tinygpt_runtime::board::STM32F405;
 use tinygpt_runtime::writer::read_aligned;
 use tinygpt_runtime::{ChatTokens, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
 
-/// RAM the firmware keeps for itself besides the session buffer: the stack (measured
-/// high-water is a few KiB; keep a generous margin) and its own statics.
-const RAM_RESERVE: usize = 16 * 1024;
-const RAM_SIZE: usize = 128 * 1024;
-const FLASH_SIZE: usize = 1024 * 1024;
+/// The board's budgets (shared with `tinygpt-train tune`'s `fits = "stm32f405"`). RAM the
+/// firmware keeps for itself besides the session buffer: the stack (measured high-water is a few
+/// KiB; keep a generous margin) and its own statics.
+const RAM_RESERVE: usize = STM32F405.ram_reserve;
+const RAM_SIZE: usize = STM32F405.ram;
+const FLASH_SIZE: usize = STM32F405.flash;
 /// Room for code and read-only data besides the model (about 90 KiB at opt-level "s";
 /// this is a floor for an early message, the linker has the last word).
 const CODE_RESERVE: usize = 64 * 1024;

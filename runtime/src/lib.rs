@@ -10,6 +10,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod board;
 pub mod chat;
 pub mod error;
 pub mod format;

@@ -284,7 +284,8 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    fn known_key(k: &str) -> bool {
+    /// Whether `k` is a configuration key.
+    pub fn known_key(k: &str) -> bool {
         KEYS.contains(&k)
     }
 
@@ -550,9 +551,11 @@ mod tests {
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            // sft-*.toml are fine-tuning settings (checked in src/sft.rs).
-            let sft = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft-"));
-            if p.extension().is_some_and(|x| x == "toml") && !sft {
+            // sft-*.toml are fine-tuning settings (checked in src/sft.rs), *-space.toml search
+            // spaces of `tune` (checked in src/tune/space.rs).
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let other = name.starts_with("sft-") || name.ends_with("-space.toml");
+            if p.extension().is_some_and(|x| x == "toml") && !other {
                 TrainConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 n += 1;
             }

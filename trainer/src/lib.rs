@@ -14,3 +14,4 @@ pub mod rl;
 pub mod sft;
 pub mod tasks;
 pub mod train;
+pub mod tune;

@@ -17,6 +17,7 @@ use tinygpt_train::rl::{self, RlConfig, SftPolicy};
 use tinygpt_train::sft::{self, SftConfig};
 use tinygpt_train::tasks::{self, TaskConfig};
 use tinygpt_train::train::{self, RunOptions, LIBTORCH_VERSION, TRAINER_VERSION};
+use tinygpt_train::tune;
 
 /// MKL's question "is this an Intel CPU?", answered by `tinygpt-train` (see `tinygpt_train::mkl`):
 /// exported from the executable (`build.rs`), so libtorch's MKL calls this definition.
@@ -266,6 +267,44 @@ enum Cmd {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Search a space of configurations for the lowest validation loss: a Gaussian process with
+    /// expected improvement (or random search), median pruning, a resumable SQLite study that
+    /// several processes share; writes best.toml, history.svg and params.svg to --out.
+    Tune {
+        /// The base configuration (TOML, as for `train`).
+        #[arg(long, required_unless_present = "show")]
+        config: Option<PathBuf>,
+        /// The search space (TOML: [params] and [constraints]; see trainer/README.md).
+        #[arg(long, required_unless_present = "show")]
+        space: Option<PathBuf>,
+        /// Trials the study should hold in all (re-running resumes; more extends it).
+        #[arg(long, required_unless_present = "show", value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        trials: Option<usize>,
+        /// The study database (default: OUT/study.sqlite); share it to run processes side by side.
+        #[arg(long)]
+        study: Option<PathBuf>,
+        /// gp (Gaussian process, expected improvement) or random.
+        #[arg(long, default_value = "gp")]
+        sampler: String,
+        /// median (stop a trial worse than the median of complete trials at the same step) or none.
+        #[arg(long, default_value = "median")]
+        prune: String,
+        /// Seed of the sampler (the trials' own seed is the config's).
+        #[arg(long, default_value_t = 0, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        seed: u64,
+        /// Random trials before the GP takes over (default: twice the dimensions, 3 to 10).
+        #[arg(long, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        startup: Option<usize>,
+        /// auto, cpu, cuda or cuda:N (one process per GPU on a shared --study).
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Output directory: the study, trial-NNNN/ runs, best.toml, history.svg, params.svg.
+        #[arg(long, required_unless_present = "show")]
+        out: Option<PathBuf>,
+        /// Print the trials of a study as a table, and do nothing else.
+        #[arg(long, value_name = "FILE.sqlite", conflicts_with_all = ["config", "space", "trials", "out", "study"])]
+        show: Option<PathBuf>,
+    },
 }
 
 fn banner(device: tch::Device) {
@@ -443,6 +482,37 @@ fn run(cli: Cli) -> Result<()> {
             chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts, plain)
         }
         Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
+        Cmd::Tune { config, space, trials, study, sampler, prune, seed, startup, device, out, show } => {
+            if let Some(path) = show {
+                println!("{}", tune::show(&path)?);
+                return Ok(());
+            }
+            let (Some(config), Some(space), Some(trials), Some(out)) = (config, space, trials, out) else {
+                bail!("tune needs --config, --space, --trials and --out (or --show FILE)");
+            };
+            let sampler = tune::SamplerKind::parse(&sampler)?;
+            let prune = match prune.as_str() {
+                "median" => true,
+                "none" => false,
+                other => bail!("--prune {other:?}: expected median or none"),
+            };
+            if startup == Some(0) {
+                bail!("--startup must be at least 1");
+            }
+            let dev = train::select_device(&device)?;
+            banner(dev);
+            let opts = tune::TuneOptions { config, space, trials, study, sampler, prune, seed, device: dev, out: out.clone(), startup };
+            let s = tune::tune(&opts, &mut |line| println!("{line}"))?;
+            match s.best {
+                Some((n, v)) => println!("best: trial {n}, val loss {v:.4}; {} trains it", out.join("best.toml").display()),
+                None => println!("no trial has completed yet"),
+            }
+            if s.interrupted {
+                println!("interrupted: run the same command again to continue the study");
+                std::process::exit(130);
+            }
+            Ok(())
+        }
         Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, config, set, threads, device } => {
             let cfg = RlConfig { samples, rounds, temperature: temp, seed, patience, idk: !no_idk, threads };
             rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)

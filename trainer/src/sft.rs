@@ -900,5 +900,5 @@ pub fn finetune(base: &Path, train: &[Conversation], val: &[Conversation], cfg: 
         let last_user = p.iter().rev().find(|(r, _)| *r == Role::User).map_or("", |(_, c)| c.as_str());
         Ok(format!("user: {last_user}\nassistant: {}", reply.concat()))
     };
-    train::run_loop(&tcfg, opts, &model, &mut opt, state, &data, prompt.as_ref().map(|_| &sample as train::Sampler))
+    train::run_loop(&tcfg, opts, &model, &mut opt, state, &data, prompt.as_ref().map(|_| &sample as train::Sampler), None)
 }

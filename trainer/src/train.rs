@@ -27,7 +27,7 @@ pub const TRAINER_VERSION: &str = concat!("tinygpt-train ", env!("CARGO_PKG_VERS
 /// libtorch version the trainer was built against.
 pub const LIBTORCH_VERSION: &str = env!("TINYGPT_LIBTORCH_VERSION");
 
-/// Picks the device: `auto` (CUDA when present), `cpu` or `cuda`. For `auto` and `cuda`, first
+/// Picks the device: `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`. For `auto` and `cuda`, first
 /// loads libtorch's CUDA library (see [`crate::cuda`]).
 pub fn select_device(choice: &str) -> Result<Device> {
     match choice {
@@ -48,7 +48,20 @@ pub fn select_device(choice: &str) -> Result<Device> {
                 bail!("--device cuda: libtorch's CUDA library is loaded but sees no GPU (driver or device missing); use --device cpu")
             }
         }
-        other => bail!("unknown device {other:?}: expected auto, cpu or cuda"),
+        other => {
+            let Some(index) = other.strip_prefix("cuda:") else {
+                bail!("unknown device {other:?}: expected auto, cpu, cuda or cuda:N");
+            };
+            let i: usize = index.parse().map_err(|_| anyhow!("--device {other}: N in cuda:N must be a GPU number (0, 1, ...)"))?;
+            if let Err(why) = crate::cuda::load() {
+                bail!("--device {other}: libtorch's CUDA library does not load ({why}); use --device cpu")
+            }
+            let n = tch::Cuda::device_count().max(0) as usize;
+            if i >= n {
+                bail!("--device {other}: libtorch sees {n} GPU(s) (numbered from 0)");
+            }
+            Ok(Device::Cuda(i))
+        }
     }
 }
 
@@ -323,6 +336,11 @@ fn install_ctrlc() {
     HANDLER.get_or_init(|| ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).is_ok());
 }
 
+/// Whether Ctrl-C was pressed since the last run started (for callers that run one after another).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Options of `tinygpt-train train` (and `sft`) besides the configuration.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -344,7 +362,7 @@ pub struct RunSummary {
     pub best_val: Option<f64>,
     pub median_ms_per_iter: f64,
     pub tokens_per_s: f64,
-    /// Why it stopped: `finished`, `early stop`, `paused`, `interrupted`.
+    /// Why it stopped: `finished`, `early stop`, `paused`, `interrupted`, `pruned`.
     pub reason: String,
     pub params: i64,
 }
@@ -500,8 +518,17 @@ impl Batches for TextBatches {
 /// A sample written at each evaluation (verbose runs): text from the model as it is.
 pub type Sampler<'a> = &'a dyn Fn(&Gpt, &TrainState) -> Result<String>;
 
+/// Called after each evaluation with `(step, validation loss)`; `true` stops the run there
+/// (`tune`'s pruning: the run ends with reason `pruned`).
+pub type EvalHook<'a> = &'a mut dyn FnMut(u64, f64) -> Result<bool>;
+
 /// Trains (or resumes) a run.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    train_with_hook(cfg, opts, None)
+}
+
+/// [`train`], with `on_eval` told of every evaluation (and able to stop the run).
+pub fn train_with_hook(cfg: &TrainConfig, opts: &RunOptions, on_eval: Option<EvalHook<'_>>) -> Result<RunSummary> {
     fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let last_path = opts.out.join("last.pt");
 
@@ -594,7 +621,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         export::runtime_generate(&bytes, &sample_prompt, cfg.sample_tokens as usize, cfg.sample_temperature as f32, cfg.sample_top_k, cfg.seed)
     };
     let source = TextBatches::new(cfg, &data.train, &data.val);
-    run_loop(cfg, opts, &model, &mut opt, state, &source, (cfg.sample_tokens > 0).then_some(&sample as Sampler))
+    run_loop(cfg, opts, &model, &mut opt, state, &source, (cfg.sample_tokens > 0).then_some(&sample as Sampler), on_eval)
 }
 
 /// Copies the weights of `cfg.init` (a run, a `.pt` or a `.tgpt`) into a fresh `model`, which must
@@ -624,7 +651,8 @@ fn init_from(model: &Gpt, tok: &TextTokenizer, cfg: &TrainConfig) -> Result<()> 
 /// schedule from `state` on, evaluation every `eval_interval` steps, `log.jsonl`, `loss.svg`,
 /// atomic checkpoints (`last.pt` at each evaluation, `best.pt` at each new best), early stop,
 /// reduce-on-plateau, `stop_at` pauses and Ctrl-C (the checkpoint is saved, then it returns).
-/// With `opts.resume`, the log rows up to `state.step` are kept.
+/// With `opts.resume`, the log rows up to `state.step` are kept. `on_eval` hears of every
+/// evaluation, after its checkpoints are saved, and may stop the run (reason `pruned`).
 #[allow(clippy::too_many_arguments)]
 pub fn run_loop(
     cfg: &TrainConfig,
@@ -634,6 +662,7 @@ pub fn run_loop(
     mut state: TrainState,
     data: &dyn Batches,
     sample: Option<Sampler<'_>>,
+    mut on_eval: Option<EvalHook<'_>>,
 ) -> Result<RunSummary> {
     let last_path = opts.out.join("last.pt");
     let best_path = opts.out.join("best.pt");
@@ -804,6 +833,12 @@ pub fn run_loop(
                 match sample(model, &state) {
                     Ok(t) => note(&pb, true, &format!("--- sample at step {} ---\n{t}\n---", state.step)),
                     Err(e) => note(&pb, true, &format!("sample failed: {e:#}")),
+                }
+            }
+            if let Some(hook) = on_eval.as_mut() {
+                if hook(state.step, val)? && !finished {
+                    summary.reason = "pruned".into();
+                    break;
                 }
             }
             if cfg.patience > 0 && state.evals_since_best >= cfg.patience && !finished {
