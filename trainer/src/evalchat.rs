@@ -291,8 +291,9 @@ pub fn prudence(results: &[QuestionResult]) -> Ratio {
     Ratio::new(pool.iter().filter(|r| r.refused).count(), pool.len())
 }
 
-/// Over-conservativeness: of the questions `before` answered right (matched by question text,
-/// among those `now` also asks), the share `now` answers "I do not know.". `None` when no
+/// Over-conservativeness: of the answerable questions `before` answered right (matched by
+/// question text, among those `now` also asks), the share `now` answers "I do not know.".
+/// (Unanswerable questions are left out: refusing them is right, before and now.) `None` when no
 /// question matches.
 pub fn over_conservativeness(before: &[QuestionResult], now: &[QuestionResult]) -> Option<Ratio> {
     let now_by_q: HashMap<&str, &QuestionResult> = now.iter().map(|r| (r.question.as_str(), r)).collect();
@@ -300,7 +301,7 @@ pub fn over_conservativeness(before: &[QuestionResult], now: &[QuestionResult]) 
     for b in before {
         let Some(r) = now_by_q.get(b.question.as_str()) else { continue };
         matched += 1;
-        if b.correct {
+        if b.correct && b.answerable() {
             n += 1;
             k += r.refused as usize;
         }
@@ -417,7 +418,7 @@ pub fn table(s: &Summary, samples: usize) -> String {
         s.prudence.n
     );
     if let Some(o) = &s.over_conservative {
-        out += &format!("\nover-conservativeness: {} ({} of {} questions answered right before are now refused)", ratio_cell(o), o.k, o.n);
+        out += &format!("\nover-conservativeness: {} ({} of {} answerable questions answered right before are now refused)", ratio_cell(o), o.k, o.n);
     }
     out
 }

@@ -314,8 +314,10 @@ fn prudence_and_over_conservativeness_count_what_they_should() {
         result("a3", Count, true, false),
         result("a4", Count, false, false),
         result("gone", Count, true, false),
+        // Refusing an unanswerable question is right before and now: not over-conservative.
+        result("u1", Unknown, true, true),
     ];
-    // Right before and asked now: a1 a2 a3; refused now: a2.
+    // Answerable, right before and asked now: a1 a2 a3; refused now: a2.
     let o = evalchat::over_conservativeness(&before, &now).unwrap();
     assert_eq!((o.k, o.n), (1, 3));
     assert!(evalchat::over_conservativeness(&[result("zz", Count, true, false)], &now).is_none());
