@@ -30,7 +30,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use tinygpt_runtime::writer::read_aligned;
-use tinygpt_runtime::{ChatTokens, KvDType, Message, Model, Template};
+use tinygpt_runtime::{ChatTokens, DType, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -171,7 +171,41 @@ fn main() {
         n_prompt
     };
 
+    // The banner's model and sampler lines, formatted here so that the image carries no float
+    // formatting.
+    let c = model.config();
+    let mut banner = String::new();
+    writeln!(
+        banner,
+        "model: {}, {} parameters, {} weights, {:?} {}x{} (heads {}/{}, hidden {}), vocab {}, context {} of {}",
+        model.metadata().name,
+        model.param_count(),
+        c.dtype.name(),
+        c.arch,
+        c.n_layer,
+        c.n_embd,
+        c.n_head,
+        c.n_kv_head,
+        c.n_hidden,
+        c.vocab_size,
+        ctx,
+        c.block_size,
+    )
+    .unwrap();
+    let tokens_what = if chat { format!("up to {tokens} tokens per reply") } else { format!("{tokens} tokens") };
+    writeln!(
+        banner,
+        "seed {seed}, {tokens_what}, temperature {temperature}, top-k {top_k}, top-p {top_p}, KV cache int8"
+    )
+    .unwrap();
+
     let mut cfg = String::new();
+    writeln!(cfg, "/// The banner's model and sampler lines.").unwrap();
+    writeln!(cfg, "pub const BANNER: &str = {banner:?};").unwrap();
+    writeln!(cfg, "/// The prompt as a Rust string literal (quoted and escaped).").unwrap();
+    writeln!(cfg, "pub const PROMPT_QUOTED: &str = {:?};", format!("{prompt:?}")).unwrap();
+    writeln!(cfg, "/// Parameters (tied embeddings counted once).").unwrap();
+    writeln!(cfg, "pub const PARAMS: u64 = {};", model.param_count()).unwrap();
     writeln!(cfg, "/// Path of the embedded model.").unwrap();
     writeln!(cfg, "pub const MODEL_PATH: &str = {:?};", model_path.display().to_string()).unwrap();
     writeln!(cfg, "/// The prompt.").unwrap();
@@ -198,6 +232,16 @@ fn main() {
     writeln!(cfg, "pub const SERIAL_PROMPT: bool = {serial_prompt};").unwrap();
     writeln!(cfg, "/// Panic after the banner (tests the failure path).").unwrap();
     writeln!(cfg, "pub const TEST_PANIC: bool = {test_panic};").unwrap();
+    // Only the forward pass of this weight type and the int8 KV cache is linked
+    // (`Session::new_typed`): the others would take flash the model needs.
+    let matrix = match model.config().dtype {
+        DType::F32 => "F32Matrix",
+        DType::F16 => "F16Matrix",
+        DType::I8 => "I8Matrix",
+        DType::I4 => "I4Matrix",
+    };
+    writeln!(cfg, "/// Weight storage of the model ({}).", model.config().dtype.name()).unwrap();
+    writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix}<'a>;").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

@@ -35,6 +35,14 @@ pub enum Error {
     InvalidConfig(&'static str),
     /// The file is valid but uses something this build of the runtime leaves out.
     Unsupported(&'static str),
+    /// A session compiled for one weight type ([`crate::Session::new_typed`]) was given a model
+    /// stored in another.
+    WrongWeightType {
+        /// The model's weight type.
+        model: &'static str,
+        /// The weight type the session was compiled for.
+        session: &'static str,
+    },
     /// The tensor data section does not have the size the header implies.
     TensorData {
         /// Bytes implied by the header.
@@ -99,6 +107,9 @@ impl fmt::Display for Error {
             Error::Header(what) => write!(f, "malformed model header: {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid model configuration: {what}"),
             Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
+            Error::WrongWeightType { model, session } => {
+                write!(f, "the model has {model} weights but this program runs {session} weights only")
+            }
             Error::TensorData { expected, found } => write!(
                 f,
                 "tensor data has {found} bytes but the header implies {expected}"

@@ -26,7 +26,7 @@ pub mod writer;
 pub use error::Error;
 pub use format::{Arch, Config, DType, Header, KvDType, Metadata, TokenizerKind, FORMAT_VERSION, MAGIC};
 pub use chat::{ChatTokens, Message, Role, Template};
-pub use model::{eval_loss, generate, generate_until, generate_while, GenStats, Model, Session};
+pub use model::{eval_loss, generate, generate_until, generate_while, GenStats, KvElem, Model, Session};
 pub use rng::Rng;
 pub use sampler::{ProbIndex, Sampler, SamplerConfig};
 pub use tokenizer::{Decoder, Tokenizer};

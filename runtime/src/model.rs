@@ -218,6 +218,9 @@ pub struct GenStats {
 pub struct Session<'s, 'a> {
     model: &'s Model<'a>,
     kv: KvDType,
+    /// The forward pass this session runs: the one monomorphisation of its weight and KV types
+    /// ([`Session::new_typed`]), or the dispatch over all of them ([`Session::new`]).
+    forward: fn(&mut Session<'s, 'a>, u32, usize),
     ctx: usize,
     pos: usize,
     /// Residual stream `[n_embd]`.
@@ -274,6 +277,34 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Builds a session for `ctx_len` tokens (`1..=block_size`) in `buf`
     /// (at least [`Model::session_bytes`] bytes; any alignment).
     pub fn new(model: &'s Model<'a>, buf: &'s mut [u8], ctx_len: usize, kv: KvDType) -> Result<Self, Error> {
+        Self::build(model, buf, ctx_len, kv, Self::forward)
+    }
+
+    /// [`Session::new`] for a model whose weights are stored as `M` (for example
+    /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`).
+    /// The session runs the forward pass of these two types only, so a program that builds its
+    /// sessions this way links that one monomorphisation instead of one per combination (the
+    /// firmware picks the types from the model's header at build time). The text is the same as
+    /// [`Session::new`]'s. A model stored in another type is refused ([`Error::WrongWeightType`]).
+    pub fn new_typed<M: Matrix<'a>, K: KvElem>(
+        model: &'s Model<'a>,
+        buf: &'s mut [u8],
+        ctx_len: usize,
+    ) -> Result<Self, Error> {
+        let dtype = model.config().dtype;
+        if dtype != M::DTYPE {
+            return Err(Error::WrongWeightType { model: dtype.name(), session: M::DTYPE.name() });
+        }
+        Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K>)
+    }
+
+    fn build(
+        model: &'s Model<'a>,
+        buf: &'s mut [u8],
+        ctx_len: usize,
+        kv: KvDType,
+        forward: fn(&mut Session<'s, 'a>, u32, usize),
+    ) -> Result<Self, Error> {
         let cfg = *model.config();
         let max = cfg.block_size as usize;
         if ctx_len == 0 || ctx_len > max {
@@ -292,6 +323,7 @@ impl<'s, 'a> Session<'s, 'a> {
         let s = Session {
             model,
             kv,
+            forward,
             ctx: lay.ctx,
             pos: 0,
             x: c.take(e),
@@ -361,12 +393,12 @@ impl<'s, 'a> Session<'s, 'a> {
             self.tokens.copy_within(self.ctx - keep..self.ctx, 0);
             for i in 0..keep {
                 let t = self.tokens[i];
-                self.forward(t, i);
+                (self.forward)(self, t, i);
             }
             self.pos = keep;
         }
         self.tokens[self.pos] = token;
-        self.forward(token, self.pos);
+        (self.forward)(self, token, self.pos);
         self.pos += 1;
         Ok(self.logits)
     }
@@ -385,6 +417,24 @@ impl<'s, 'a> Session<'s, 'a> {
             return;
         }
         self.forward_any(token, pos)
+    }
+
+    /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
+    fn forward_one<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+            unsafe { self.forward_one_avx2::<M, K>(token, pos) };
+            return;
+        }
+        self.forward_typed::<M, K>(token, pos)
+    }
+
+    /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+        self.forward_typed::<M, K>(token, pos)
     }
 
     /// The whole forward pass compiled with AVX2 enabled: attention, softmax, norms and
@@ -640,8 +690,18 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
     }
 }
 
-/// Element type of the KV cache.
-trait KvElem: bytemuck::Pod + ops::FloatWeight {
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for i8 {}
+}
+
+/// Element type of the KV cache: `f32`, `f16` or `i8` (the types of [`KvDType`]; see
+/// [`Session::new_typed`]).
+pub trait KvElem: bytemuck::Pod + ops::FloatWeight + sealed::Sealed {
+    /// The [`KvDType`] of this element.
+    const DTYPE: KvDType;
     /// int8: head vectors carry scales and attention runs in integers
     /// ([`Session::attention_i8`]); f32 and f16 take the float path.
     const SCALED: bool;
@@ -650,6 +710,7 @@ trait KvElem: bytemuck::Pod + ops::FloatWeight {
 }
 
 impl KvElem for f32 {
+    const DTYPE: KvDType = KvDType::F32;
     const SCALED: bool = false;
     #[inline(always)]
     fn encode(x: f32) -> f32 {
@@ -658,6 +719,7 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    const DTYPE: KvDType = KvDType::F16;
     const SCALED: bool = false;
     #[inline(always)]
     fn encode(x: f32) -> f16 {
@@ -666,6 +728,7 @@ impl KvElem for f16 {
 }
 
 impl KvElem for i8 {
+    const DTYPE: KvDType = KvDType::I8;
     const SCALED: bool = true;
     #[inline(always)]
     fn encode(x: f32) -> i8 {

@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use crate::format::{groups_per_row, i4_row_bytes, scale_region_bytes, ScaleDType};
+use crate::format::{groups_per_row, DType, i4_row_bytes, scale_region_bytes, ScaleDType};
 use crate::ops::{self, matvec, matvec_i4, matvec_i8};
 
 /// An activation vector prepared for a matvec: the f32 values, and (for int8 weights) their
@@ -22,6 +22,8 @@ pub struct Input<'x> {
 
 /// A `[rows, cols]` weight matrix in some storage type. The forward pass is generic over this.
 pub trait Matrix<'a>: Copy {
+    /// The file's weight type this storage reads.
+    const DTYPE: DType;
     /// Whether matvecs need the int8 quantization of their input.
     const QUANTIZED_INPUT: bool;
     /// Wraps the tensor bytes (already checked to have the right size and alignment); `scales`
@@ -89,6 +91,7 @@ pub struct I8Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> for F32Matrix<'a> {
+    const DTYPE: DType = DType::F32;
     const QUANTIZED_INPUT: bool = false;
     fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F32Matrix { w: bytemuck::cast_slice(bytes), cols }
@@ -102,6 +105,7 @@ impl<'a> Matrix<'a> for F32Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> for F16Matrix<'a> {
+    const DTYPE: DType = DType::F16;
     const QUANTIZED_INPUT: bool = false;
     fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F16Matrix { w: bytemuck::cast_slice(bytes), cols }
@@ -117,6 +121,7 @@ impl<'a> Matrix<'a> for F16Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> for I8Matrix<'a> {
+    const DTYPE: DType = DType::I8;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
@@ -156,6 +161,7 @@ pub struct I4Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> for I4Matrix<'a> {
+    const DTYPE: DType = DType::I4;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
@@ -187,7 +193,7 @@ impl<'a> Matrix<'a> for I4Matrix<'a> {
 /// int4 dequantized (`q · s`), whatever the scale type. The file must be 16-byte aligned in memory
 /// (as [`crate::Model::from_bytes`] needs).
 pub fn tensor_f32(p: &crate::format::Parsed<'_>, id: crate::format::TensorId, out: &mut [f32]) {
-    use crate::format::{tensor_bytes, tensor_shape, DType};
+    use crate::format::{tensor_bytes, tensor_shape};
     let cfg = &p.header.config;
     let s = tensor_shape(cfg, id);
     let gs = cfg.group_size as usize;
