@@ -30,6 +30,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use tinygpt_runtime::writer::read_aligned;
+use tinygpt_runtime::format::ScaleDType;
 use tinygpt_runtime::{ChatTokens, DType, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
@@ -234,14 +235,19 @@ fn main() {
     writeln!(cfg, "pub const TEST_PANIC: bool = {test_panic};").unwrap();
     // Only the forward pass of this weight type and the int8 KV cache is linked
     // (`Session::new_typed`): the others would take flash the model needs.
+    // For quantized weights, the group-scale type too.
+    let scales = match model.scale_dtype() {
+        ScaleDType::F32 => "f32",
+        ScaleDType::F16 => "tinygpt_runtime::weights::f16",
+    };
     let matrix = match model.config().dtype {
-        DType::F32 => "F32Matrix",
-        DType::F16 => "F16Matrix",
-        DType::I8 => "I8Matrix",
-        DType::I4 => "I4Matrix",
+        DType::F32 => "F32Matrix<'a>".to_string(),
+        DType::F16 => "F16Matrix<'a>".to_string(),
+        DType::I8 => format!("I8Matrix<'a, {scales}>"),
+        DType::I4 => format!("I4Matrix<'a, {scales}>"),
     };
     writeln!(cfg, "/// Weight storage of the model ({}).", model.config().dtype.name()).unwrap();
-    writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix}<'a>;").unwrap();
+    writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix};").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

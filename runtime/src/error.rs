@@ -116,11 +116,11 @@ impl fmt::Display for Error {
             ),
             Error::Misaligned => f.write_str("model bytes must start at a 16-byte aligned address"),
             Error::Tokenizer(what) => write!(f, "malformed tokenizer: {what}"),
-            Error::UnknownChar(c) => write!(
-                f,
-                "character {c:?} (U+{:04X}) is not in the model's vocabulary",
-                c as u32
-            ),
+            Error::UnknownChar(c) => {
+                f.write_str("character ")?;
+                quote_char(f, c)?;
+                write!(f, " (U+{:04X}) is not in the model's vocabulary", c as u32)
+            }
             Error::TooManyTokens { capacity } => {
                 write!(f, "text encodes to more than {capacity} tokens")
             }
@@ -144,5 +144,43 @@ impl fmt::Display for Error {
     }
 }
 
+/// `c` in single quotes, as `{:?}` writes it for ASCII (`'a'`, `'\n'`, `'\''`, `'\u{1}'`); other
+/// characters as they are. `{:?}` would also escape non-ASCII characters it deems unprintable,
+/// but its Unicode tables take about 2.5 KB of a microcontroller's flash; the message gives the
+/// code point anyway.
+fn quote_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    f.write_str("'")?;
+    match c {
+        '\0' => f.write_str("\\0")?,
+        '\t' => f.write_str("\\t")?,
+        '\r' => f.write_str("\\r")?,
+        '\n' => f.write_str("\\n")?,
+        '\'' => f.write_str("\\'")?,
+        '\\' => f.write_str("\\\\")?,
+        c if c.is_ascii_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+        c => {
+            let mut buf = [0u8; 4];
+            f.write_str(c.encode_utf8(&mut buf))?
+        }
+    }
+    f.write_str("'")
+}
+
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::ToString;
+    use super::*;
+
+    #[test]
+    fn unknown_char_quotes_ascii_as_debug_does() {
+        for c in (0u8..128).map(char::from).chain(['é', '€', '😀', 'ß']) {
+            let want = format!("character {c:?} (U+{:04X}) is not in the model's vocabulary", c as u32);
+            assert_eq!(Error::UnknownChar(c).to_string(), want, "{c:?}");
+        }
+    }
+}

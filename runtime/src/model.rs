@@ -115,6 +115,17 @@ impl<'a> Model<'a> {
     }
 }
 
+/// `int8`, `int8 with f16 scales`, ...: a weight storage for [`Error::WrongWeightType`].
+fn storage_name(dtype: DType, scales: Option<ScaleDType>) -> &'static str {
+    match (dtype, scales) {
+        (DType::I8, Some(ScaleDType::F32)) => "int8 (f32 scales)",
+        (DType::I8, Some(ScaleDType::F16)) => "int8 (f16 scales)",
+        (DType::I4, Some(ScaleDType::F32)) => "int4 (f32 scales)",
+        (DType::I4, Some(ScaleDType::F16)) => "int4 (f16 scales)",
+        (d, _) => d.name(),
+    }
+}
+
 /// Sizes (in elements) of every region of a session buffer.
 #[derive(Debug, Clone, Copy)]
 struct SessionLayout {
@@ -292,8 +303,13 @@ impl<'s, 'a> Session<'s, 'a> {
         ctx_len: usize,
     ) -> Result<Self, Error> {
         let dtype = model.config().dtype;
-        if dtype != M::DTYPE {
-            return Err(Error::WrongWeightType { model: dtype.name(), session: M::DTYPE.name() });
+        let scales = if dtype.quantized() { Some(model.scale_dtype()) } else { None };
+        let fits = |want: Option<ScaleDType>| want.is_none() || want == scales;
+        if dtype != M::DTYPE || !fits(M::SCALES) {
+            return Err(Error::WrongWeightType {
+                model: storage_name(dtype, scales),
+                session: storage_name(M::DTYPE, M::SCALES),
+            });
         }
         Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K>)
     }

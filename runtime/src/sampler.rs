@@ -170,6 +170,8 @@ impl Sampler {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::vec::Vec;
     use super::*;
     use proptest::prelude::*;
 
