@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use tinygpt_runtime::writer::read_aligned;
 use tinygpt_runtime::format::ScaleDType;
-use tinygpt_runtime::{ChatTokens, DType, KvDType, Message, Model, Template};
+use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -248,6 +248,12 @@ fn main() {
     };
     writeln!(cfg, "/// Weight storage of the model ({}).", model.config().dtype.name()).unwrap();
     writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix};").unwrap();
+    let arch = match model.config().arch {
+        Arch::Llama => "LlamaOnly",
+        Arch::Gpt2 => "Gpt2Only",
+    };
+    writeln!(cfg, "/// The model's architecture (the other's code is not linked).").unwrap();
+    writeln!(cfg, "pub type ArchOnly = tinygpt_runtime::{arch};").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

@@ -35,6 +35,14 @@ pub enum Error {
     InvalidConfig(&'static str),
     /// The file is valid but uses something this build of the runtime leaves out.
     Unsupported(&'static str),
+    /// A session compiled for one architecture ([`crate::Session::new_typed`]) was given a model
+    /// of the other.
+    WrongArch {
+        /// The model's architecture.
+        model: &'static str,
+        /// The architecture the session was compiled for.
+        session: &'static str,
+    },
     /// A session compiled for one weight type ([`crate::Session::new_typed`]) was given a model
     /// stored in another.
     WrongWeightType {
@@ -107,6 +115,9 @@ impl fmt::Display for Error {
             Error::Header(what) => write!(f, "malformed model header: {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid model configuration: {what}"),
             Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
+            Error::WrongArch { model, session } => {
+                write!(f, "the model is a {model} model but this program runs {session} models only")
+            }
             Error::WrongWeightType { model, session } => {
                 write!(f, "the model has {model} weights but this program runs {session} weights only")
             }

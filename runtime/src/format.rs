@@ -23,7 +23,12 @@ pub const MAX_DIM: u32 = 1 << 20;
 /// Largest accepted number of layers.
 pub const MAX_LAYERS: u32 = 1024;
 
+#[cfg(not(target_os = "none"))]
 pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// On a microcontroller, bit by bit: the 1 KiB table would take flash from the model, and the
+/// checksum runs once at start-up.
+#[cfg(target_os = "none")]
+pub(crate) const CRC32: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The CRC-32 (ISO-HDLC, the zlib/PNG polynomial) a file's trailer holds over the bytes before it.
 pub fn crc32(bytes: &[u8]) -> u32 {

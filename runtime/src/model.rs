@@ -292,12 +292,13 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// [`Session::new`] for a model whose weights are stored as `M` (for example
-    /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`).
+    /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`),
+    /// of architecture `A` ([`AnyArch`], [`LlamaOnly`] or [`Gpt2Only`]).
     /// The session runs the forward pass of these two types only, so a program that builds its
     /// sessions this way links that one monomorphisation instead of one per combination (the
     /// firmware picks the types from the model's header at build time). The text is the same as
     /// [`Session::new`]'s. A model stored in another type is refused ([`Error::WrongWeightType`]).
-    pub fn new_typed<M: Matrix<'a>, K: KvElem>(
+    pub fn new_typed<M: Matrix<'a>, K: KvElem, A: ArchChoice>(
         model: &'s Model<'a>,
         buf: &'s mut [u8],
         ctx_len: usize,
@@ -311,7 +312,12 @@ impl<'s, 'a> Session<'s, 'a> {
                 session: storage_name(M::DTYPE, M::SCALES),
             });
         }
-        Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K>)
+        if let Some(arch) = A::ONLY {
+            if arch != model.config().arch {
+                return Err(Error::WrongArch { model: arch_name(model.config().arch), session: arch_name(arch) });
+            }
+        }
+        Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K, A>)
     }
 
     fn build(
@@ -406,9 +412,12 @@ impl<'s, 'a> Session<'s, 'a> {
         }
         if self.pos == self.ctx {
             let keep = self.ctx / 2;
-            self.tokens.copy_within(self.ctx - keep..self.ctx, 0);
+            let from = self.ctx - keep;
+            // Moved one at a time as they are re-run (`from ≥ keep`: no source is overwritten
+            // before it is read), which needs no `memmove` in a microcontroller's flash.
             for i in 0..keep {
-                let t = self.tokens[i];
+                let t = self.tokens[from + i];
+                self.tokens[i] = t;
                 (self.forward)(self, t, i);
             }
             self.pos = keep;
@@ -436,21 +445,21 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
-    fn forward_one<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+    fn forward_one<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
-            unsafe { self.forward_one_avx2::<M, K>(token, pos) };
+            unsafe { self.forward_one_avx2::<M, K, A>(token, pos) };
             return;
         }
-        self.forward_typed::<M, K>(token, pos)
+        self.forward_typed::<M, K, A>(token, pos)
     }
 
     /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
-        self.forward_typed::<M, K>(token, pos)
+    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
+        self.forward_typed::<M, K, A>(token, pos)
     }
 
     /// The whole forward pass compiled with AVX2 enabled: attention, softmax, norms and
@@ -481,17 +490,19 @@ impl<'s, 'a> Session<'s, 'a> {
     #[inline(always)]
     fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
         match kv {
-            KvDType::F32 => self.forward_typed::<M, f32>(token, pos),
-            KvDType::F16 => self.forward_typed::<M, f16>(token, pos),
-            KvDType::I8 => self.forward_typed::<M, i8>(token, pos),
+            KvDType::F32 => self.forward_typed::<M, f32, AnyArch>(token, pos),
+            KvDType::F16 => self.forward_typed::<M, f16, AnyArch>(token, pos),
+            KvDType::I8 => self.forward_typed::<M, i8, AnyArch>(token, pos),
         }
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
     #[inline(always)]
-    fn forward_typed<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+    fn forward_typed<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
         let model = self.model;
-        let cfg = *model.config();
+        let mut cfg = *model.config();
+        // A constant when the session was built for one architecture: the other's code goes.
+        cfg.arch = A::ONLY.unwrap_or(cfg.arch);
         let hd = cfg.head_dim();
         let gs = cfg.group_size as usize;
         let eps = cfg.norm_eps;
@@ -703,6 +714,37 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
         Input { f: x, q: &xq[..n], s: &xs[..g], p }
     } else {
         Input { f: x, q: &[], s: &[], p: &[] }
+    }
+}
+
+/// Which architectures a session's forward pass has code for ([`Session::new_typed`]).
+pub trait ArchChoice {
+    /// The one architecture, or `None` for both.
+    const ONLY: Option<Arch>;
+}
+/// Both architectures, as the file says.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyArch;
+/// Llama only.
+#[derive(Debug, Clone, Copy)]
+pub struct LlamaOnly;
+/// GPT-2 only.
+#[derive(Debug, Clone, Copy)]
+pub struct Gpt2Only;
+impl ArchChoice for AnyArch {
+    const ONLY: Option<Arch> = None;
+}
+impl ArchChoice for LlamaOnly {
+    const ONLY: Option<Arch> = Some(Arch::Llama);
+}
+impl ArchChoice for Gpt2Only {
+    const ONLY: Option<Arch> = Some(Arch::Gpt2);
+}
+
+fn arch_name(a: Arch) -> &'static str {
+    match a {
+        Arch::Gpt2 => "gpt2",
+        Arch::Llama => "llama",
     }
 }
 
