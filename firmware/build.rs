@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use tinygpt_runtime::writer::read_aligned;
 use tinygpt_runtime::format::ScaleDType;
-use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, Message, Model, Template};
+use tinygpt_runtime::{ChatTokens, DType, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -243,17 +243,17 @@ fn main() {
     let matrix = match model.config().dtype {
         DType::F32 => "F32Matrix<'a>".to_string(),
         DType::F16 => "F16Matrix<'a>".to_string(),
-        DType::I8 => format!("I8Matrix<'a, {scales}>"),
-        DType::I4 => format!("I4Matrix<'a, {scales}>"),
+        DType::I8 => format!("I8Matrix<'a, {scales}, {}>", model.config().group_size),
+        DType::I4 => format!("I4Matrix<'a, {scales}, {}>", model.config().group_size),
     };
     writeln!(cfg, "/// Weight storage of the model ({}).", model.config().dtype.name()).unwrap();
     writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix};").unwrap();
-    let arch = match model.config().arch {
-        Arch::Llama => "LlamaOnly",
-        Arch::Gpt2 => "Gpt2Only",
-    };
-    writeln!(cfg, "/// The model's architecture (the other's code is not linked).").unwrap();
-    writeln!(cfg, "pub type ArchOnly = tinygpt_runtime::{arch};").unwrap();
+    writeln!(cfg, "/// The model's architecture and head size (code for others is not linked).").unwrap();
+    writeln!(cfg, "pub struct ModelShape;").unwrap();
+    writeln!(cfg, "impl tinygpt_runtime::Shape for ModelShape {{").unwrap();
+    writeln!(cfg, "    const ARCH: Option<tinygpt_runtime::Arch> = Some(tinygpt_runtime::Arch::{:?});", model.config().arch).unwrap();
+    writeln!(cfg, "    const HEAD_DIM: usize = {};", model.config().head_dim()).unwrap();
+    writeln!(cfg, "}}").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

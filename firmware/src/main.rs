@@ -80,7 +80,7 @@ fn run(board: &mut Board) -> Result<(), ()> {
         let _ = writeln!(out, "error: the session needs {needed} bytes of RAM, the buffer has {}", buf.len());
         return Err(());
     }
-    let mut session = match Session::new_typed::<config::Weights<'_>, i8, config::ArchOnly>(&model, buf, config::CTX) {
+    let mut session = match Session::new_typed::<config::Weights<'_>, i8, config::ModelShape>(&model, buf, config::CTX) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(out, "error: session: {e}");

@@ -27,7 +27,7 @@ pub use error::Error;
 pub use format::{Arch, Config, DType, Header, KvDType, Metadata, TokenizerKind, FORMAT_VERSION, MAGIC};
 pub use chat::{ChatTokens, Message, Role, Template};
 pub use model::{eval_loss, generate, generate_until, generate_while, GenStats, KvElem, Model, Session};
-pub use model::{AnyArch, ArchChoice, Gpt2Only, LlamaOnly};
+pub use model::{AnyShape, Shape};
 pub use rng::Rng;
 pub use sampler::{ProbIndex, Sampler, SamplerConfig};
 pub use tokenizer::{Decoder, Tokenizer};

@@ -293,12 +293,12 @@ impl<'s, 'a> Session<'s, 'a> {
 
     /// [`Session::new`] for a model whose weights are stored as `M` (for example
     /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`),
-    /// of architecture `A` ([`AnyArch`], [`LlamaOnly`] or [`Gpt2Only`]).
+    /// of the architecture and head size `A` says ([`AnyShape`]: any).
     /// The session runs the forward pass of these two types only, so a program that builds its
     /// sessions this way links that one monomorphisation instead of one per combination (the
     /// firmware picks the types from the model's header at build time). The text is the same as
     /// [`Session::new`]'s. A model stored in another type is refused ([`Error::WrongWeightType`]).
-    pub fn new_typed<M: Matrix<'a>, K: KvElem, A: ArchChoice>(
+    pub fn new_typed<M: Matrix<'a>, K: KvElem, A: Shape>(
         model: &'s Model<'a>,
         buf: &'s mut [u8],
         ctx_len: usize,
@@ -312,10 +312,16 @@ impl<'s, 'a> Session<'s, 'a> {
                 session: storage_name(M::DTYPE, M::SCALES),
             });
         }
-        if let Some(arch) = A::ONLY {
+        if let Some(arch) = A::ARCH {
             if arch != model.config().arch {
-                return Err(Error::WrongArch { model: arch_name(model.config().arch), session: arch_name(arch) });
+                return Err(Error::WrongArch { model: model.config().arch.name(), session: arch.name() });
             }
+        }
+        if A::HEAD_DIM != 0 && A::HEAD_DIM != model.config().head_dim() {
+            return Err(Error::Unsupported("the head size is not the one this program was compiled for"));
+        }
+        if M::GROUP_SIZE != 0 && M::GROUP_SIZE != model.config().group_size as usize {
+            return Err(Error::Unsupported("the group size is not the one this program was compiled for"));
         }
         Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K, A>)
     }
@@ -445,7 +451,7 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
-    fn forward_one<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
+    fn forward_one<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
@@ -458,7 +464,7 @@ impl<'s, 'a> Session<'s, 'a> {
     /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
+    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
         self.forward_typed::<M, K, A>(token, pos)
     }
 
@@ -490,21 +496,22 @@ impl<'s, 'a> Session<'s, 'a> {
     #[inline(always)]
     fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
         match kv {
-            KvDType::F32 => self.forward_typed::<M, f32, AnyArch>(token, pos),
-            KvDType::F16 => self.forward_typed::<M, f16, AnyArch>(token, pos),
-            KvDType::I8 => self.forward_typed::<M, i8, AnyArch>(token, pos),
+            KvDType::F32 => self.forward_typed::<M, f32, AnyShape>(token, pos),
+            KvDType::F16 => self.forward_typed::<M, f16, AnyShape>(token, pos),
+            KvDType::I8 => self.forward_typed::<M, i8, AnyShape>(token, pos),
         }
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
     #[inline(always)]
-    fn forward_typed<M: Matrix<'a>, K: KvElem, A: ArchChoice>(&mut self, token: u32, pos: usize) {
+    fn forward_typed<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
         let model = self.model;
         let mut cfg = *model.config();
-        // A constant when the session was built for one architecture: the other's code goes.
-        cfg.arch = A::ONLY.unwrap_or(cfg.arch);
-        let hd = cfg.head_dim();
-        let gs = cfg.group_size as usize;
+        // Constants when the session was built for one architecture, head size and group size:
+        // the code for the others goes.
+        cfg.arch = A::ARCH.unwrap_or(cfg.arch);
+        let hd = if A::HEAD_DIM != 0 { A::HEAD_DIM } else { cfg.head_dim() };
+        let gs = if M::GROUP_SIZE != 0 { M::GROUP_SIZE } else { cfg.group_size as usize };
         let eps = cfg.norm_eps;
         let norm = |out: &mut [f32], x: &[f32], w: &[f32]| match cfg.arch {
             Arch::Gpt2 => layernorm(out, x, w, eps),
@@ -540,9 +547,9 @@ impl<'s, 'a> Session<'s, 'a> {
                 }
             }
             if K::SCALED {
-                self.attention_i8(l as usize, pos, scale);
+                self.attention_i8(l as usize, pos, scale, hd);
             } else {
-                self.attention_float::<K>(l as usize, pos, scale);
+                self.attention_float::<K>(l as usize, pos, scale, hd);
             }
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
@@ -582,9 +589,9 @@ impl Session<'_, '_> {
     /// sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are cached
     /// `[layer][t][kv_dim]`.
     #[inline(always)]
-    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32) {
+    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
         let cfg = *self.model.config();
-        let (hd, kvd, ctx) = (cfg.head_dim(), cfg.kv_dim(), self.ctx);
+        let (kvd, ctx) = (cfg.kv_dim(), self.ctx);
         let n_kv = cfg.n_kv_head as usize;
         let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
         let lbase = l * ctx;
@@ -626,9 +633,9 @@ impl Session<'_, '_> {
     /// matvec of the transposed values by those weights. Every target runs the same integer sums
     /// and the same float steps in the same order.
     #[inline(always)]
-    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32) {
+    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
         let cfg = *self.model.config();
-        let (hd, ctx_pad) = (cfg.head_dim(), self.ctx_pad);
+        let ctx_pad = self.ctx_pad;
         let n_kv = cfg.n_kv_head as usize;
         let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
         let kc: &mut [i8] = bytemuck::cast_slice_mut(self.key_cache);
@@ -717,36 +724,21 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
     }
 }
 
-/// Which architectures a session's forward pass has code for ([`Session::new_typed`]).
-pub trait ArchChoice {
+/// What a session's forward pass is compiled for besides its weight and KV types
+/// ([`Session::new_typed`]): the architecture and the head size, each fixed or left to the file.
+/// A program built for one model (the firmware) names them, and the code the model does not need
+/// (the other architecture's GELU and layernorm, the attention kernel's loops for other head
+/// sizes) is not linked.
+pub trait Shape {
     /// The one architecture, or `None` for both.
-    const ONLY: Option<Arch>;
+    const ARCH: Option<Arch> = None;
+    /// The head size (`n_embd / n_head`), or 0 for any.
+    const HEAD_DIM: usize = 0;
 }
-/// Both architectures, as the file says.
+/// Any architecture and head size, as the file says.
 #[derive(Debug, Clone, Copy)]
-pub struct AnyArch;
-/// Llama only.
-#[derive(Debug, Clone, Copy)]
-pub struct LlamaOnly;
-/// GPT-2 only.
-#[derive(Debug, Clone, Copy)]
-pub struct Gpt2Only;
-impl ArchChoice for AnyArch {
-    const ONLY: Option<Arch> = None;
-}
-impl ArchChoice for LlamaOnly {
-    const ONLY: Option<Arch> = Some(Arch::Llama);
-}
-impl ArchChoice for Gpt2Only {
-    const ONLY: Option<Arch> = Some(Arch::Gpt2);
-}
-
-fn arch_name(a: Arch) -> &'static str {
-    match a {
-        Arch::Gpt2 => "gpt2",
-        Arch::Llama => "llama",
-    }
-}
+pub struct AnyShape;
+impl Shape for AnyShape {}
 
 mod sealed {
     pub trait Sealed {}

@@ -271,20 +271,18 @@ impl<'a> Tokenizer<'a> {
 
     /// Applies merges to `toks` in place; returns the new length.
     fn merge_chunk(&self, toks: &mut [u32]) -> usize {
-        let mut len = toks.len();
         loop {
-            let mut best: Option<(usize, usize)> = None; // (rank, position)
-            for i in 0..len.saturating_sub(1) {
-                if let Some(r) = self.merge_rank(toks[i], toks[i + 1]) {
-                    if best.is_none_or(|(br, _)| r < br) {
-                        best = Some((r, i));
+            let mut best: Option<(usize, usize, usize)> = None; // (rank, left, right)
+            for_each_pair(toks, |i, j| {
+                if let Some(r) = self.merge_rank(toks[i], toks[j]) {
+                    if best.is_none_or(|(br, _, _)| r < br) {
+                        best = Some((r, i, j));
                     }
                 }
-            }
-            let Some((r, i)) = best else { return len };
+            });
+            let Some((r, i, j)) = best else { return compact(toks) };
             toks[i] = 256 + r as u32;
-            toks.copy_within(i + 2..len, i + 1);
-            len -= 1;
+            toks[j] = HOLE;
         }
     }
 
@@ -426,4 +424,37 @@ fn is_incomplete_prefix(b: &[u8]) -> bool {
         Ok(_) => true,
         Err(e) => e.valid_up_to() == 0 && e.error_len().is_none(),
     }
+}
+
+/// Marks a token merged into its left neighbour. Merging leaves holes and closes them once at
+/// the end ([`compact`]), rather than moving the tail down after every merge: the result is the
+/// same, and no `memmove` is linked (1.5 KB of a microcontroller's flash). No token id reaches it.
+pub(crate) const HOLE: u32 = u32::MAX;
+
+/// Calls `f(i, j)` for every pair of adjacent tokens of `toks` (positions `i < j` with only holes
+/// between them), left to right.
+pub(crate) fn for_each_pair(toks: &[u32], mut f: impl FnMut(usize, usize)) {
+    let mut prev = None;
+    for (j, &t) in toks.iter().enumerate() {
+        if t == HOLE {
+            continue;
+        }
+        if let Some(i) = prev {
+            f(i, j);
+        }
+        prev = Some(j);
+    }
+}
+
+/// Drops the holes of `toks`, keeping the order; returns the number of tokens left.
+pub(crate) fn compact(toks: &mut [u32]) -> usize {
+    let mut n = 0;
+    for j in 0..toks.len() {
+        let t = toks[j];
+        if t != HOLE {
+            toks[n] = t;
+            n += 1;
+        }
+    }
+    n
 }

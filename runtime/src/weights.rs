@@ -30,6 +30,8 @@ pub trait Matrix<'a>: Copy {
     const DTYPE: DType;
     /// The group-scale type it reads, when it reads only one ([`ScaleChoice`]); `None`: either.
     const SCALES: Option<ScaleDType> = None;
+    /// The group size it is compiled for, 0 for any (quantized types' `G` parameter).
+    const GROUP_SIZE: usize = 0;
     /// Whether matvecs need the int8 quantization of their input.
     const QUANTIZED_INPUT: bool;
     /// Wraps the tensor bytes (already checked to have the right size and alignment); `scales`
@@ -120,9 +122,11 @@ impl<'a> Scales<'a> {
     }
 }
 
-/// int8 weights with one scale per group of `group_size` along each row.
+/// int8 weights with one scale per group of `group_size` along each row. `S` says which scale
+/// storage it reads ([`ScaleChoice`]) and `G`, when not 0, the one group size it is compiled for
+/// ([`crate::Session::new_typed`] checks both against the model).
 #[derive(Debug, Clone, Copy)]
-pub struct I8Matrix<'a, S: ScaleChoice = AnyScales> {
+pub struct I8Matrix<'a, S: ScaleChoice = AnyScales, const G: usize = 0> {
     /// `[rows, groups]` scales.
     scales: Scales<'a>,
     /// `[rows, cols]` values.
@@ -163,9 +167,10 @@ impl<'a> Matrix<'a> for F16Matrix<'a> {
     }
 }
 
-impl<'a, S: ScaleChoice> Matrix<'a> for I8Matrix<'a, S> {
+impl<'a, S: ScaleChoice, const G: usize> Matrix<'a> for I8Matrix<'a, S, G> {
     const DTYPE: DType = DType::I8;
     const SCALES: Option<ScaleDType> = S::ONLY;
+    const GROUP_SIZE: usize = G;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
@@ -181,7 +186,9 @@ impl<'a, S: ScaleChoice> Matrix<'a> for I8Matrix<'a, S> {
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        let (q, gs, g) = (&self.q[..n * self.cols], self.group_size, n * self.groups);
+        // A constant when the type names its group size: the kernel is compiled for that one.
+        let gs = if G != 0 { G } else { self.group_size };
+        let (q, g) = (&self.q[..n * self.cols], n * self.groups);
         match self.scales {
             Scales::F32(s) if reads::<S>(ScaleDType::F32) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
             Scales::F16(s) if reads::<S>(ScaleDType::F16) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
@@ -203,7 +210,7 @@ impl<'a, S: ScaleChoice> Matrix<'a> for I8Matrix<'a, S> {
 /// int4 weights (values −7..=7 stored offset by 8, two a byte, low nibble first; each row
 /// `ceil(cols / 2)` bytes) with one scale per group of `group_size` along each row.
 #[derive(Debug, Clone, Copy)]
-pub struct I4Matrix<'a, S: ScaleChoice = AnyScales> {
+pub struct I4Matrix<'a, S: ScaleChoice = AnyScales, const G: usize = 0> {
     /// `[rows, groups]` scales.
     scales: Scales<'a>,
     /// `[rows, ceil(cols / 2)]` packed values.
@@ -214,9 +221,10 @@ pub struct I4Matrix<'a, S: ScaleChoice = AnyScales> {
     choice: PhantomData<S>,
 }
 
-impl<'a, S: ScaleChoice> Matrix<'a> for I4Matrix<'a, S> {
+impl<'a, S: ScaleChoice, const G: usize> Matrix<'a> for I4Matrix<'a, S, G> {
     const DTYPE: DType = DType::I4;
     const SCALES: Option<ScaleDType> = S::ONLY;
+    const GROUP_SIZE: usize = G;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
@@ -228,7 +236,8 @@ impl<'a, S: ScaleChoice> Matrix<'a> for I4Matrix<'a, S> {
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        let (q, gs, g) = (&self.q[..n * i4_row_bytes(self.cols)], self.group_size, n * self.groups);
+        let gs = if G != 0 { G } else { self.group_size };
+        let (q, g) = (&self.q[..n * i4_row_bytes(self.cols)], n * self.groups);
         match self.scales {
             Scales::F32(s) if reads::<S>(ScaleDType::F32) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
             Scales::F16(s) if reads::<S>(ScaleDType::F16) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),

@@ -321,7 +321,11 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// `xp` is `xq` widened by [`widen_pairs`] when [`WIDEN_PAIRS`] is true (Cortex-M4 and other
 /// targets with the DSP extension, whose kernel multiplies pairs of 16-bit values); it may be
 /// empty elsewhere. Every kernel gives the same bits.
-#[inline]
+///
+/// Inlined into every caller: where the group size is a constant there (a session typed to one
+/// model, [`crate::Session::new_typed`]), the kernel's dispatch on it folds to the one unrolled
+/// loop that size needs.
+#[inline(always)]
 pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if x86::avx2() {
@@ -336,8 +340,13 @@ pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8]
         }
         // Only shapes the SMLAD kernel does not take (rows or groups that are not multiples of
         // 4) come here: the general loop serves them, rather than one unrolled loop per group
-        // size, which would take flash from the model. Same sums, same order.
-        matvec_i8_any(out, wq, ws, xq, xs, group_size)
+        // size, which would take flash from the model. Same sums, same order. Out of line: one
+        // copy serves every caller the SMLAD kernel is inlined into.
+        #[inline(never)]
+        fn fallback<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], gs: usize) {
+            matvec_i8_any(out, wq, ws, xq, xs, gs)
+        }
+        fallback(out, wq, ws, xq, xs, group_size)
     }
     #[cfg(not(all(target_arch = "arm", tinygpt_dsp)))]
     {
