@@ -478,33 +478,54 @@ impl<'s, 'a> Session<'s, 'a> {
         self.forward_any(token, pos)
     }
 
-    /// Chooses the monomorphic forward pass of the file's weight type and the session's KV type.
+    /// Chooses the forward pass of the file's weight type; the session's KV type is chosen per
+    /// layer ([`AnyKv`]), so that the attention code exists once per KV type rather than once per
+    /// weight type and KV type (a program's size; the cost is one call per layer).
     #[inline(always)]
     fn forward_any(&mut self, token: u32, pos: usize) {
-        match (self.model.config().dtype, self.kv) {
-            (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
-            (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
-            (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+        match self.model.config().dtype {
+            DType::F32 => self.forward_typed::<F32Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::F16 => self.forward_typed::<F16Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::I8 => self.forward_typed::<I8Matrix<'a>, AnyKv, AnyShape>(token, pos),
             #[cfg(feature = "int4")]
-            (DType::I4, kv) => self.forward_kv::<I4Matrix<'a>>(token, pos, kv),
+            DType::I4 => self.forward_typed::<I4Matrix<'a>, AnyKv, AnyShape>(token, pos),
             // Without the feature `from_bytes` refuses int4 models, so there is none to run.
             #[cfg(not(feature = "int4"))]
-            (DType::I4, _) => {}
+            DType::I4 => {}
         }
     }
 
+    /// Attention of layer `l` over the session's KV cache, whatever its type: out of line, with
+    /// its own AVX2 build (it is called from both builds of the forward pass).
+    #[inline(never)]
+    fn attention_dyn(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+            unsafe { self.attention_dyn_avx2(l, pos, scale, hd) };
+            return;
+        }
+        self.attention_kv(l, pos, scale, hd)
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn attention_dyn_avx2(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        self.attention_kv(l, pos, scale, hd)
+    }
+
     #[inline(always)]
-    fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
-        match kv {
-            KvDType::F32 => self.forward_typed::<M, f32, AnyShape>(token, pos),
-            KvDType::F16 => self.forward_typed::<M, f16, AnyShape>(token, pos),
-            KvDType::I8 => self.forward_typed::<M, i8, AnyShape>(token, pos),
+    fn attention_kv(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        match self.kv {
+            KvDType::F32 => self.attention_float::<f32>(l, pos, scale, hd),
+            KvDType::F16 => self.attention_float::<f16>(l, pos, scale, hd),
+            KvDType::I8 => self.attention_i8(l, pos, scale, hd),
         }
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
     #[inline(always)]
-    fn forward_typed<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
+    fn forward_typed<M: Matrix<'a>, K: KvChoice, A: Shape>(&mut self, token: u32, pos: usize) {
         let model = self.model;
         let mut cfg = *model.config();
         // Constants when the session was built for one architecture, head size and group size:
@@ -546,11 +567,7 @@ impl<'s, 'a> Session<'s, 'a> {
                     rope(head, cos, sin);
                 }
             }
-            if K::SCALED {
-                self.attention_i8(l as usize, pos, scale, hd);
-            } else {
-                self.attention_float::<K>(l as usize, pos, scale, hd);
-            }
+            K::attend(self, l as usize, pos, scale, hd);
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
@@ -739,6 +756,33 @@ pub trait Shape {
 #[derive(Debug, Clone, Copy)]
 pub struct AnyShape;
 impl Shape for AnyShape {}
+
+/// The KV cache a forward pass is compiled for: one element type ([`KvElem`]: its attention
+/// inlined), or [`AnyKv`]: the session's, chosen per layer.
+trait KvChoice {
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize);
+}
+
+impl<K: KvElem> KvChoice for K {
+    #[inline(always)]
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
+        if K::SCALED {
+            s.attention_i8(l, pos, scale, hd);
+        } else {
+            s.attention_float::<K>(l, pos, scale, hd);
+        }
+    }
+}
+
+/// The session's KV type, chosen per layer ([`Session::new`]).
+struct AnyKv;
+
+impl KvChoice for AnyKv {
+    #[inline(always)]
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
+        s.attention_dyn(l, pos, scale, hd);
+    }
+}
 
 mod sealed {
     pub trait Sealed {}
