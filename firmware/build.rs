@@ -253,6 +253,12 @@ fn main() {
     writeln!(cfg, "impl tinygpt_runtime::Shape for ModelShape {{").unwrap();
     writeln!(cfg, "    const ARCH: Option<tinygpt_runtime::Arch> = Some(tinygpt_runtime::Arch::{:?});", model.config().arch).unwrap();
     writeln!(cfg, "    const HEAD_DIM: usize = {};", model.config().head_dim()).unwrap();
+    writeln!(
+        cfg,
+        "    const TOKENIZER: Option<tinygpt_runtime::TokenizerKind> = Some(tinygpt_runtime::TokenizerKind::{:?});",
+        model.tokenizer().kind()
+    )
+    .unwrap();
     writeln!(cfg, "}}").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();

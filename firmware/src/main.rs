@@ -58,7 +58,7 @@ fn run(board: &mut Board) -> Result<(), ()> {
         (Platform::Silicon, _) => writeln!(out, "168 MHz from HSI (the crystal did not start)"),
     };
 
-    let model = match Model::from_bytes(&MODEL_FILE.0) {
+    let model = match Model::from_bytes_as::<config::ModelShape>(&MODEL_FILE.0) {
         Ok(m) => m,
         Err(e) => {
             let _ = writeln!(out, "error: model: {e}");

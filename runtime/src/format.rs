@@ -577,6 +577,11 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Parses and validates a whole file: magic, version, checksum, header, tokenizer tables, sizes.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
+    parse_as::<crate::model::AnyShape>(bytes)
+}
+
+/// [`parse`] for models of shape `A` (see [`crate::Model::from_bytes_as`]).
+pub(crate) fn parse_as<A: crate::model::Shape>(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     if bytes.len() < PREAMBLE_LEN + TRAILER_LEN {
         return Err(Error::TooShort { len: bytes.len() });
     }
@@ -621,7 +626,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
         quant.scales
     };
     header.config.validate()?;
-    crate::tokenizer::validate(&header.tokenizer, header.config.vocab_size)?;
+    crate::tokenizer::validate::<A>(&header.tokenizer, header.config.vocab_size)?;
     let layout = Layout::new(&header.config, scales)?;
     let data = &bytes[data_offset..body_len];
     if data.len() != layout.data_len {

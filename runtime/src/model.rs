@@ -10,6 +10,7 @@ use crate::format::{
 use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
+use crate::format::TokenizerKind;
 #[cfg(feature = "int4")]
 use crate::weights::I4Matrix;
 use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
@@ -34,10 +35,17 @@ impl<'a> Model<'a> {
     /// `bytes` must start at a 16-byte aligned address (an mmap, or `include_bytes!` in an aligned
     /// wrapper). Nothing is copied.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::from_bytes_as::<AnyShape>(bytes)
+    }
+
+    /// [`Model::from_bytes`] for a program compiled for models of shape `A` (the firmware): a
+    /// model with another tokenizer kind than `A::TOKENIZER` is refused, and only that kind's
+    /// validation is linked. Every check of [`Model::from_bytes`] still runs on the bytes.
+    pub fn from_bytes_as<A: Shape>(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.as_ptr() as usize % MODEL_ALIGN != 0 {
             return Err(Error::Misaligned);
         }
-        let p = format::parse(bytes)?;
+        let p = format::parse_as::<A>(bytes)?;
         if p.header.config.dtype == DType::I4 && !cfg!(feature = "int4") {
             return Err(Error::Unsupported("int4 weights need the runtime's `int4` feature"));
         }
@@ -751,6 +759,9 @@ pub trait Shape {
     const ARCH: Option<Arch> = None;
     /// The head size (`n_embd / n_head`), or 0 for any.
     const HEAD_DIM: usize = 0;
+    /// The tokenizer kind, or `None` for any: [`Model::from_bytes_as`] validates only that kind's
+    /// tables and refuses the others.
+    const TOKENIZER: Option<TokenizerKind> = None;
 }
 /// Any architecture and head size, as the file says.
 #[derive(Debug, Clone, Copy)]

@@ -20,7 +20,10 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 /// Checks the tables of a tokenizer header against `vocab_size`. Called when a model is loaded, so
 /// that encoding and decoding never index out of bounds afterwards.
-pub(crate) fn validate(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), Error> {
+pub(crate) fn validate<A: crate::model::Shape>(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), Error> {
+    if A::TOKENIZER.is_some_and(|k| k != t.kind) {
+        return Err(Error::Unsupported("the tokenizer is not the kind this program was compiled for"));
+    }
     let v = vocab_size as usize;
     let n_special = t.n_special as usize;
     if t.token_offsets.len() != (v + 1) * 4 {
@@ -62,7 +65,8 @@ pub(crate) fn validate(t: &TokenizerHeader<'_>, vocab_size: u32) -> Result<(), E
             return Err(Error::Tokenizer("two special tokens have the same name"));
         }
     }
-    match t.kind {
+    // A constant when `A` names the kind: the other kinds' checks are not compiled in.
+    match A::TOKENIZER.unwrap_or(t.kind) {
         TokenizerKind::Char => {
             if !t.merges.is_empty() || !t.merges_by_pair.is_empty() {
                 return Err(Error::Tokenizer("character vocabulary with merges"));
