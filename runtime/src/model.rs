@@ -302,10 +302,12 @@ impl<'s, 'a> Session<'s, 'a> {
     /// [`Session::new`] for a model whose weights are stored as `M` (for example
     /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`),
     /// of the architecture and head size `A` says ([`AnyShape`]: any).
-    /// The session runs the forward pass of these two types only, so a program that builds its
-    /// sessions this way links that one monomorphisation instead of one per combination (the
-    /// firmware picks the types from the model's header at build time). The text is the same as
-    /// [`Session::new`]'s. A model stored in another type is refused ([`Error::WrongWeightType`]).
+    /// The session runs the forward pass compiled for these types and constants only, so a
+    /// program that builds its sessions this way links that one monomorphisation instead of one
+    /// per combination (the firmware picks them from the model's header at build time). The text
+    /// is the same as [`Session::new`]'s. A model of another weight or scale type is refused
+    /// ([`Error::WrongWeightType`]), of another architecture too ([`Error::WrongArch`]), and of
+    /// another head or group size ([`Error::Unsupported`]).
     pub fn new_typed<M: Matrix<'a>, K: KvElem, A: Shape>(
         model: &'s Model<'a>,
         buf: &'s mut [u8],
