@@ -41,8 +41,8 @@ const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
 const RAM_RESERVE: usize = 16 * 1024;
 const RAM_SIZE: usize = 128 * 1024;
 const FLASH_SIZE: usize = 1024 * 1024;
-/// Room for code and read-only data besides the model (about 90 KiB at opt-level "s";
-/// this is a floor for an early message, the linker has the last word).
+/// Room for code and read-only data besides the model (48 to 52 KB today, see the README's
+/// "Code size"; this is a floor for an early message, the linker has the last word).
 const CODE_RESERVE: usize = 64 * 1024;
 
 fn fail(msg: impl AsRef<str>) -> ! {
