@@ -31,7 +31,8 @@ use std::path::PathBuf;
 
 use tinygpt_runtime::board::STM32F405;
 use tinygpt_runtime::writer::read_aligned;
-use tinygpt_runtime::{ChatTokens, KvDType, Message, Model, Template};
+use tinygpt_runtime::format::ScaleDType;
+use tinygpt_runtime::{ChatTokens, DType, KvDType, Message, Model, Template};
 
 /// Relative to this crate's directory.
 const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
@@ -42,8 +43,8 @@ const DEFAULT_MODEL: &str = "../models/shakespeare-board.tgpt";
 const RAM_RESERVE: usize = STM32F405.ram_reserve;
 const RAM_SIZE: usize = STM32F405.ram;
 const FLASH_SIZE: usize = STM32F405.flash;
-/// Room for code and read-only data besides the model (about 90 KiB at opt-level "s";
-/// this is a floor for an early message, the linker has the last word).
+/// Room for code and read-only data besides the model (48 to 52 KB today, see the README's
+/// "Code size"; this is a floor for an early message, the linker has the last word).
 const CODE_RESERVE: usize = 64 * 1024;
 
 fn fail(msg: impl AsRef<str>) -> ! {
@@ -173,7 +174,41 @@ fn main() {
         n_prompt
     };
 
+    // The banner's model and sampler lines, formatted here so that the image carries no float
+    // formatting.
+    let c = model.config();
+    let mut banner = String::new();
+    writeln!(
+        banner,
+        "model: {}, {} parameters, {} weights, {:?} {}x{} (heads {}/{}, hidden {}), vocab {}, context {} of {}",
+        model.metadata().name,
+        model.param_count(),
+        c.dtype.name(),
+        c.arch,
+        c.n_layer,
+        c.n_embd,
+        c.n_head,
+        c.n_kv_head,
+        c.n_hidden,
+        c.vocab_size,
+        ctx,
+        c.block_size,
+    )
+    .unwrap();
+    let tokens_what = if chat { format!("up to {tokens} tokens per reply") } else { format!("{tokens} tokens") };
+    writeln!(
+        banner,
+        "seed {seed}, {tokens_what}, temperature {temperature}, top-k {top_k}, top-p {top_p}, KV cache int8"
+    )
+    .unwrap();
+
     let mut cfg = String::new();
+    writeln!(cfg, "/// The banner's model and sampler lines.").unwrap();
+    writeln!(cfg, "pub const BANNER: &str = {banner:?};").unwrap();
+    writeln!(cfg, "/// The prompt as a Rust string literal (quoted and escaped).").unwrap();
+    writeln!(cfg, "pub const PROMPT_QUOTED: &str = {:?};", format!("{prompt:?}")).unwrap();
+    writeln!(cfg, "/// Parameters (tied embeddings counted once).").unwrap();
+    writeln!(cfg, "pub const PARAMS: u64 = {};", model.param_count()).unwrap();
     writeln!(cfg, "/// Path of the embedded model.").unwrap();
     writeln!(cfg, "pub const MODEL_PATH: &str = {:?};", model_path.display().to_string()).unwrap();
     writeln!(cfg, "/// The prompt.").unwrap();
@@ -200,6 +235,33 @@ fn main() {
     writeln!(cfg, "pub const SERIAL_PROMPT: bool = {serial_prompt};").unwrap();
     writeln!(cfg, "/// Panic after the banner (tests the failure path).").unwrap();
     writeln!(cfg, "pub const TEST_PANIC: bool = {test_panic};").unwrap();
+    // Only the forward pass of this weight type and the int8 KV cache is linked
+    // (`Session::new_typed`): the others would take flash the model needs.
+    // For quantized weights, the group-scale type too.
+    let scales = match model.scale_dtype() {
+        ScaleDType::F32 => "f32",
+        ScaleDType::F16 => "tinygpt_runtime::weights::f16",
+    };
+    let matrix = match model.config().dtype {
+        DType::F32 => "F32Matrix<'a>".to_string(),
+        DType::F16 => "F16Matrix<'a>".to_string(),
+        DType::I8 => format!("I8Matrix<'a, {scales}, {}>", model.config().group_size),
+        DType::I4 => format!("I4Matrix<'a, {scales}, {}>", model.config().group_size),
+    };
+    writeln!(cfg, "/// Weight storage of the model ({}).", model.config().dtype.name()).unwrap();
+    writeln!(cfg, "pub type Weights<'a> = tinygpt_runtime::weights::{matrix};").unwrap();
+    writeln!(cfg, "/// The model's architecture and head size (code for others is not linked).").unwrap();
+    writeln!(cfg, "pub struct ModelShape;").unwrap();
+    writeln!(cfg, "impl tinygpt_runtime::Shape for ModelShape {{").unwrap();
+    writeln!(cfg, "    const ARCH: Option<tinygpt_runtime::Arch> = Some(tinygpt_runtime::Arch::{:?});", model.config().arch).unwrap();
+    writeln!(cfg, "    const HEAD_DIM: usize = {};", model.config().head_dim()).unwrap();
+    writeln!(
+        cfg,
+        "    const TOKENIZER: Option<tinygpt_runtime::TokenizerKind> = Some(tinygpt_runtime::TokenizerKind::{:?});",
+        model.tokenizer().kind()
+    )
+    .unwrap();
+    writeln!(cfg, "}}").unwrap();
     writeln!(cfg, "/// Crystal frequency.").unwrap();
     writeln!(cfg, "pub const HSE_HZ: u32 = {hse_hz};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();

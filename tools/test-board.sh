@@ -83,7 +83,9 @@ if "$board_model" --out "$work/tiny-gpt2.tgpt" --layers 2 --heads 4 --embd 32 --
        --hidden 88 --block 64 --dtype f16 --untied --seed 5 >&2 &&
    "$board_model" --out "$work/board-llama.tgpt" --name board-random --arch llama --layers 5 --embd 128 \
        --heads 8 --kv-heads 2 --hidden 320 --block 128 --group 64 --seed 3 >&2 &&
-   "$board_model" --out "$work/too-much-ram.tgpt" --layers 4 --embd 128 --heads 4 --block 128 >&2; then
+   "$board_model" --out "$work/too-much-ram.tgpt" --layers 4 --embd 128 --heads 4 --block 128 >&2 &&
+   "$board_model" --out "$work/too-much-flash.tgpt" --arch llama --layers 7 --embd 128 --heads 8 --kv-heads 2 \
+       --hidden 320 --block 128 --group 64 --seed 3 >&2; then
     ok "random models written"
     models+=("$work/tiny-gpt2.tgpt" "$work/tiny-llama.tgpt" "$work/tiny-llama-f16.tgpt" "$work/board-llama.tgpt")
 else
@@ -259,6 +261,17 @@ if [[ -f $work/too-much-ram.tgpt ]]; then
         ok "a session too large for the RAM fails the build (exit 3) and says why"
     else
         bad "oversized session: exit $rc"
+    fi
+fi
+
+if [[ -f $work/too-much-flash.tgpt ]]; then
+    "$board" --model "$work/too-much-flash.tgpt" --tokens 4 >/dev/null 2>"$work/err.txt"
+    rc=$?
+    if [[ $rc -eq 3 ]] && grep -q "bytes do not fit in 1048576 bytes of flash" "$work/err.txt" &&
+       ! grep -q "will not fit in region" "$work/err.txt"; then
+        ok "a model too large for the flash fails the build before linking (exit 3) and says why"
+    else
+        bad "oversized model: exit $rc"
     fi
 fi
 

@@ -58,52 +58,16 @@ fn run(board: &mut Board) -> Result<(), ()> {
         (Platform::Silicon, _) => writeln!(out, "168 MHz from HSI (the crystal did not start)"),
     };
 
-    let model = match Model::from_bytes(&MODEL_FILE.0) {
+    let model = match Model::from_bytes_as::<config::ModelShape>(&MODEL_FILE.0) {
         Ok(m) => m,
         Err(e) => {
             let _ = writeln!(out, "error: model: {e}");
             return Err(());
         }
     };
-    let cfg = *model.config();
-    let meta = model.metadata();
-    let _ = writeln!(
-        out,
-        "model: {}, {} parameters, {} weights, {:?} {}x{} (heads {}/{}, hidden {}), vocab {}, context {} of {}",
-        meta.name,
-        model.param_count(),
-        cfg.dtype.name(),
-        cfg.arch,
-        cfg.n_layer,
-        cfg.n_embd,
-        cfg.n_head,
-        cfg.n_kv_head,
-        cfg.n_hidden,
-        cfg.vocab_size,
-        config::CTX,
-        cfg.block_size,
-    );
-    let _ = if config::CHAT {
-        writeln!(
-            out,
-            "seed {}, up to {} tokens per reply, temperature {}, top-k {}, top-p {}, KV cache int8",
-            config::SEED,
-            config::TOKENS,
-            config::TEMPERATURE,
-            config::TOP_K,
-            config::TOP_P
-        )
-    } else {
-        writeln!(
-            out,
-            "seed {}, {} tokens, temperature {}, top-k {}, top-p {}, KV cache int8",
-            config::SEED,
-            config::TOKENS,
-            config::TEMPERATURE,
-            config::TOP_K,
-            config::TOP_P
-        )
-    };
+    // The model and sampler lines, formatted by build.rs from the same header (no float
+    // formatting in the image).
+    out.write_bytes(config::BANNER.as_bytes());
 
     if config::TEST_PANIC {
         panic!("TINYGPT_TEST_PANIC is set");
@@ -116,7 +80,7 @@ fn run(board: &mut Board) -> Result<(), ()> {
         let _ = writeln!(out, "error: the session needs {needed} bytes of RAM, the buffer has {}", buf.len());
         return Err(());
     }
-    let mut session = match Session::new(&model, buf, config::CTX, KvDType::I8) {
+    let mut session = match Session::new_typed::<config::Weights<'_>, i8, config::ModelShape>(&model, buf, config::CTX) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(out, "error: session: {e}");
@@ -134,7 +98,7 @@ fn run(board: &mut Board) -> Result<(), ()> {
     // Prompts typed over the serial line, one per line, until Ctrl-D.
     let mut line = [0u8; MAX_LINE];
     loop {
-        let _ = write!(out, "\nprompt (Enter: {:?}, Ctrl-D: quit)> ", config::PROMPT);
+        let _ = write!(out, "\nprompt (Enter: {}, Ctrl-D: quit)> ", config::PROMPT_QUOTED);
         let Some(len) = read_line(out, &mut line) else {
             let _ = writeln!(out);
             return Ok(());
@@ -247,7 +211,7 @@ fn generate_and_report(
     if stats.generated > 0 {
         let per_token = gen / stats.generated as u64;
         // Per weight: the cost of one generated token over the parameter count, 2 decimals.
-        let per_weight_x100 = per_token * 100 / session.model().param_count().max(1);
+        let per_weight_x100 = per_token * 100 / config::PARAMS.max(1);
         let _ = writeln!(
             out,
             "generation: {per_token} {unit}/token, {}.{:02} per weight",

@@ -35,6 +35,22 @@ pub enum Error {
     InvalidConfig(&'static str),
     /// The file is valid but uses something this build of the runtime leaves out.
     Unsupported(&'static str),
+    /// A session compiled for one architecture ([`crate::Session::new_typed`]) was given a model
+    /// of the other.
+    WrongArch {
+        /// The model's architecture.
+        model: &'static str,
+        /// The architecture the session was compiled for.
+        session: &'static str,
+    },
+    /// A session compiled for one weight type ([`crate::Session::new_typed`]) was given a model
+    /// stored in another.
+    WrongWeightType {
+        /// The model's weight type.
+        model: &'static str,
+        /// The weight type the session was compiled for.
+        session: &'static str,
+    },
     /// The tensor data section does not have the size the header implies.
     TensorData {
         /// Bytes implied by the header.
@@ -99,17 +115,23 @@ impl fmt::Display for Error {
             Error::Header(what) => write!(f, "malformed model header: {what}"),
             Error::InvalidConfig(what) => write!(f, "invalid model configuration: {what}"),
             Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
+            Error::WrongArch { model, session } => {
+                write!(f, "the model is a {model} model but this program runs {session} models only")
+            }
+            Error::WrongWeightType { model, session } => {
+                write!(f, "the model has {model} weights but this program runs {session} weights only")
+            }
             Error::TensorData { expected, found } => write!(
                 f,
                 "tensor data has {found} bytes but the header implies {expected}"
             ),
             Error::Misaligned => f.write_str("model bytes must start at a 16-byte aligned address"),
             Error::Tokenizer(what) => write!(f, "malformed tokenizer: {what}"),
-            Error::UnknownChar(c) => write!(
-                f,
-                "character {c:?} (U+{:04X}) is not in the model's vocabulary",
-                c as u32
-            ),
+            Error::UnknownChar(c) => {
+                f.write_str("character ")?;
+                quote_char(f, c)?;
+                write!(f, " (U+{:04X}) is not in the model's vocabulary", c as u32)
+            }
             Error::TooManyTokens { capacity } => {
                 write!(f, "text encodes to more than {capacity} tokens")
             }
@@ -133,5 +155,43 @@ impl fmt::Display for Error {
     }
 }
 
+/// `c` in single quotes, as `{:?}` writes it for ASCII (`'a'`, `'\n'`, `'\''`, `'\u{1}'`); other
+/// characters as they are. `{:?}` would also escape non-ASCII characters it deems unprintable,
+/// but its Unicode tables take about 2.5 KB of a microcontroller's flash; the message gives the
+/// code point anyway.
+fn quote_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    f.write_str("'")?;
+    match c {
+        '\0' => f.write_str("\\0")?,
+        '\t' => f.write_str("\\t")?,
+        '\r' => f.write_str("\\r")?,
+        '\n' => f.write_str("\\n")?,
+        '\'' => f.write_str("\\'")?,
+        '\\' => f.write_str("\\\\")?,
+        c if c.is_ascii_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+        c => {
+            let mut buf = [0u8; 4];
+            f.write_str(c.encode_utf8(&mut buf))?
+        }
+    }
+    f.write_str("'")
+}
+
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::ToString;
+    use super::*;
+
+    #[test]
+    fn unknown_char_quotes_ascii_as_debug_does() {
+        for c in (0u8..128).map(char::from).chain(['é', '€', '😀', 'ß']) {
+            let want = format!("character {c:?} (U+{:04X}) is not in the model's vocabulary", c as u32);
+            assert_eq!(Error::UnknownChar(c).to_string(), want, "{c:?}");
+        }
+    }
+}

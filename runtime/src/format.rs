@@ -23,7 +23,12 @@ pub const MAX_DIM: u32 = 1 << 20;
 /// Largest accepted number of layers.
 pub const MAX_LAYERS: u32 = 1024;
 
+#[cfg(not(target_os = "none"))]
 pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// On a microcontroller, bit by bit: the 1 KiB table would take flash from the model, and the
+/// checksum runs once at start-up.
+#[cfg(target_os = "none")]
+pub(crate) const CRC32: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The CRC-32 (ISO-HDLC, the zlib/PNG polynomial) a file's trailer holds over the bytes before it.
 pub fn crc32(bytes: &[u8]) -> u32 {
@@ -572,6 +577,11 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Parses and validates a whole file: magic, version, checksum, header, tokenizer tables, sizes.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
+    parse_as::<crate::model::AnyShape>(bytes)
+}
+
+/// [`parse`] for models of shape `A` (see [`crate::Model::from_bytes_as`]).
+pub(crate) fn parse_as<A: crate::model::Shape>(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     if bytes.len() < PREAMBLE_LEN + TRAILER_LEN {
         return Err(Error::TooShort { len: bytes.len() });
     }
@@ -616,7 +626,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
         quant.scales
     };
     header.config.validate()?;
-    crate::tokenizer::validate(&header.tokenizer, header.config.vocab_size)?;
+    crate::tokenizer::validate::<A>(&header.tokenizer, header.config.vocab_size)?;
     let layout = Layout::new(&header.config, scales)?;
     let data = &bytes[data_offset..body_len];
     if data.len() != layout.data_len {

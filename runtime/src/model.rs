@@ -10,6 +10,7 @@ use crate::format::{
 use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rope, silu, softmax};
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
+use crate::format::TokenizerKind;
 #[cfg(feature = "int4")]
 use crate::weights::I4Matrix;
 use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
@@ -34,10 +35,17 @@ impl<'a> Model<'a> {
     /// `bytes` must start at a 16-byte aligned address (an mmap, or `include_bytes!` in an aligned
     /// wrapper). Nothing is copied.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::from_bytes_as::<AnyShape>(bytes)
+    }
+
+    /// [`Model::from_bytes`] for a program compiled for models of shape `A` (the firmware): a
+    /// model with another tokenizer kind than `A::TOKENIZER` is refused, and only that kind's
+    /// validation is linked. Every check of [`Model::from_bytes`] still runs on the bytes.
+    pub fn from_bytes_as<A: Shape>(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.as_ptr() as usize % MODEL_ALIGN != 0 {
             return Err(Error::Misaligned);
         }
-        let p = format::parse(bytes)?;
+        let p = format::parse_as::<A>(bytes)?;
         if p.header.config.dtype == DType::I4 && !cfg!(feature = "int4") {
             return Err(Error::Unsupported("int4 weights need the runtime's `int4` feature"));
         }
@@ -112,6 +120,17 @@ impl<'a> Model<'a> {
     }
     fn vector(&self, id: TensorId) -> &'a [f32] {
         bytemuck::cast_slice(self.bytes_of(id))
+    }
+}
+
+/// `int8`, `int8 with f16 scales`, ...: a weight storage for [`Error::WrongWeightType`].
+fn storage_name(dtype: DType, scales: Option<ScaleDType>) -> &'static str {
+    match (dtype, scales) {
+        (DType::I8, Some(ScaleDType::F32)) => "int8 (f32 scales)",
+        (DType::I8, Some(ScaleDType::F16)) => "int8 (f16 scales)",
+        (DType::I4, Some(ScaleDType::F32)) => "int4 (f32 scales)",
+        (DType::I4, Some(ScaleDType::F16)) => "int4 (f16 scales)",
+        (d, _) => d.name(),
     }
 }
 
@@ -218,6 +237,9 @@ pub struct GenStats {
 pub struct Session<'s, 'a> {
     model: &'s Model<'a>,
     kv: KvDType,
+    /// The forward pass this session runs: the one monomorphisation of its weight and KV types
+    /// ([`Session::new_typed`]), or the dispatch over all of them ([`Session::new`]).
+    forward: fn(&mut Session<'s, 'a>, u32, usize),
     ctx: usize,
     pos: usize,
     /// Residual stream `[n_embd]`.
@@ -274,6 +296,53 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Builds a session for `ctx_len` tokens (`1..=block_size`) in `buf`
     /// (at least [`Model::session_bytes`] bytes; any alignment).
     pub fn new(model: &'s Model<'a>, buf: &'s mut [u8], ctx_len: usize, kv: KvDType) -> Result<Self, Error> {
+        Self::build(model, buf, ctx_len, kv, Self::forward)
+    }
+
+    /// [`Session::new`] for a model whose weights are stored as `M` (for example
+    /// [`I8Matrix`](crate::weights::I8Matrix)), with a KV cache of `K` (`f32`, `f16` or `i8`),
+    /// of the architecture and head size `A` says ([`AnyShape`]: any).
+    /// The session runs the forward pass compiled for these types and constants only, so a
+    /// program that builds its sessions this way links that one monomorphisation instead of one
+    /// per combination (the firmware picks them from the model's header at build time). The text
+    /// is the same as [`Session::new`]'s. A model of another weight or scale type is refused
+    /// ([`Error::WrongWeightType`]), of another architecture too ([`Error::WrongArch`]), and of
+    /// another head or group size ([`Error::Unsupported`]).
+    pub fn new_typed<M: Matrix<'a>, K: KvElem, A: Shape>(
+        model: &'s Model<'a>,
+        buf: &'s mut [u8],
+        ctx_len: usize,
+    ) -> Result<Self, Error> {
+        let dtype = model.config().dtype;
+        let scales = if dtype.quantized() { Some(model.scale_dtype()) } else { None };
+        let fits = |want: Option<ScaleDType>| want.is_none() || want == scales;
+        if dtype != M::DTYPE || !fits(M::SCALES) {
+            return Err(Error::WrongWeightType {
+                model: storage_name(dtype, scales),
+                session: storage_name(M::DTYPE, M::SCALES),
+            });
+        }
+        if let Some(arch) = A::ARCH {
+            if arch != model.config().arch {
+                return Err(Error::WrongArch { model: model.config().arch.name(), session: arch.name() });
+            }
+        }
+        if A::HEAD_DIM != 0 && A::HEAD_DIM != model.config().head_dim() {
+            return Err(Error::Unsupported("the head size is not the one this program was compiled for"));
+        }
+        if M::GROUP_SIZE != 0 && M::GROUP_SIZE != model.config().group_size as usize {
+            return Err(Error::Unsupported("the group size is not the one this program was compiled for"));
+        }
+        Self::build(model, buf, ctx_len, K::DTYPE, Self::forward_one::<M, K, A>)
+    }
+
+    fn build(
+        model: &'s Model<'a>,
+        buf: &'s mut [u8],
+        ctx_len: usize,
+        kv: KvDType,
+        forward: fn(&mut Session<'s, 'a>, u32, usize),
+    ) -> Result<Self, Error> {
         let cfg = *model.config();
         let max = cfg.block_size as usize;
         if ctx_len == 0 || ctx_len > max {
@@ -292,6 +361,7 @@ impl<'s, 'a> Session<'s, 'a> {
         let s = Session {
             model,
             kv,
+            forward,
             ctx: lay.ctx,
             pos: 0,
             x: c.take(e),
@@ -358,15 +428,18 @@ impl<'s, 'a> Session<'s, 'a> {
         }
         if self.pos == self.ctx {
             let keep = self.ctx / 2;
-            self.tokens.copy_within(self.ctx - keep..self.ctx, 0);
+            let from = self.ctx - keep;
+            // Moved one at a time as they are re-run (`from ≥ keep`: no source is overwritten
+            // before it is read), which needs no `memmove` in a microcontroller's flash.
             for i in 0..keep {
-                let t = self.tokens[i];
-                self.forward(t, i);
+                let t = self.tokens[from + i];
+                self.tokens[i] = t;
+                (self.forward)(self, t, i);
             }
             self.pos = keep;
         }
         self.tokens[self.pos] = token;
-        self.forward(token, self.pos);
+        (self.forward)(self, token, self.pos);
         self.pos += 1;
         Ok(self.logits)
     }
@@ -387,6 +460,24 @@ impl<'s, 'a> Session<'s, 'a> {
         self.forward_any(token, pos)
     }
 
+    /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
+    fn forward_one<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+            unsafe { self.forward_one_avx2::<M, K, A>(token, pos) };
+            return;
+        }
+        self.forward_typed::<M, K, A>(token, pos)
+    }
+
+    /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
+        self.forward_typed::<M, K, A>(token, pos)
+    }
+
     /// The whole forward pass compiled with AVX2 enabled: attention, softmax, norms and
     /// quantization vectorize on 256-bit registers. Rust never contracts a multiply and an add
     /// into an FMA, nor reorders float operations, so the logits are bit-identical to the
@@ -397,37 +488,61 @@ impl<'s, 'a> Session<'s, 'a> {
         self.forward_any(token, pos)
     }
 
-    /// Chooses the monomorphic forward pass of the file's weight type and the session's KV type.
+    /// Chooses the forward pass of the file's weight type; the session's KV type is chosen per
+    /// layer ([`AnyKv`]), so that the attention code exists once per KV type rather than once per
+    /// weight type and KV type (a program's size; the cost is one call per layer).
     #[inline(always)]
     fn forward_any(&mut self, token: u32, pos: usize) {
-        match (self.model.config().dtype, self.kv) {
-            (DType::F32, kv) => self.forward_kv::<F32Matrix<'a>>(token, pos, kv),
-            (DType::F16, kv) => self.forward_kv::<F16Matrix<'a>>(token, pos, kv),
-            (DType::I8, kv) => self.forward_kv::<I8Matrix<'a>>(token, pos, kv),
+        match self.model.config().dtype {
+            DType::F32 => self.forward_typed::<F32Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::F16 => self.forward_typed::<F16Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::I8 => self.forward_typed::<I8Matrix<'a>, AnyKv, AnyShape>(token, pos),
             #[cfg(feature = "int4")]
-            (DType::I4, kv) => self.forward_kv::<I4Matrix<'a>>(token, pos, kv),
+            DType::I4 => self.forward_typed::<I4Matrix<'a>, AnyKv, AnyShape>(token, pos),
             // Without the feature `from_bytes` refuses int4 models, so there is none to run.
             #[cfg(not(feature = "int4"))]
-            (DType::I4, _) => {}
+            DType::I4 => {}
         }
     }
 
+    /// Attention of layer `l` over the session's KV cache, whatever its type: out of line, with
+    /// its own AVX2 build (it is called from both builds of the forward pass).
+    #[inline(never)]
+    fn attention_dyn(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if ops::x86::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
+            unsafe { self.attention_dyn_avx2(l, pos, scale, hd) };
+            return;
+        }
+        self.attention_kv(l, pos, scale, hd)
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn attention_dyn_avx2(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        self.attention_kv(l, pos, scale, hd)
+    }
+
     #[inline(always)]
-    fn forward_kv<M: Matrix<'a>>(&mut self, token: u32, pos: usize, kv: KvDType) {
-        match kv {
-            KvDType::F32 => self.forward_typed::<M, f32>(token, pos),
-            KvDType::F16 => self.forward_typed::<M, f16>(token, pos),
-            KvDType::I8 => self.forward_typed::<M, i8>(token, pos),
+    fn attention_kv(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+        match self.kv {
+            KvDType::F32 => self.attention_float::<f32>(l, pos, scale, hd),
+            KvDType::F16 => self.attention_float::<f16>(l, pos, scale, hd),
+            KvDType::I8 => self.attention_i8(l, pos, scale, hd),
         }
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
     #[inline(always)]
-    fn forward_typed<M: Matrix<'a>, K: KvElem>(&mut self, token: u32, pos: usize) {
+    fn forward_typed<M: Matrix<'a>, K: KvChoice, A: Shape>(&mut self, token: u32, pos: usize) {
         let model = self.model;
-        let cfg = *model.config();
-        let hd = cfg.head_dim();
-        let gs = cfg.group_size as usize;
+        let mut cfg = *model.config();
+        // Constants when the session was built for one architecture, head size and group size:
+        // the code for the others goes.
+        cfg.arch = A::ARCH.unwrap_or(cfg.arch);
+        let hd = if A::HEAD_DIM != 0 { A::HEAD_DIM } else { cfg.head_dim() };
+        let gs = if M::GROUP_SIZE != 0 { M::GROUP_SIZE } else { cfg.group_size as usize };
         let eps = cfg.norm_eps;
         let norm = |out: &mut [f32], x: &[f32], w: &[f32]| match cfg.arch {
             Arch::Gpt2 => layernorm(out, x, w, eps),
@@ -462,11 +577,7 @@ impl<'s, 'a> Session<'s, 'a> {
                     rope(head, cos, sin);
                 }
             }
-            if K::SCALED {
-                self.attention_i8(l as usize, pos, scale);
-            } else {
-                self.attention_float::<K>(l as usize, pos, scale);
-            }
+            K::attend(self, l as usize, pos, scale, hd);
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
@@ -505,9 +616,9 @@ impl Session<'_, '_> {
     /// sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are cached
     /// `[layer][t][kv_dim]`.
     #[inline(always)]
-    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32) {
+    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
         let cfg = *self.model.config();
-        let (hd, kvd, ctx) = (cfg.head_dim(), cfg.kv_dim(), self.ctx);
+        let (kvd, ctx) = (cfg.kv_dim(), self.ctx);
         let n_kv = cfg.n_kv_head as usize;
         let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
         let lbase = l * ctx;
@@ -549,9 +660,9 @@ impl Session<'_, '_> {
     /// matvec of the transposed values by those weights. Every target runs the same integer sums
     /// and the same float steps in the same order.
     #[inline(always)]
-    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32) {
+    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
         let cfg = *self.model.config();
-        let (hd, ctx_pad) = (cfg.head_dim(), self.ctx_pad);
+        let ctx_pad = self.ctx_pad;
         let n_kv = cfg.n_kv_head as usize;
         let n_rep = (cfg.n_head / cfg.n_kv_head) as usize;
         let kc: &mut [i8] = bytemuck::cast_slice_mut(self.key_cache);
@@ -640,8 +751,64 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
     }
 }
 
-/// Element type of the KV cache.
-trait KvElem: bytemuck::Pod + ops::FloatWeight {
+/// What a session's forward pass is compiled for besides its weight and KV types
+/// ([`Session::new_typed`]): the architecture and the head size, each fixed or left to the file.
+/// A program built for one model (the firmware) names them, and the code the model does not need
+/// (the other architecture's GELU and layernorm, the attention kernel's loops for other head
+/// sizes) is not linked.
+pub trait Shape {
+    /// The one architecture, or `None` for both.
+    const ARCH: Option<Arch> = None;
+    /// The head size (`n_embd / n_head`), or 0 for any.
+    const HEAD_DIM: usize = 0;
+    /// The tokenizer kind, or `None` for any: [`Model::from_bytes_as`] validates only that kind's
+    /// tables and refuses the others.
+    const TOKENIZER: Option<TokenizerKind> = None;
+}
+/// Any architecture and head size, as the file says.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyShape;
+impl Shape for AnyShape {}
+
+/// The KV cache a forward pass is compiled for: one element type ([`KvElem`]: its attention
+/// inlined), or [`AnyKv`]: the session's, chosen per layer.
+trait KvChoice {
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize);
+}
+
+impl<K: KvElem> KvChoice for K {
+    #[inline(always)]
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
+        if K::SCALED {
+            s.attention_i8(l, pos, scale, hd);
+        } else {
+            s.attention_float::<K>(l, pos, scale, hd);
+        }
+    }
+}
+
+/// The session's KV type, chosen per layer ([`Session::new`]).
+struct AnyKv;
+
+impl KvChoice for AnyKv {
+    #[inline(always)]
+    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
+        s.attention_dyn(l, pos, scale, hd);
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for i8 {}
+}
+
+/// Element type of the KV cache: `f32`, `f16` or `i8` (the types of [`KvDType`]; see
+/// [`Session::new_typed`]).
+pub trait KvElem: bytemuck::Pod + ops::FloatWeight + sealed::Sealed {
+    /// The [`KvDType`] of this element.
+    const DTYPE: KvDType;
     /// int8: head vectors carry scales and attention runs in integers
     /// ([`Session::attention_i8`]); f32 and f16 take the float path.
     const SCALED: bool;
@@ -650,6 +817,7 @@ trait KvElem: bytemuck::Pod + ops::FloatWeight {
 }
 
 impl KvElem for f32 {
+    const DTYPE: KvDType = KvDType::F32;
     const SCALED: bool = false;
     #[inline(always)]
     fn encode(x: f32) -> f32 {
@@ -658,6 +826,7 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    const DTYPE: KvDType = KvDType::F16;
     const SCALED: bool = false;
     #[inline(always)]
     fn encode(x: f32) -> f16 {
@@ -666,6 +835,7 @@ impl KvElem for f16 {
 }
 
 impl KvElem for i8 {
+    const DTYPE: KvDType = KvDType::I8;
     const SCALED: bool = true;
     #[inline(always)]
     fn encode(x: f32) -> i8 {

@@ -44,6 +44,54 @@ fn better(a: &ProbIndex, b: &ProbIndex) -> core::cmp::Ordering {
     b.p.total_cmp(&a.p).then(a.index.cmp(&b.index))
 }
 
+/// Moves the `k` best candidates (by [`better`], a total order, so the result does not depend on
+/// the algorithm) to `cand[..k]`, best first.
+///
+/// A heap of the `k` best so far, worst at the root, takes each other candidate that beats its
+/// root; then heapsort orders it. `O(n log k)` comparisons, no recursion, and a few hundred bytes
+/// of code (the library's pattern-defeating quicksort and median-of-medians selection take about
+/// 12 KB on a Cortex-M4, where flash is what limits the model).
+fn top_k(cand: &mut [ProbIndex], k: usize) {
+    let k = k.min(cand.len());
+    if k == 0 {
+        return;
+    }
+    // `worse(a, b)`: a ranks after b. The heap keeps every parent worse than its children.
+    let worse = |a: &ProbIndex, b: &ProbIndex| better(a, b).is_gt();
+    fn sift_down(h: &mut [ProbIndex], mut i: usize, worse: impl Fn(&ProbIndex, &ProbIndex) -> bool) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < h.len() && worse(&h[l], &h[m]) {
+                m = l;
+            }
+            if r < h.len() && worse(&h[r], &h[m]) {
+                m = r;
+            }
+            if m == i {
+                return;
+            }
+            h.swap(i, m);
+            i = m;
+        }
+    }
+    let (heap, rest) = cand.split_at_mut(k);
+    for i in (0..k / 2).rev() {
+        sift_down(heap, i, worse);
+    }
+    for c in rest.iter_mut() {
+        if worse(&heap[0], c) {
+            core::mem::swap(&mut heap[0], c);
+            sift_down(heap, 0, worse);
+        }
+    }
+    // The worst goes last, then the worst of the rest before it, ...: best first.
+    for end in (1..k).rev() {
+        heap.swap(0, end);
+        sift_down(&mut heap[..end], 0, worse);
+    }
+}
+
 /// Index of the largest logit (the first one on ties; NaN counts as largest).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -83,11 +131,8 @@ impl Sampler {
             *c = ProbIndex { p: l, index: i as u32 };
         }
         let k = if self.cfg.top_k == 0 { n } else { (self.cfg.top_k as usize).min(n) };
-        if k < n {
-            cand.select_nth_unstable_by(k - 1, better);
-        }
+        top_k(cand, k);
         let cand = &mut cand[..k];
-        cand.sort_unstable_by(better);
         let max = cand[0].p;
         if !max.is_finite() {
             return cand[0].index;
@@ -120,5 +165,50 @@ impl Sampler {
             }
         }
         cand[keep - 1].index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The order the sampler promises: the `k` best by [`better`], best first (what sorting the
+    /// whole slice gives).
+    fn reference(cand: &[ProbIndex], k: usize) -> Vec<ProbIndex> {
+        let mut v = cand.to_vec();
+        v.sort_by(better);
+        v.truncate(k);
+        v
+    }
+
+    fn logit() -> impl Strategy<Value = f32> {
+        // Few distinct values, so that ties (broken by token id) are common; and the extremes.
+        prop_oneof![
+            (-4i32..4).prop_map(|v| v as f32 * 0.5),
+            Just(f32::INFINITY),
+            Just(f32::NEG_INFINITY),
+            Just(f32::NAN),
+            Just(-0.0f32),
+            any::<f32>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn top_k_is_the_k_best_in_order(logits in proptest::collection::vec(logit(), 0..200), k in 0usize..220) {
+            let mut cand: Vec<ProbIndex> =
+                logits.iter().enumerate().map(|(i, &p)| ProbIndex { p, index: i as u32 }).collect();
+            let want = reference(&cand, k.min(cand.len()));
+            top_k(&mut cand, k);
+            let got = &cand[..want.len()];
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert_eq!(g.index, w.index);
+                prop_assert_eq!(g.p.to_bits(), w.p.to_bits());
+            }
+        }
     }
 }

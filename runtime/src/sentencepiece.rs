@@ -223,26 +223,24 @@ impl<'a, F: Fn(u32) -> &'a [u8]> Encoder<'a, F> {
     /// Merges the best-scoring adjacent pairs of `toks` in place; returns the new length. Quadratic in
     /// the length, like llama2.c's encoder (which is why `encode` merges word by word when it can).
     fn merge(&self, toks: &mut [u32]) -> usize {
-        let mut len = toks.len();
         loop {
-            let mut best: Option<(f32, usize, u32)> = None; // (score, position, merged id)
-            for i in 0..len.saturating_sub(1) {
+            let mut best: Option<(f32, usize, usize, u32)> = None; // (score, left, right, merged id)
+            crate::tokenizer::for_each_pair(toks, |i, j| {
                 // Byte and control tokens never merge (llama2.c spells them `<0xXX>`, `<s>`).
                 let normal = |t: u32| self.sp.piece_type(t as usize) == TYPE_NORMAL;
-                if !normal(toks[i]) || !normal(toks[i + 1]) {
-                    continue;
+                if !normal(toks[i]) || !normal(toks[j]) {
+                    return;
                 }
-                if let Some(id) = self.lookup((self.tok)(toks[i]), (self.tok)(toks[i + 1])) {
+                if let Some(id) = self.lookup((self.tok)(toks[i]), (self.tok)(toks[j])) {
                     let s = self.sp.score(id as usize);
-                    if best.is_none_or(|(bs, _, _)| s > bs) {
-                        best = Some((s, i, id));
+                    if best.is_none_or(|(bs, _, _, _)| s > bs) {
+                        best = Some((s, i, j, id));
                     }
                 }
-            }
-            let Some((_, i, id)) = best else { return len };
+            });
+            let Some((_, i, j, id)) = best else { return crate::tokenizer::compact(toks) };
             toks[i] = id;
-            toks.copy_within(i + 2..len, i + 1);
-            len -= 1;
+            toks[j] = crate::tokenizer::HOLE;
         }
     }
 }

@@ -1,8 +1,12 @@
 //! Weight matrices borrowed in place from the file, one type per storage dtype, behind one trait.
 
-use half::f16;
+use core::marker::PhantomData;
 
-use crate::format::{groups_per_row, i4_row_bytes, scale_region_bytes, ScaleDType};
+/// The half-precision type (a [`ScaleChoice`] among others), re-exported for programs that name
+/// the f16-scale storage.
+pub use half::f16;
+
+use crate::format::{groups_per_row, DType, i4_row_bytes, scale_region_bytes, ScaleDType};
 use crate::ops::{self, matvec, matvec_i4, matvec_i8};
 
 /// An activation vector prepared for a matvec: the f32 values, and (for int8 weights) their
@@ -22,6 +26,12 @@ pub struct Input<'x> {
 
 /// A `[rows, cols]` weight matrix in some storage type. The forward pass is generic over this.
 pub trait Matrix<'a>: Copy {
+    /// The file's weight type this storage reads.
+    const DTYPE: DType;
+    /// The group-scale type it reads, when it reads only one ([`ScaleChoice`]); `None`: either.
+    const SCALES: Option<ScaleDType> = None;
+    /// The group size it is compiled for, 0 for any (quantized types' `G` parameter).
+    const GROUP_SIZE: usize = 0;
     /// Whether matvecs need the int8 quantization of their input.
     const QUANTIZED_INPUT: bool;
     /// Wraps the tensor bytes (already checked to have the right size and alignment); `scales`
@@ -61,6 +71,39 @@ pub enum Scales<'a> {
     F16(&'a [f16]),
 }
 
+/// Which group-scale storage a quantized matrix type reads: [`AnyScales`] (the file's, f32 or
+/// f16, chosen when the file is read), or only `f32` or only `f16` (for a program built for one
+/// model, [`crate::Session::new_typed`]: the kernels of the other type are then not linked).
+pub trait ScaleChoice: Copy + core::fmt::Debug {
+    /// The one scale type read, or `None` for either.
+    const ONLY: Option<ScaleDType>;
+}
+
+/// Either scale type, as the file says (the default).
+#[derive(Debug, Clone, Copy)]
+pub struct AnyScales;
+
+impl ScaleChoice for AnyScales {
+    const ONLY: Option<ScaleDType> = None;
+}
+impl ScaleChoice for f32 {
+    const ONLY: Option<ScaleDType> = Some(ScaleDType::F32);
+}
+impl ScaleChoice for f16 {
+    const ONLY: Option<ScaleDType> = Some(ScaleDType::F16);
+}
+
+/// Whether a matrix type with scale choice `S` has code for scales of type `t` (a constant once
+/// `S` is known, so the other arm of every match on [`Scales`] is compiled out).
+#[inline(always)]
+fn reads<S: ScaleChoice>(t: ScaleDType) -> bool {
+    match S::ONLY {
+        None => true,
+        Some(ScaleDType::F32) => matches!(t, ScaleDType::F32),
+        Some(ScaleDType::F16) => matches!(t, ScaleDType::F16),
+    }
+}
+
 impl<'a> Scales<'a> {
     fn new(bytes: &'a [u8], n: usize, ty: ScaleDType) -> Self {
         match ty {
@@ -68,17 +111,22 @@ impl<'a> Scales<'a> {
             ScaleDType::F16 => Scales::F16(&bytemuck::cast_slice(bytes)[..n]),
         }
     }
-    fn get(&self, i: usize) -> f32 {
+    #[inline(always)]
+    fn get<S: ScaleChoice>(&self, i: usize) -> f32 {
         match self {
-            Scales::F32(s) => s[i],
-            Scales::F16(s) => s[i].to_f32(),
+            Scales::F32(s) if reads::<S>(ScaleDType::F32) => s[i],
+            Scales::F16(s) if reads::<S>(ScaleDType::F16) => s[i].to_f32(),
+            // Unreachable: `Session::new_typed` refuses a model with the other scale type.
+            _ => 0.0,
         }
     }
 }
 
-/// int8 weights with one scale per group of `group_size` along each row.
+/// int8 weights with one scale per group of `group_size` along each row. `S` says which scale
+/// storage it reads ([`ScaleChoice`]) and `G`, when not 0, the one group size it is compiled for
+/// ([`crate::Session::new_typed`] checks both against the model).
 #[derive(Debug, Clone, Copy)]
-pub struct I8Matrix<'a> {
+pub struct I8Matrix<'a, S: ScaleChoice = AnyScales, const G: usize = 0> {
     /// `[rows, groups]` scales.
     scales: Scales<'a>,
     /// `[rows, cols]` values.
@@ -86,9 +134,11 @@ pub struct I8Matrix<'a> {
     cols: usize,
     group_size: usize,
     groups: usize,
+    choice: PhantomData<S>,
 }
 
 impl<'a> Matrix<'a> for F32Matrix<'a> {
+    const DTYPE: DType = DType::F32;
     const QUANTIZED_INPUT: bool = false;
     fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F32Matrix { w: bytemuck::cast_slice(bytes), cols }
@@ -102,6 +152,7 @@ impl<'a> Matrix<'a> for F32Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> for F16Matrix<'a> {
+    const DTYPE: DType = DType::F16;
     const QUANTIZED_INPUT: bool = false;
     fn from_bytes(bytes: &'a [u8], _rows: usize, cols: usize, _gs: usize, _s: ScaleDType) -> Self {
         F16Matrix { w: bytemuck::cast_slice(bytes), cols }
@@ -116,25 +167,39 @@ impl<'a> Matrix<'a> for F16Matrix<'a> {
     }
 }
 
-impl<'a> Matrix<'a> for I8Matrix<'a> {
+impl<'a, S: ScaleChoice, const G: usize> Matrix<'a> for I8Matrix<'a, S, G> {
+    const DTYPE: DType = DType::I8;
+    const SCALES: Option<ScaleDType> = S::ONLY;
+    const GROUP_SIZE: usize = G;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
         let (s, q) = bytes.split_at(scale_region_bytes(rows, cols, group_size, scales).unwrap_or(0));
-        I8Matrix { scales: Scales::new(s, rows * groups, scales), q: bytemuck::cast_slice(q), cols, group_size, groups }
+        I8Matrix {
+            scales: Scales::new(s, rows * groups, scales),
+            q: bytemuck::cast_slice(q),
+            cols,
+            group_size,
+            groups,
+            choice: PhantomData,
+        }
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        let (q, gs, g) = (&self.q[..n * self.cols], self.group_size, n * self.groups);
+        // A constant when the type names its group size: the kernel is compiled for that one.
+        let gs = if G != 0 { G } else { self.group_size };
+        let (q, g) = (&self.q[..n * self.cols], n * self.groups);
         match self.scales {
-            Scales::F32(s) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
-            Scales::F16(s) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F32(s) if reads::<S>(ScaleDType::F32) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F16(s) if reads::<S>(ScaleDType::F16) => matvec_i8(out, q, &s[..g], x.q, x.s, x.p, gs),
+            // Unreachable: `Session::new_typed` refuses a model with the other scale type.
+            _ => out.fill(0.0),
         }
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         let qrow = &self.q[r * self.cols..(r + 1) * self.cols];
         for (g, (og, qg)) in out.chunks_mut(self.group_size).zip(qrow.chunks(self.group_size)).enumerate() {
-            let s = self.scales.get(r * self.groups + g);
+            let s = self.scales.get::<S>(r * self.groups + g);
             for (o, &v) in og.iter_mut().zip(qg) {
                 *o = v as f32 * s;
             }
@@ -145,7 +210,7 @@ impl<'a> Matrix<'a> for I8Matrix<'a> {
 /// int4 weights (values −7..=7 stored offset by 8, two a byte, low nibble first; each row
 /// `ceil(cols / 2)` bytes) with one scale per group of `group_size` along each row.
 #[derive(Debug, Clone, Copy)]
-pub struct I4Matrix<'a> {
+pub struct I4Matrix<'a, S: ScaleChoice = AnyScales, const G: usize = 0> {
     /// `[rows, groups]` scales.
     scales: Scales<'a>,
     /// `[rows, ceil(cols / 2)]` packed values.
@@ -153,31 +218,38 @@ pub struct I4Matrix<'a> {
     cols: usize,
     group_size: usize,
     groups: usize,
+    choice: PhantomData<S>,
 }
 
-impl<'a> Matrix<'a> for I4Matrix<'a> {
+impl<'a, S: ScaleChoice, const G: usize> Matrix<'a> for I4Matrix<'a, S, G> {
+    const DTYPE: DType = DType::I4;
+    const SCALES: Option<ScaleDType> = S::ONLY;
+    const GROUP_SIZE: usize = G;
     const QUANTIZED_INPUT: bool = true;
     fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
         let groups = groups_per_row(cols, group_size);
         let (s, q) = bytes.split_at(scale_region_bytes(rows, cols, group_size, scales).unwrap_or(0));
-        I4Matrix { scales: Scales::new(s, rows * groups, scales), q, cols, group_size, groups }
+        I4Matrix { scales: Scales::new(s, rows * groups, scales), q, cols, group_size, groups, choice: PhantomData }
     }
     fn widen(out: &mut [u32], xq: &[i8]) {
         ops::widen_pairs_i4(out, xq)
     }
     fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
         let n = out.len();
-        let (q, gs, g) = (&self.q[..n * i4_row_bytes(self.cols)], self.group_size, n * self.groups);
+        let gs = if G != 0 { G } else { self.group_size };
+        let (q, g) = (&self.q[..n * i4_row_bytes(self.cols)], n * self.groups);
         match self.scales {
-            Scales::F32(s) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
-            Scales::F16(s) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F32(s) if reads::<S>(ScaleDType::F32) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
+            Scales::F16(s) if reads::<S>(ScaleDType::F16) => matvec_i4(out, q, &s[..g], x.q, x.s, x.p, gs),
+            // Unreachable: `Session::new_typed` refuses a model with the other scale type.
+            _ => out.fill(0.0),
         }
     }
     fn row(&self, r: usize, out: &mut [f32]) {
         let rb = i4_row_bytes(self.cols);
         let row = &self.q[r * rb..(r + 1) * rb];
         for (c, o) in out.iter_mut().enumerate().take(self.cols) {
-            *o = ops::i4_at(row, c) as f32 * self.scales.get(r * self.groups + c / self.group_size);
+            *o = ops::i4_at(row, c) as f32 * self.scales.get::<S>(r * self.groups + c / self.group_size);
         }
     }
 }
@@ -187,7 +259,7 @@ impl<'a> Matrix<'a> for I4Matrix<'a> {
 /// int4 dequantized (`q · s`), whatever the scale type. The file must be 16-byte aligned in memory
 /// (as [`crate::Model::from_bytes`] needs).
 pub fn tensor_f32(p: &crate::format::Parsed<'_>, id: crate::format::TensorId, out: &mut [f32]) {
-    use crate::format::{tensor_bytes, tensor_shape, DType};
+    use crate::format::{tensor_bytes, tensor_shape};
     let cfg = &p.header.config;
     let s = tensor_shape(cfg, id);
     let gs = cfg.group_size as usize;
@@ -209,7 +281,7 @@ pub fn tensor_f32(p: &crate::format::Parsed<'_>, id: crate::format::TensorId, ou
     match cfg.dtype {
         DType::F32 => {}
         DType::F16 => rows(F16Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
-        DType::I8 => rows(I8Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
-        DType::I4 => rows(I4Matrix::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I8 => rows(I8Matrix::<AnyScales>::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
+        DType::I4 => rows(I4Matrix::<AnyScales>::from_bytes(m.0, m.1, m.2, m.3, m.4), s.cols, out),
     }
 }

@@ -133,6 +133,7 @@ unsafe fn dot_any(w: &mut *const i8, x: &mut *const u32, n: usize) -> i32 {
 /// The int8 matvec with `SMLAD`; returns false (doing nothing) where its conditions do not
 /// hold: group size and row length multiples of 4, weights 4-byte aligned, `xp` widened for
 /// the whole row. The caller then uses the portable kernel.
+#[inline(always)]
 pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], gs: usize) -> bool {
     let cols = xq.len();
     let groups = xs.len();

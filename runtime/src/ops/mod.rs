@@ -321,7 +321,11 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// `xp` is `xq` widened by [`widen_pairs`] when [`WIDEN_PAIRS`] is true (Cortex-M4 and other
 /// targets with the DSP extension, whose kernel multiplies pairs of 16-bit values); it may be
 /// empty elsewhere. Every kernel gives the same bits.
-#[inline]
+///
+/// Inlined into every caller: where the group size is a constant there (a session typed to one
+/// model, [`crate::Session::new_typed`]), the kernel's dispatch on it folds to the one unrolled
+/// loop that size needs.
+#[inline(always)]
 pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if x86::avx2() {
@@ -330,11 +334,25 @@ pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8]
         return;
     }
     #[cfg(all(target_arch = "arm", tinygpt_dsp))]
-    if arm_dsp::matvec_i8(out, wq, ws, xq, xs, xp, group_size) {
-        return;
+    {
+        if arm_dsp::matvec_i8(out, wq, ws, xq, xs, xp, group_size) {
+            return;
+        }
+        // Only shapes the SMLAD kernel does not take (rows or groups that are not multiples of
+        // 4) come here: the general loop serves them, rather than one unrolled loop per group
+        // size, which would take flash from the model. Same sums, same order. Out of line: one
+        // copy serves every caller the SMLAD kernel is inlined into.
+        #[inline(never)]
+        fn fallback<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], gs: usize) {
+            matvec_i8_any(out, wq, ws, xq, xs, gs)
+        }
+        fallback(out, wq, ws, xq, xs, group_size)
     }
-    let _ = xp;
-    matvec_i8_portable(out, wq, ws, xq, xs, group_size)
+    #[cfg(not(all(target_arch = "arm", tinygpt_dsp)))]
+    {
+        let _ = xp;
+        matvec_i8_portable(out, wq, ws, xq, xs, group_size)
+    }
 }
 
 /// `out[r] = Σ_g (Σ_{c∈g} w[r·stride + c] · x[c]) · xs[g]` for int8 rows `stride` apart and
@@ -396,6 +414,8 @@ pub fn widen_pairs(out: &mut [u32], x: &[i8]) {
     }
 }
 
+// Not used where the SMLAD kernel's fallback is the general loop.
+#[cfg_attr(all(target_arch = "arm", tinygpt_dsp), allow(dead_code))]
 #[inline(always)]
 fn matvec_i8_portable<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
     match group_size {
@@ -429,6 +449,8 @@ fn matvec_i8_any<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8]
 
 /// A group size known at compile time: full groups are fixed-size arrays the compiler unrolls and
 /// vectorizes; the short last group (if any) takes the general path. Same sums, same order.
+// Not used where the SMLAD kernel's fallback is the general loop.
+#[cfg_attr(all(target_arch = "arm", tinygpt_dsp), allow(dead_code))]
 #[inline(always)]
 fn matvec_i8_fixed<const G: usize, S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32]) {
     let cols = xq.len();
