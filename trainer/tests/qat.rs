@@ -24,7 +24,7 @@ fn fake_quantization_equals_the_writers_values_bit_for_bit() {
     tch::manual_seed(3);
     // Shapes with and without a short last group; values with exact halves and zeros in them.
     for (rows, cols, group) in [(8, 64, 64), (5, 100, 32), (3, 7, 4), (4, 130, 64), (2, 9, 64)] {
-        let mut t = Tensor::randn([rows as i64, cols as i64], (Kind::Float, tch::Device::Cpu)) * 0.05;
+        let t = Tensor::randn([rows as i64, cols as i64], (Kind::Float, tch::Device::Cpu)) * 0.05;
         // Some rows of exact multiples of a power of two (half-way values after division), a zero row.
         let _ = t.get(0).copy_(&(Tensor::arange(cols as i64, (Kind::Float, tch::Device::Cpu)) * 0.125 - 2.0));
         let _ = t.get(rows as i64 - 1).fill_(0.0);
