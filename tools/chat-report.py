@@ -3,7 +3,7 @@
 
     tools/chat-report.py RUN_DIR > report.md
 
-Reads RUN_DIR/eval-{base,sft,idk,rl}.json (`tinygpt-train chat-eval --out`) and
+Reads RUN_DIR/eval-{base,sft,idk,rl,rl-noidk}.json (those that exist) (`tinygpt-train chat-eval --out`) and
 RUN_DIR/prose-*.txt (`tinygpt eval` on Shakespeare's validation text). Each cell is the share,
 then the count over the number of questions and the 95 % Wilson interval, as chat-eval computed
 them.
@@ -13,7 +13,14 @@ import pathlib
 import re
 import sys
 
-STAGES = [("base", "base (plain text)"), ("sft", "SFT"), ("idk", "SFT + \"I do not know\""), ("rl", "RL")]
+STAGES = [
+    ("base", "base (plain text)"),
+    ("sft", "SFT"),
+    ("idk", "SFT + \"I do not know\""),
+    ("rl", "RL"),
+    # An optional variant: RL trained on right answers only (`rl --no-idk`).
+    ("rl-noidk", "RL, right answers only"),
+]
 FAMILIES = ["alphabet", "backwards", "count", "arithmetic"]
 
 

@@ -7,7 +7,8 @@
 #    shipped model, models/shakespeare-board.tgpt;
 # 2. builds the STM32F405 firmware with the same model and runs it in QEMU (netduinoplus2),
 #    which prints Shakespeare over its emulated serial port: the same text, since both run the
-#    same runtime with the same prompt, seed and sampler.
+#    same runtime with the same prompt, seed and sampler;
+# 3. asks the shipped chat model, models/shakespeare-chat.tgpt, three questions on the CLI.
 # Installs what it needs when missing (idempotent): the rustup targets and Debian's
 # qemu-system-arm. Training is not part of the demo (see the README's training section).
 set -euo pipefail
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
         --prompt) prompt="$2"; shift 2 ;;
         --tokens) tokens="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -39,3 +40,13 @@ echo
 echo
 echo "==> the board: STM32F405 firmware in QEMU, same model, prompt and seed" >&2
 tools/board-qemu --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens"
+
+chat=models/shakespeare-chat.tgpt
+if [ -f "$chat" ]; then
+    echo
+    echo "==> tinygpt chat -m $chat --temp 0 -p QUESTION (the chat model says what it does not know)" >&2
+    for q in "How many letters a are in the word dream?" "What letter comes after K?" "What will the weather be tomorrow?"; do
+        printf '%s\n  ' "$q"
+        "$cli" chat -m "$chat" --temp 0 -p "$q"
+    done
+fi

@@ -2,7 +2,8 @@
 # The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
 # evaluation of the model card's report card:
 #
-#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores)
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores; the
+#                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
 # Stages: base → SFT → SFT + "I do not know" → RL. Each stage's model is evaluated on the held-out
 # split (RUN_DIR/eval-*.json, the tables in RUN_DIR/report.txt, the report card as Markdown in
@@ -86,13 +87,17 @@ if [[ ! -f $RUN/idk.tgpt ]]; then
 fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 
-# 5. RL by re-sampling on the probe questions: K = 4 samples, fine-tune on the right ones.
+# 5. RL by re-sampling on the probe questions: K = 4 samples, fine-tune on the right ones (and
+# "I do not know." where none of the K is right); the run stops when held-out pass@1 stops improving.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
     "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples 4 --rounds 3 --patience 1 \
         --config trainer/configs/sft-board.toml --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
         --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
-    "$T" export --checkpoint "$RUN/rl" --dtype int8 --eval-tokens 20000 --out "$RUN/rl.tgpt"
+    # The policy after the last round (rl's best.pt is the round with the best held-out pass@1,
+    # which can be the start).
+    last=$(ls -d "$RUN"/rl/round-* | sort -V | tail -n 1)
+    "$T" export --checkpoint "$last" --dtype int8 --eval-tokens 20000 --out "$RUN/rl.tgpt"
 fi
 evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
 
