@@ -405,7 +405,8 @@ fn note(pb: &ProgressBar, verbose: bool, msg: &str) {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (sorted in place; NaN when empty).
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

@@ -20,7 +20,7 @@ use tch::Device;
 
 use crate::config::TrainConfig;
 use crate::plot::{self, Panel};
-use crate::train::{self, RunOptions};
+use crate::train::{self, median, RunOptions};
 use space::{Dist, Point, Rng, Sizer, Space};
 use study::{State, Study, Trial};
 
@@ -207,16 +207,6 @@ fn propose_gp(space: &Space, base: &TrainConfig, sizer: &mut Sizer, trials: &[Tr
         }
     }
     Ok(None)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
 }
 
 /// Reads the base configuration and the space, as `tune` does.
