@@ -192,6 +192,7 @@ impl SessionLayout {
         total = total.checked_add(region(ops::pair_words(wide), 4)?)?; // xp
         total = total.checked_add(region(v, 8)?)?; // sampler scratch
         total = total.checked_add(region(ctx, 4)?)?; // token history
+        total = total.checked_add(region(cfg.head_dim() / 2, 8)?)?; // RoPE turns
         total = total.checked_add(region(kv_elems, kv_elem_bytes)?.checked_mul(2)?)?;
         total = total.checked_add(region(kv_scales, 4)?.checked_mul(2)?)?;
         total = total.checked_add(region(att16, 2)?)?;
@@ -218,6 +219,45 @@ impl<'s> Carver<'s> {
     }
 }
 
+/// Where one forward pass writes and reads: the token's position (RoPE, learned embeddings), its
+/// cache row, and the number of rows it attends to (itself included; the rows are `0..n`).
+#[derive(Debug, Clone, Copy)]
+struct At {
+    pos: u64,
+    slot: usize,
+    n: usize,
+}
+
+/// `2^64 / 2π`, rounded: radians to 64-bit fractions of a turn.
+const TURN_Q64_PER_RADIAN: u128 = 2_935_890_503_282_001_226;
+
+/// The rotation of RoPE frequency `f` (radians per position) as a 64-bit fraction of a turn per
+/// position, `f / 2π · 2^64` rounded down, computed in integers from `f`'s exact binary value:
+/// `p.wrapping_mul(turns)` is then the angle at position `p` modulo one turn, with no rounding
+/// that grows with `p`.
+fn turns_per_position(f: f32) -> u64 {
+    let bits = f.to_bits();
+    let exp = (bits >> 23) & 0xff;
+    if f.is_sign_negative() || exp == 0 || exp >= 127 + 40 {
+        return 0; // zero, subnormal or absurd frequencies (θ ≥ 1 keeps f ≤ 1): no rotation
+    }
+    // f = mant · 2^(exp - 150) with `mant` < 2^24.
+    let mant = ((bits & 0x7f_ffff) | 0x80_0000) as u128;
+    let q = mant * TURN_Q64_PER_RADIAN; // < 2^86
+    if exp >= 150 {
+        (q << (exp - 150)) as u64 // keeps the fraction of a turn
+    } else {
+        (q >> (150 - exp)) as u64
+    }
+}
+
+/// The angle in radians, in `[0, 2π)`, of a 64-bit fraction of a turn (its top 24 bits, exact
+/// in an f32).
+fn turn_angle(turn: u64) -> f32 {
+    const RADIANS_PER_STEP: f32 = core::f32::consts::TAU / (1u32 << 24) as f32;
+    (turn >> 40) as u32 as f32 * RADIANS_PER_STEP
+}
+
 /// Statistics of one [`generate`] call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GenStats {
@@ -232,16 +272,32 @@ pub struct GenStats {
 
 /// A running model: activations, KV cache and token history, all in a caller-provided buffer.
 ///
-/// When the context is full, the newest `ctx_len / 2` tokens are kept, re-run from position 0, and
-/// generation continues. This never fails and is the same on every target.
+/// What happens when the context is full depends on the architecture; both never fail and are
+/// the same on every target:
+///
+/// - **llama** (RoPE): the KV cache is a ring of `ctx_len` rows. The token at position `p` is
+///   stored in row `p % ctx_len`, over the oldest one, and attends to the `ctx_len` newest tokens
+///   (itself included). As RoPE makes a score depend only on the distance between the query's
+///   and the key's positions, which stay below `ctx_len`, every token costs the same once the
+///   context is full (a sliding attention window, as in Mistral's rolling buffer cache). Positions
+///   below `block_size` get their rotation angles `p · θ_i` in f32, as in training; later ones from
+///   a 64-bit fixed-point fraction of a turn, `(p · θ_i / 2π) mod 1`, so that the angle keeps its
+///   precision however long generation runs.
+/// - **gpt2** (learned positions, none past `block_size`): the newest `ctx_len / 2` tokens are
+///   kept and re-run from position 0, and generation continues.
 pub struct Session<'s, 'a> {
     model: &'s Model<'a>,
     kv: KvDType,
     /// The forward pass this session runs: the one monomorphisation of its weight and KV types
     /// ([`Session::new_typed`]), or the dispatch over all of them ([`Session::new`]).
-    forward: fn(&mut Session<'s, 'a>, u32, usize),
+    forward: fn(&mut Session<'s, 'a>, u32, At),
     ctx: usize,
-    pos: usize,
+    /// Tokens in the context (`..= ctx`).
+    len: usize,
+    /// Position of the next token since the last reset (llama: grows past `ctx`).
+    pos: u64,
+    /// Cache row of the next token (llama: `pos % ctx`; gpt2: `pos`).
+    slot: usize,
     /// Residual stream `[n_embd]`.
     x: &'s mut [f32],
     /// Normed input of a sub-block `[n_embd]`.
@@ -262,8 +318,10 @@ pub struct Session<'s, 'a> {
     att: &'s mut [f32],
     /// Next-token logits `[vocab_size]`.
     logits: &'s mut [f32],
-    /// RoPE frequency per pair `[head_dim / 2]`, then cos and sin for the current position.
+    /// RoPE frequency per pair `[head_dim / 2]`, the same as a 64-bit fraction of a turn per
+    /// position (`θ_i / 2π · 2^64`), then cos and sin for the current position.
     rope_freq: &'s mut [f32],
+    rope_turns: &'s mut [u64],
     rope_cs: &'s mut [f32],
     /// int8 quantization of the current matvec input `[max(n_embd, n_hidden)]` and its scales.
     xq: &'s mut [i8],
@@ -272,7 +330,7 @@ pub struct Session<'s, 'a> {
     xp: &'s mut [u32],
     /// Sampler scratch `[vocab_size]`.
     probs: &'s mut [ProbIndex],
-    /// Tokens at positions `0..pos` `[ctx]`.
+    /// The context's tokens by cache row `[ctx]` (gpt2 re-runs them when the context is full).
     tokens: &'s mut [u32],
     /// Positions per cache row (see `SessionLayout::ctx_pad`).
     ctx_pad: usize,
@@ -341,7 +399,7 @@ impl<'s, 'a> Session<'s, 'a> {
         buf: &'s mut [u8],
         ctx_len: usize,
         kv: KvDType,
-        forward: fn(&mut Session<'s, 'a>, u32, usize),
+        forward: fn(&mut Session<'s, 'a>, u32, At),
     ) -> Result<Self, Error> {
         let cfg = *model.config();
         let max = cfg.block_size as usize;
@@ -363,7 +421,9 @@ impl<'s, 'a> Session<'s, 'a> {
             kv,
             forward,
             ctx: lay.ctx,
+            len: 0,
             pos: 0,
+            slot: 0,
             x: c.take(e),
             xb: c.take(e),
             xb2: c.take(e),
@@ -375,6 +435,7 @@ impl<'s, 'a> Session<'s, 'a> {
             att: c.take(ctx_len),
             logits: c.take(v),
             rope_freq: c.take(hd / 2),
+            rope_turns: c.take(hd / 2),
             rope_cs: c.take(hd),
             xq: c.take(wide),
             xs: c.take(wide.div_ceil(cfg.group_size as usize)),
@@ -390,8 +451,9 @@ impl<'s, 'a> Session<'s, 'a> {
             att16_pairs: c.take(ops::pair_words(lay.att16)),
             att16_scales: c.take(lay.att16_scales),
         };
-        for (i, f) in s.rope_freq.iter_mut().enumerate() {
+        for (i, (f, t)) in s.rope_freq.iter_mut().zip(s.rope_turns.iter_mut()).enumerate() {
             *f = 1.0 / math::powf(cfg.rope_theta, (2 * i) as f32 / hd as f32);
+            *t = turns_per_position(*f);
         }
         Ok(s)
     }
@@ -404,8 +466,13 @@ impl<'s, 'a> Session<'s, 'a> {
     pub fn ctx_len(&self) -> usize {
         self.ctx
     }
-    /// Number of tokens in the context (the position of the next token).
+    /// Number of tokens in the context (at most [`Session::ctx_len`]).
     pub fn pos(&self) -> usize {
+        self.len
+    }
+    /// Position of the next token: the tokens fed since the last reset for a llama model (it
+    /// grows past the context, whose oldest tokens roll out), [`Session::pos`] for a gpt2 one.
+    pub fn position(&self) -> u64 {
         self.pos
     }
     /// KV cache element type.
@@ -414,7 +481,7 @@ impl<'s, 'a> Session<'s, 'a> {
     }
     /// Forgets the context.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        (self.len, self.pos, self.slot) = (0, 0, 0);
     }
     /// Logits computed by the last [`Session::step`].
     pub fn logits(&self) -> &[f32] {
@@ -426,7 +493,8 @@ impl<'s, 'a> Session<'s, 'a> {
         if token >= self.model.config().vocab_size {
             return Err(Error::InvalidToken(token));
         }
-        if self.pos == self.ctx {
+        let rolls = self.model.config().arch == Arch::Llama;
+        if self.len == self.ctx && !rolls {
             let keep = self.ctx / 2;
             let from = self.ctx - keep;
             // Moved one at a time as they are re-run (`from ≥ keep`: no source is overwritten
@@ -434,13 +502,19 @@ impl<'s, 'a> Session<'s, 'a> {
             for i in 0..keep {
                 let t = self.tokens[from + i];
                 self.tokens[i] = t;
-                (self.forward)(self, t, i);
+                (self.forward)(self, t, At { pos: i as u64, slot: i, n: i + 1 });
             }
-            self.pos = keep;
+            (self.len, self.pos, self.slot) = (keep, keep as u64, keep);
         }
-        self.tokens[self.pos] = token;
-        (self.forward)(self, token, self.pos);
-        self.pos += 1;
+        let at = At { pos: self.pos, slot: self.slot, n: (self.len + 1).min(self.ctx) };
+        self.tokens[self.slot] = token;
+        (self.forward)(self, token, at);
+        self.len = at.n;
+        self.pos = self.pos.wrapping_add(1);
+        self.slot += 1;
+        if self.slot == self.ctx && rolls {
+            self.slot = 0;
+        }
         Ok(self.logits)
     }
 
@@ -450,32 +524,32 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
-    fn forward(&mut self, token: u32, pos: usize) {
+    fn forward(&mut self, token: u32, at: At) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
-            unsafe { self.forward_avx2(token, pos) };
+            unsafe { self.forward_avx2(token, at) };
             return;
         }
-        self.forward_any(token, pos)
+        self.forward_any(token, at)
     }
 
     /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
-    fn forward_one<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
+    fn forward_one<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, at: At) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
-            unsafe { self.forward_one_avx2::<M, K, A>(token, pos) };
+            unsafe { self.forward_one_avx2::<M, K, A>(token, at) };
             return;
         }
-        self.forward_typed::<M, K, A>(token, pos)
+        self.forward_typed::<M, K, A>(token, at)
     }
 
     /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, pos: usize) {
-        self.forward_typed::<M, K, A>(token, pos)
+    unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, at: At) {
+        self.forward_typed::<M, K, A>(token, at)
     }
 
     /// The whole forward pass compiled with AVX2 enabled: attention, softmax, norms and
@@ -484,21 +558,21 @@ impl<'s, 'a> Session<'s, 'a> {
     /// portable build (`tests/kernels.rs` checks this).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2(&mut self, token: u32, pos: usize) {
-        self.forward_any(token, pos)
+    unsafe fn forward_avx2(&mut self, token: u32, at: At) {
+        self.forward_any(token, at)
     }
 
     /// Chooses the forward pass of the file's weight type; the session's KV type is chosen per
     /// layer ([`AnyKv`]), so that the attention code exists once per KV type rather than once per
     /// weight type and KV type (a program's size; the cost is one call per layer).
     #[inline(always)]
-    fn forward_any(&mut self, token: u32, pos: usize) {
+    fn forward_any(&mut self, token: u32, at: At) {
         match self.model.config().dtype {
-            DType::F32 => self.forward_typed::<F32Matrix<'a>, AnyKv, AnyShape>(token, pos),
-            DType::F16 => self.forward_typed::<F16Matrix<'a>, AnyKv, AnyShape>(token, pos),
-            DType::I8 => self.forward_typed::<I8Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::F32 => self.forward_typed::<F32Matrix<'a>, AnyKv, AnyShape>(token, at),
+            DType::F16 => self.forward_typed::<F16Matrix<'a>, AnyKv, AnyShape>(token, at),
+            DType::I8 => self.forward_typed::<I8Matrix<'a>, AnyKv, AnyShape>(token, at),
             #[cfg(feature = "int4")]
-            DType::I4 => self.forward_typed::<I4Matrix<'a>, AnyKv, AnyShape>(token, pos),
+            DType::I4 => self.forward_typed::<I4Matrix<'a>, AnyKv, AnyShape>(token, at),
             // Without the feature `from_bytes` refuses int4 models, so there is none to run.
             #[cfg(not(feature = "int4"))]
             DType::I4 => {}
@@ -508,34 +582,34 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Attention of layer `l` over the session's KV cache, whatever its type: out of line, with
     /// its own AVX2 build (it is called from both builds of the forward pass).
     #[inline(never)]
-    fn attention_dyn(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+    fn attention_dyn(&mut self, l: usize, at: At, scale: f32, hd: usize) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
-            unsafe { self.attention_dyn_avx2(l, pos, scale, hd) };
+            unsafe { self.attention_dyn_avx2(l, at, scale, hd) };
             return;
         }
-        self.attention_kv(l, pos, scale, hd)
+        self.attention_kv(l, at, scale, hd)
     }
 
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn attention_dyn_avx2(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
-        self.attention_kv(l, pos, scale, hd)
+    unsafe fn attention_dyn_avx2(&mut self, l: usize, at: At, scale: f32, hd: usize) {
+        self.attention_kv(l, at, scale, hd)
     }
 
     #[inline(always)]
-    fn attention_kv(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+    fn attention_kv(&mut self, l: usize, at: At, scale: f32, hd: usize) {
         match self.kv {
-            KvDType::F32 => self.attention_float::<f32>(l, pos, scale, hd),
-            KvDType::F16 => self.attention_float::<f16>(l, pos, scale, hd),
-            KvDType::I8 => self.attention_i8(l, pos, scale, hd),
+            KvDType::F32 => self.attention_float::<f32>(l, at, scale, hd),
+            KvDType::F16 => self.attention_float::<f16>(l, at, scale, hd),
+            KvDType::I8 => self.attention_i8(l, at, scale, hd),
         }
     }
 
     /// The forward pass, generic over the weight storage `M` and the KV element `K`.
     #[inline(always)]
-    fn forward_typed<M: Matrix<'a>, K: KvChoice, A: Shape>(&mut self, token: u32, pos: usize) {
+    fn forward_typed<M: Matrix<'a>, K: KvChoice, A: Shape>(&mut self, token: u32, at: At) {
         let model = self.model;
         let mut cfg = *model.config();
         // Constants when the session was built for one architecture, head size and group size:
@@ -552,13 +626,19 @@ impl<'s, 'a> Session<'s, 'a> {
         // Token (and position) embedding.
         model.matrix::<M>(TensorId::TokEmbeddings).row(token as usize, self.x);
         if cfg.arch == Arch::Gpt2 {
-            model.matrix::<M>(TensorId::PosEmbeddings).row(pos, self.xb);
+            model.matrix::<M>(TensorId::PosEmbeddings).row(at.slot, self.xb);
             add_assign(self.x, self.xb);
         }
         if cfg.arch == Arch::Llama {
             let (cos, sin) = self.rope_cs.split_at_mut(hd / 2);
-            for ((f, c), s) in self.rope_freq.iter().zip(cos.iter_mut()).zip(sin.iter_mut()) {
-                (*c, *s) = math::cos_sin(pos as f32 * f);
+            let past = at.pos >= cfg.block_size as u64;
+            for (i, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
+                let angle = if past {
+                    turn_angle(at.pos.wrapping_mul(self.rope_turns[i]))
+                } else {
+                    at.pos as f32 * self.rope_freq[i]
+                };
+                (*c, *s) = math::cos_sin(angle);
             }
         }
         let scale = 1.0 / math::sqrtf(hd as f32);
@@ -577,7 +657,7 @@ impl<'s, 'a> Session<'s, 'a> {
                     rope(head, cos, sin);
                 }
             }
-            K::attend(self, l as usize, pos, scale, hd);
+            K::attend(self, l as usize, at, scale, hd);
             let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
@@ -616,7 +696,8 @@ impl Session<'_, '_> {
     /// sum over `i` of a row of `t`s (sequential in `i` for every `t`); values are cached
     /// `[layer][t][kv_dim]`.
     #[inline(always)]
-    fn attention_float<K: KvElem>(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+    fn attention_float<K: KvElem>(&mut self, l: usize, at: At, scale: f32, hd: usize) {
+        let (slot, n) = (at.slot, at.n);
         let cfg = *self.model.config();
         let (kvd, ctx) = (cfg.kv_dim(), self.ctx);
         let n_kv = cfg.n_kv_head as usize;
@@ -625,14 +706,14 @@ impl Session<'_, '_> {
         {
             let kc: &mut [K] = bytemuck::cast_slice_mut(self.key_cache);
             let vc: &mut [K] = bytemuck::cast_slice_mut(self.value_cache);
-            let at = (lbase + pos) * kvd;
+            let row = (lbase + slot) * kvd;
             for h in 0..n_kv {
                 let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
-                let kbase = ((l * n_kv + h) * hd) * ctx + pos;
+                let kbase = ((l * n_kv + h) * hd) * ctx + slot;
                 for (i, &x) in kh.iter().enumerate() {
                     kc[kbase + i * ctx] = K::encode(x);
                 }
-                for (d, &x) in vc[at + h * hd..at + (h + 1) * hd].iter_mut().zip(vh) {
+                for (d, &x) in vc[row + h * hd..row + (h + 1) * hd].iter_mut().zip(vh) {
                     *d = K::encode(x);
                 }
             }
@@ -641,7 +722,7 @@ impl Session<'_, '_> {
         let vc: &[K] = bytemuck::cast_slice(self.value_cache);
         for (h, (qh, out)) in self.q.chunks_exact(hd).zip(self.xb2.chunks_exact_mut(hd)).enumerate() {
             let kvh = h / n_rep;
-            let att = &mut self.att[..=pos];
+            let att = &mut self.att[..n];
             let kbase = (l * n_kv + kvh) * hd * ctx;
             ops::scores(att, qh, &kc[kbase..kbase + hd * ctx], ctx);
             for a in att.iter_mut() {
@@ -660,7 +741,8 @@ impl Session<'_, '_> {
     /// matvec of the transposed values by those weights. Every target runs the same integer sums
     /// and the same float steps in the same order.
     #[inline(always)]
-    fn attention_i8(&mut self, l: usize, pos: usize, scale: f32, hd: usize) {
+    fn attention_i8(&mut self, l: usize, at: At, scale: f32, hd: usize) {
+        let (slot, n) = (at.slot, at.n);
         let cfg = *self.model.config();
         let ctx_pad = self.ctx_pad;
         let n_kv = cfg.n_kv_head as usize;
@@ -670,18 +752,17 @@ impl Session<'_, '_> {
         for h in 0..n_kv {
             let head = l * n_kv + h;
             let (kh, vh) = (&self.k[h * hd..(h + 1) * hd], &self.v[h * hd..(h + 1) * hd]);
-            let krow = (head * ctx_pad + pos) * hd;
-            self.key_scales[head * ctx_pad + pos] = ops::quantize_group(&mut kc[krow..krow + hd], kh);
+            let krow = (head * ctx_pad + slot) * hd;
+            self.key_scales[head * ctx_pad + slot] = ops::quantize_group(&mut kc[krow..krow + hd], kh);
             let (vs, vinv) = ops::quant_params(vh);
-            let vbase = head * hd * ctx_pad + pos;
+            let vbase = head * hd * ctx_pad + slot;
             for (i, &x) in vh.iter().enumerate() {
                 vc[vbase + i * ctx_pad] = ops::quant_one(x, vinv);
             }
-            self.value_scales[head * ctx_pad + pos] = vs;
+            self.value_scales[head * ctx_pad + slot] = vs;
         }
         let (kc, vc): (&[i8], &[i8]) = (kc, vc);
-        let n = pos + 1;
-        // The value rows are read in blocks of eight positions; weights past `pos` are zero, so
+        // The value rows are read in blocks of eight positions; weights past row `n` are zero, so
         // whatever the cache holds there adds exactly nothing.
         let n_pad = n.div_ceil(8) * 8;
         let groups = n_pad.div_ceil(ATT_GROUP);
@@ -773,16 +854,16 @@ impl Shape for AnyShape {}
 /// The KV cache a forward pass is compiled for: one element type ([`KvElem`]: its attention
 /// inlined), or [`AnyKv`]: the session's, chosen per layer.
 trait KvChoice {
-    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize);
+    fn attend(s: &mut Session<'_, '_>, l: usize, at: At, scale: f32, hd: usize);
 }
 
 impl<K: KvElem> KvChoice for K {
     #[inline(always)]
-    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
+    fn attend(s: &mut Session<'_, '_>, l: usize, at: At, scale: f32, hd: usize) {
         if K::SCALED {
-            s.attention_i8(l, pos, scale, hd);
+            s.attention_i8(l, at, scale, hd);
         } else {
-            s.attention_float::<K>(l, pos, scale, hd);
+            s.attention_float::<K>(l, at, scale, hd);
         }
     }
 }
@@ -792,8 +873,8 @@ struct AnyKv;
 
 impl KvChoice for AnyKv {
     #[inline(always)]
-    fn attend(s: &mut Session<'_, '_>, l: usize, pos: usize, scale: f32, hd: usize) {
-        s.attention_dyn(l, pos, scale, hd);
+    fn attend(s: &mut Session<'_, '_>, l: usize, at: At, scale: f32, hd: usize) {
+        s.attention_dyn(l, at, scale, hd);
     }
 }
 
@@ -949,4 +1030,27 @@ pub fn eval_loss(session: &mut Session<'_, '_>, tokens: &[u32]) -> Result<(f64, 
         start = end;
     }
     Ok((sum, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixed-point turn gives the angle `p · f` modulo 2π, also where an f32 product has
+    /// lost its precision.
+    #[test]
+    fn rope_turns_give_the_angle_modulo_a_turn() {
+        for f in [1.0f32, 0.5, 0.1, 1.0 / 10_000.0, 0.316_227_77, 3.0e-7] {
+            let t = turns_per_position(f);
+            for p in [0u64, 1, 2, 127, 128, 1000, 123_457, 10_000_019, 4_000_000_007] {
+                let want = (p as f64 * f as f64).rem_euclid(core::f64::consts::TAU);
+                let got = turn_angle(p.wrapping_mul(t)) as f64;
+                // Distance on the circle: within the 24-bit step (3.7e-7 rad) and f32 rounding.
+                let d = (got - want).abs();
+                let d = d.min(core::f64::consts::TAU - d);
+                assert!(d < 1e-6, "f {f} p {p}: {got} against {want}");
+            }
+        }
+        assert_eq!(turns_per_position(0.0), 0);
+    }
 }

@@ -221,6 +221,13 @@ impl Reference {
 
     /// Logits after each token of `tokens` (positions 0..len).
     pub fn logits(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
+        self.logits_windowed(tokens, usize::MAX)
+    }
+
+    /// [`Reference::logits`] where the token at position `p` attends only to the `window` newest
+    /// tokens, itself included (positions `p + 1 - window ..= p`), every position keeping its
+    /// absolute RoPE angle: sliding-window attention.
+    pub fn logits_windowed(&self, tokens: &[u32], window: usize) -> Vec<Vec<f64>> {
         let c = &self.cfg;
         let (e, hd, nh, nkv) = (c.n_embd as usize, c.head_dim(), c.n_head as usize, c.n_kv_head as usize);
         let t_len = tokens.len();
@@ -255,14 +262,15 @@ impl Reference {
                 for h in 0..nh {
                     let kvh = h / (nh / nkv);
                     let q = &qs[p][h * hd..(h + 1) * hd];
-                    let scores: Vec<f64> = (0..=p)
+                    let first = (p + 1).saturating_sub(window);
+                    let scores: Vec<f64> = (first..=p)
                         .map(|t| q.iter().zip(&ks[t][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>()
                             / (hd as f64).sqrt())
                         .collect();
                     let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let ex: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                     let z: f64 = ex.iter().sum();
-                    for (t, a) in ex.iter().enumerate() {
+                    for (t, a) in (first..=p).zip(&ex) {
                         for i in 0..hd {
                             out[h * hd + i] += a / z * vs[t][kvh * hd + i];
                         }
