@@ -3,16 +3,16 @@
 #
 #   tools/test-board.sh
 #
-# For several models (random tiny gpt2, llama and f16 llama; a random model of the shape the
-# shipped one is trained in, trainer/configs/board.toml, which fills most of the flash; and
-# every model in models/) it
+# For several models (random tiny gpt2, llama and f16 llama, also past their context; a random
+# model of the shape trainer/configs/board.toml trains, which fills most of the flash; a llama2.c
+# model of stories260K's shape converted to int8 and int4; and every model in models/) it
 #   - builds the firmware for the model and runs it in QEMU (netduinoplus2, -icount shift=0);
 #   - checks the budgets: flash used ≤ 1 MiB and static RAM + measured stack high-water
 #     ≤ 128 KiB, as printed by the firmware, and the flash and static RAM figures against the
 #     ELF's own program headers (firmware/scripts/elf.py);
 #   - runs `tinygpt generate` on the host with the same model, prompt, seed, token count,
 #     sampler and int8 KV cache, and checks that its stdout appears verbatim in the serial
-#     output (the serial console ends lines with CR LF; CRs are dropped before comparing).
+#     output (the serial console sends each LF as CR LF, and every other byte as it is).
 # Chat models (a synthetic one from `tinygpt`'s make-model example, one of the board's shape that
 # fills most of the flash, and every chat model in models/) run in chat mode (--chat): questions
 # typed over the serial line with backspaces, CR, LF and CR LF endings, an over-long line, a
@@ -128,14 +128,19 @@ check_budgets() {
     fi
 }
 
-# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK: board vs host, budgets, ELF.
+# run_pair MODEL PROMPT SEED TOKENS TEMP TOPK [CTX]: board vs host, budgets, ELF.
 run_pair() {
-    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6
-    local name
+    local model=$1 prompt=$2 seed=$3 tokens=$4 temp=$5 topk=$6 ctx=${7:-}
+    local name ctx_board=() ctx_host=()
     name="$(basename "$model") seed $seed"
+    if [[ -n $ctx ]]; then
+        name="$name context $ctx"
+        ctx_board=(--ctx "$ctx")
+        ctx_host=(-c "$ctx")
+    fi
     local serial="$work/serial.txt" host="$work/host.txt" elf="$work/fw.elf"
     "$board" --model "$model" --prompt "$prompt" --seed "$seed" --tokens "$tokens" --temperature "$temp" \
-        --top-k "$topk" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
+        --top-k "$topk" "${ctx_board[@]}" --timeout 300 --elf "$elf" >"$serial" 2>"$work/board.err"
     local rc=$?
     if [[ $rc -ne 0 ]]; then
         bad "$name: board-qemu exit $rc"
@@ -154,16 +159,18 @@ run_pair() {
 
     # Board equals host.
     if ! "$tinygpt" generate -m "$model" -p "$prompt" -n "$tokens" -s "$seed" --temp "$temp" --top-k "$topk" \
-         --kv i8 >"$host" 2>"$work/host.err"; then
+         "${ctx_host[@]}" --kv i8 >"$host" 2>"$work/host.err"; then
         bad "$name: host CLI failed: $(head -n 1 "$work/host.err")"
         return
     fi
     if python3 - "$serial" "$host" <<'EOF'
 import sys
-serial = open(sys.argv[1], "rb").read().replace(b"\r", b"")
+serial = open(sys.argv[1], "rb").read()
 host = open(sys.argv[2], "rb").read()
-# The board prints the text between two "---" lines; the host's whole stdout must be there.
-sys.exit(0 if host and (b"---\n" + host + b"\n---\n") in serial else 1)
+# The board prints the text between two "---" lines, every "\n" sent as "\r\n" (any other byte,
+# a "\r" the model wrote included, as it is); the host's whole stdout must be there.
+crlf = lambda b: b.replace(b"\n", b"\r\n")
+sys.exit(0 if host and crlf(b"---\n" + host + b"\n---\n") in serial else 1)
 EOF
     then
         ok "$name: board text equals host stdout ($(wc -c <"$host") bytes)"
@@ -177,9 +184,31 @@ EOF
 for m in "${models[@]}"; do
     run_pair "$m" "ROMEO:" 7 40 0.8 40
 done
-# Past the context (block 64): the session keeps the newest half and goes on, on both sides.
+# Past the context (block 64), on both sides: the llama session's KV cache rolls, the gpt2 one
+# keeps the newest half and goes on.
 if [[ -f $work/tiny-llama.tgpt ]]; then
     run_pair "$work/tiny-llama.tgpt" "ROMEO:" 11 150 0.8 40
+    run_pair "$work/tiny-gpt2.tgpt" "ROMEO:" 11 150 0.8 40
+fi
+
+# A llama2.c model of stories260K's shape (dim 64, 5 layers, 8/4 heads, hidden 172, a 512-token
+# sentencepiece tokenizer; random weights), written by llama2.c's own export.py and tokenizer.py
+# (tools/tests/interop/make_260k.py) and converted by `tinygpt convert` to int8 and int4: the
+# board runs it at context 128 (its 512 would need 290 KB of RAM for the int8 KV cache), past the
+# context, with the host's text.
+l2c="${TINYGPT_LLAMA2C:-$root/../shared/third_party/llama2.c}"
+if [[ -f $l2c/export.py ]] && "$root/tools/test-interop.sh" --setup >&2 &&
+   "$root/.venv/bin/python" "$root/tools/tests/interop/make_260k.py" "$l2c" "$root/../shared/data/tinyshakespeare.txt" \
+       "$work/s260" >&2 &&
+   "$tinygpt" convert "$work/s260/stories260k-shape.bin" --tokenizer "$work/s260/tok512.bin" --dtype int8 \
+       --out "$work/stories260k-shape-int8.tgpt" 2>/dev/null &&
+   "$tinygpt" convert "$work/s260/stories260k-shape.bin" --tokenizer "$work/s260/tok512.bin" --dtype int4 \
+       --out "$work/stories260k-shape-int4.tgpt" 2>/dev/null; then
+    ok "a llama2.c model of stories260K's shape written by llama2.c's export.py and converted to int8 and int4"
+    run_pair "$work/stories260k-shape-int8.tgpt" "ROMEO:" 7 200 0.8 40 128
+    run_pair "$work/stories260k-shape-int4.tgpt" "ROMEO:" 7 200 0.8 40 128
+else
+    bad "a llama2.c model of stories260K's shape (llama2.c sources at $l2c, python set-up, convert)"
 fi
 
 # --- properties of the measurement and of the oracle ----------------------------------

@@ -86,7 +86,7 @@ if "$bin" convert "$tmp/legacy.bin" --tokenizer "$tmp/tok.bin" -o "$tmp/ok.tgpt"
 else
     bad "legacy conversion"
 fi
-for d in f32 f16 int8; do
+for d in f32 f16 int8 int4; do
     if "$bin" convert "$tmp/gguf/llama-q8_0-untied.gguf" --dtype "$d" -o "$tmp/q-$d.tgpt" 2>/dev/null \
         && "$bin" generate -m "$tmp/q-$d.tgpt" -p "a b" -n 4 >/dev/null; then
         ok "a Q8_0 GGUF file converts to $d and generates"

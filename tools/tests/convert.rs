@@ -306,3 +306,54 @@ for line in sys.stdin.read().split():
     }
 }
 
+
+/// `--dtype int4` stores the checkpoint's own weights quantized as FORMAT.md says, re-stated
+/// here: per row, groups of `--group-size` columns (the last may be shorter), scale
+/// `s = f16(max|w| / 7)`, `q = round(w / s)` half away from zero, clamped to ±7. Every
+/// dequantized weight of the int4 file equals `q · s` computed from the f32 conversion of the
+/// same checkpoint (whose weights are the checkpoint's, as the run.c comparison shows), and the
+/// int4 model generates.
+#[test]
+fn llama2c_to_int4_is_the_checkpoint_quantized() {
+    use tinygpt_runtime::format::{for_each_tensor, parse, tensor_shape};
+    use tinygpt_runtime::weights::tensor_f32;
+    let f = fixture();
+    let (f32_path, i4_path) = (f.path("int4-base-f32.tgpt"), f.path("int4.tgpt"));
+    convert(&f.path("model-legacy.bin"), &f32_path, &[]);
+    for group in [32usize, 48] {
+        let g = group.to_string();
+        convert(&f.path("model-legacy.bin"), &i4_path, &["--dtype", "int4", "--group-size", &g]);
+        let (a, b) = (read_aligned(&f32_path).unwrap(), read_aligned(&i4_path).unwrap());
+        let (pa, pb) = (parse(&a).unwrap(), parse(&b).unwrap());
+        let cfg = pb.header.config;
+        assert_eq!((cfg.dtype, cfg.group_size as usize), (tinygpt_runtime::DType::I4, group));
+        let (mut checked, mut nonzero) = (0usize, 0usize);
+        for_each_tensor(&cfg, |id| {
+            let s = tensor_shape(&cfg, id);
+            let (mut w, mut q) = (vec![0f32; s.rows * s.cols], vec![0f32; s.rows * s.cols]);
+            tensor_f32(&pa, id, &mut w);
+            tensor_f32(&pb, id, &mut q);
+            if s.vector {
+                assert_eq!(w, q, "{id}: vectors stay f32");
+                return;
+            }
+            for (wr, qr) in w.chunks(s.cols).zip(q.chunks(s.cols)) {
+                for (wg, qg) in wr.chunks(group).zip(qr.chunks(group)) {
+                    let amax = wg.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = half::f16::from_f32(amax / 7.0).to_f32();
+                    for (&x, &y) in wg.iter().zip(qg) {
+                        let want = if scale == 0.0 { 0.0 } else { (x / scale).round().clamp(-7.0, 7.0) * scale };
+                        assert_eq!(y, want, "{id} group {group}: {x} stored as {y}, not {want}");
+                        nonzero += (y != 0.0) as usize;
+                        checked += 1;
+                    }
+                }
+            }
+        });
+        assert!(checked > 100_000 && nonzero * 2 > checked, "{checked} weights, {nonzero} nonzero");
+        // Half the size of int8 or less, and it runs.
+        assert!(b.len() * 7 < a.len() * 2, "int4 file {} bytes against f32 {}", b.len(), a.len());
+        let ids = tinygpt_ids(&i4_path, "Once upon a time", 12);
+        assert!(ids.len() >= 8, "the int4 model generated {ids:?}");
+    }
+}

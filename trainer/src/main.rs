@@ -97,13 +97,13 @@ enum Cmd {
         /// A run directory (its best.pt, else last.pt) or a checkpoint file.
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Weight storage: f32, f16 or int8.
+        /// Weight storage: f32, f16, int8 or int4.
         #[arg(long, default_value = "f32")]
         dtype: String,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// int8 group size along each row.
+        /// int8 or int4 group size along each row.
         #[arg(long, default_value_t = 64, value_parser = parse_count::<u32>, allow_negative_numbers = true)]
         group_size: u32,
         /// Evaluate on at most this many validation tokens, at least 2 (default: the whole split).
