@@ -151,8 +151,9 @@ run_pair() {
 
     check_budgets "$name" "$serial" "$elf"
     # Cost per token is reported.
-    if grep -Eq "^cost: [0-9]+ instructions in all, [1-9][0-9]* instructions/token" "$serial"; then
-        ok "$name: $(grep -o '[0-9]* instructions/token' "$serial" | head -n 1)"
+    # -a: a model's text may hold any byte (a sentencepiece model's byte tokens).
+    if grep -aEq "^cost: [0-9]+ instructions in all, [1-9][0-9]* instructions/token" "$serial"; then
+        ok "$name: $(grep -ao '[0-9]* instructions/token' "$serial" | head -n 1)"
     else
         bad "$name: no instructions/token line"
     fi
