@@ -322,7 +322,7 @@ fn dsp_kernels_run_and_equal_portable() {
 #[test]
 fn dsp_int4_kernel_runs_and_equals_portable() {
     let mut r = common::TestRng::new(5);
-    for (gs, cols) in [(8usize, 256usize), (16, 256), (32, 256), (64, 256), (128, 256), (32, 172), (64, 70), (8, 45), (24, 101), (256, 100)] {
+    for (gs, cols) in [(8usize, 256usize), (16, 256), (32, 256), (64, 256), (128, 256), (32, 172), (64, 70), (8, 45), (24, 101), (256, 100), (64, 160), (64, 416), (48, 136), (8, 1040), (16, 1048)] {
         let rows = 9;
         let groups = cols.div_ceil(gs);
         let rb = cols.div_ceil(2);

@@ -372,6 +372,47 @@ pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8],
     }
     const BATCH: usize = 64;
     out.fill(0.0);
+    if cols % 8 == 0 {
+        // Every group a whole number of words of eight columns (the last group may be shorter
+        // than the others): one pass per row, the weight and activation pointers running on
+        // from group to group.
+        let words = gs / 8;
+        let last_words = (cols - (groups - 1) * gs) / 8;
+        let mut g0 = 0;
+        while g0 < groups {
+            let g1 = (g0 + BATCH).min(groups);
+            let mut xsum = [0i32; BATCH];
+            for (x, s) in xq[g0 * gs..(g1 * gs).min(cols)].chunks(gs).zip(xsum.iter_mut()) {
+                *s = x.iter().map(|&v| v as i32).sum();
+            }
+            // Groups g0..full run `words` words each; a last, shorter group comes after.
+            let full = if g1 == groups && last_words != words { g1 - 1 } else { g1 };
+            for (r, o) in out.iter_mut().enumerate() {
+                let srow = &ws[r * groups + g0..r * groups + g1];
+                // SAFETY: groups g0..g1 of row r are bytes r·rb + g0·gs/2 .. r·rb + min(g1·gs,
+                // cols)/2 of `w` (rb = cols/2 as cols is even; w.len() ≥ rows·rb, checked above)
+                // and words g0·gs/2 .. min(g1·gs, cols)/2 of `xp` (i4_pair_words(cols) = cols/2 as
+                // cols is a multiple of 8; checked above).
+                let mut pw = unsafe { w.as_ptr().add(r * rb + g0 * gs / 2) };
+                let mut px = unsafe { xp.as_ptr().add(g0 * gs / 2) };
+                let mut acc = *o;
+                let n = full - g0;
+                for ((&s, sw), &sx) in xsum[..n].iter().zip(&srow[..n]).zip(&xs[g0..full]) {
+                    let u = unsafe { dot_u4(&mut pw, &mut px, words, 0) };
+                    let dot = u.wrapping_sub(s.wrapping_mul(8));
+                    acc += dot as f32 * (sw.f32() * sx);
+                }
+                if full < g1 {
+                    let u = unsafe { dot_u4(&mut pw, &mut px, last_words, 0) };
+                    let dot = u.wrapping_sub(xsum[n].wrapping_mul(8));
+                    acc += dot as f32 * (srow[n].f32() * xs[full]);
+                }
+                *o = acc;
+            }
+            g0 = g1;
+        }
+        return true;
+    }
     let mut g0 = 0;
     while g0 < groups {
         let g1 = (g0 + BATCH).min(groups);

@@ -68,6 +68,23 @@ use math::*;
 /// Number of partial sums in float dot products (fixed: it defines the summation order).
 pub const LANES: usize = 8;
 
+/// Half to single precision, exactly as `half::f16::to_f32`, in a few integer steps and one
+/// float multiply: the half's exponent and mantissa bits, moved into an f32's places, are the
+/// value times 2^-112 (a subnormal half becomes a subnormal f32), so multiplying by 2^112 gives
+/// the value exactly; infinities and NaNs take half's own routine. On 32-bit ARM with an FPU
+/// (`tinygpt_fpu_f16`) this replaces half's software conversion of every group scale; it needs
+/// the FPU's subnormals, not flushed to zero (the reset state, and Linux's default).
+#[inline(always)]
+pub fn f16_to_f32_by_multiply(bits: u16) -> f32 {
+    let h = bits as u32;
+    if h & 0x7c00 == 0x7c00 {
+        return half::f16::from_bits(bits).to_f32();
+    }
+    const TWO_POW_112: u32 = (112 + 127) << 23;
+    let mag = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(TWO_POW_112);
+    f32::from_bits(mag.to_bits() | (h & 0x8000) << 16)
+}
+
 /// A float weight element: f32 or f16, widened to f32 for arithmetic.
 pub trait FloatWeight: Copy {
     /// The value as f32.
@@ -89,7 +106,14 @@ impl FloatWeight for f32 {
 impl FloatWeight for half::f16 {
     #[inline(always)]
     fn f32(self) -> f32 {
-        self.to_f32()
+        #[cfg(tinygpt_fpu_f16)]
+        {
+            f16_to_f32_by_multiply(self.to_bits())
+        }
+        #[cfg(not(tinygpt_fpu_f16))]
+        {
+            self.to_f32()
+        }
     }
     const IS_F16: bool = true;
     #[inline(always)]
@@ -825,6 +849,16 @@ pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The multiply trick equals half's conversion bit for bit on all 65,536 halves (NaNs: the
+    /// same bits, as both take half's routine).
+    #[test]
+    fn f16_by_multiply_is_exact_for_every_half() {
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f32().to_bits();
+            assert_eq!(f16_to_f32_by_multiply(bits).to_bits(), want, "half {bits:#06x}");
+        }
+    }
 
     #[test]
     fn exp_nonpos_is_accurate() {
