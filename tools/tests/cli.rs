@@ -140,7 +140,7 @@ fn every_kv_type_and_a_full_context_work() {
     for arch in ARCHS {
         let path = m.tiny(arch, DType::F16);
         for kv in ["f32", "f16", "i8", "int8"] {
-            // block_size is 64: 150 tokens in a context of 16 shift the context many times.
+            // block_size is 64: 150 tokens in a context of 16 fill it many times over (llama rolls, gpt2 shifts).
             let args = ["generate", "-m", s(&path), "-n", "150", "-c", "16", "--kv", kv];
             let a = ok(&tinygpt(&args));
             assert_eq!(a.chars().count(), 151, "{arch:?} kv {kv}");
