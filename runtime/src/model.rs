@@ -523,7 +523,8 @@ impl<'s, 'a> Session<'s, 'a> {
         sampler.sample(self.logits, self.probs)
     }
 
-    /// Runs the forward pass for `token` at `pos` (< ctx), filling the logits.
+    /// Runs the forward pass for `token` at `at` (its position, cache row and rows to attend),
+    /// filling the logits.
     fn forward(&mut self, token: u32, at: At) {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if ops::x86::avx2() {
