@@ -251,12 +251,6 @@ fn turns_per_position(f: f32) -> u64 {
     }
 }
 
-/// The angle in radians, in `[0, 2π)`, of a 64-bit fraction of a turn (its top 24 bits, exact
-/// in an f32).
-fn turn_angle(turn: u64) -> f32 {
-    const RADIANS_PER_STEP: f32 = core::f32::consts::TAU / (1u32 << 24) as f32;
-    (turn >> 40) as u32 as f32 * RADIANS_PER_STEP
-}
 
 /// Statistics of one [`generate`] call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -634,12 +628,13 @@ impl<'s, 'a> Session<'s, 'a> {
             let (cos, sin) = self.rope_cs.split_at_mut(hd / 2);
             let past = at.pos >= cfg.block_size as u64;
             for (i, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
-                let angle = if past {
-                    turn_angle(at.pos.wrapping_mul(self.rope_turns[i]))
+                // Below block_size the angle is training's f32 product, reduced exactly.
+                let turn = if past {
+                    at.pos.wrapping_mul(self.rope_turns[i])
                 } else {
-                    at.pos as f32 * self.rope_freq[i]
+                    turns_per_position(at.pos as f32 * self.rope_freq[i])
                 };
-                (*c, *s) = math::cos_sin(angle);
+                (*c, *s) = math::cos_sin_turn(turn);
             }
         }
         let scale = 1.0 / math::sqrtf(hd as f32);
@@ -1037,21 +1032,51 @@ pub fn eval_loss(session: &mut Session<'_, '_>, tokens: &[u32]) -> Result<(f64, 
 mod tests {
     use super::*;
 
-    /// The fixed-point turn gives the angle `p · f` modulo 2π, also where an f32 product has
-    /// lost its precision.
+    /// The fixed-point turn gives the rotation by `p · f` modulo 2π, also where an f32 product
+    /// has lost its precision.
     #[test]
     fn rope_turns_give_the_angle_modulo_a_turn() {
         for f in [1.0f32, 0.5, 0.1, 1.0 / 10_000.0, 0.316_227_77, 3.0e-7] {
             let t = turns_per_position(f);
             for p in [0u64, 1, 2, 127, 128, 1000, 123_457, 10_000_019, 4_000_000_007] {
-                let want = (p as f64 * f as f64).rem_euclid(core::f64::consts::TAU);
-                let got = turn_angle(p.wrapping_mul(t)) as f64;
-                // Distance on the circle: within the 24-bit step (3.7e-7 rad) and f32 rounding.
-                let d = (got - want).abs();
-                let d = d.min(core::f64::consts::TAU - d);
-                assert!(d < 1e-6, "f {f} p {p}: {got} against {want}");
+                let want = p as f64 * f as f64;
+                let (c, s) = math::cos_sin_turn(p.wrapping_mul(t));
+                let (wc, ws) = (want.cos(), want.sin());
+                assert!((c as f64 - wc).abs() < 3e-7 && (s as f64 - ws).abs() < 3e-7, "f {f} p {p}: ({c}, {s}) against ({wc}, {ws})");
             }
         }
         assert_eq!(turns_per_position(0.0), 0);
+    }
+
+    /// Training's angles (f32 products below block_size), reduced in integers, give libm's
+    /// cosine and sine within two ulps and the exact ones within 1.2e-7.
+    #[test]
+    fn cos_sin_of_reduced_f32_angles() {
+        let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+        let mut worst = 0f64;
+        let mut x = 0f32;
+        let mut n = 0u32;
+        while x < 4096.0 {
+            let (c, s) = math::cos_sin_turn(turns_per_position(x));
+            let (wc, ws) = ((x as f64).cos(), (x as f64).sin());
+            worst = worst.max((c as f64 - wc).abs()).max((s as f64 - ws).abs());
+            let (lc, ls) = (libm::cosf(x), libm::sinf(x));
+            // Within two ulps of libm, or (near a zero, where ulps are tiny) 1e-7 absolute.
+            assert!(ulps(c, lc) <= 2 || (c - lc).abs() < 1e-7, "cos {x}: {c} against libm {lc}");
+            assert!(ulps(s, ls) <= 2 || (s - ls).abs() < 1e-7, "sin {x}: {s} against libm {ls}");
+            n += 1;
+            x = if x < 1.0 { x + 1.0 / 4096.0 } else { f32::from_bits(x.to_bits() + 97) };
+        }
+        assert!(n > 100_000, "{n} angles");
+        assert!(worst < 1.2e-7, "worst absolute error {worst}");
+        // The octant boundaries and the exact quarter turns.
+        for q in 0..4u64 {
+            let (c, s) = math::cos_sin_turn(q << 62);
+            let want = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)][q as usize];
+            assert_eq!((c, s), want, "quarter {q}");
+            let (c, s) = math::cos_sin_turn((q << 62) + (1 << 61));
+            let h = core::f32::consts::FRAC_1_SQRT_2;
+            assert!((c.abs() - h).abs() < 1e-7 && (s.abs() - h).abs() < 1e-7, "octant {q}: {c} {s}");
+        }
     }
 }

@@ -289,6 +289,9 @@ enum Cmd {
         /// median (stop a trial worse than the median of complete trials at the same step) or none.
         #[arg(long, default_value = "median")]
         prune: String,
+        /// Never prune at an evaluation before this step (the first evaluations rank shapes poorly).
+        #[arg(long, default_value_t = 0, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
+        prune_after: u64,
         /// Seed of the sampler (the trials' own seed is the config's).
         #[arg(long, default_value_t = 0, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
         seed: u64,
@@ -482,7 +485,7 @@ fn run(cli: Cli) -> Result<()> {
             chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts, plain)
         }
         Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
-        Cmd::Tune { config, space, trials, study, sampler, prune, seed, startup, device, out, show } => {
+        Cmd::Tune { config, space, trials, study, sampler, prune, prune_after, seed, startup, device, out, show } => {
             if let Some(path) = show {
                 println!("{}", tune::show(&path)?);
                 return Ok(());
@@ -501,7 +504,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let dev = train::select_device(&device)?;
             banner(dev);
-            let opts = tune::TuneOptions { config, space, trials, study, sampler, prune, seed, device: dev, out: out.clone(), startup };
+            let opts = tune::TuneOptions { config, space, trials, study, sampler, prune, prune_after, seed, device: dev, out: out.clone(), startup };
             let s = tune::tune(&opts, &mut |line| println!("{line}"))?;
             match s.best {
                 Some((n, v)) => println!("best: trial {n}, val loss {v:.4}; {} trains it", out.join("best.toml").display()),

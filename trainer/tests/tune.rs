@@ -39,6 +39,7 @@ fn opts(dir: &Path, trials: usize, sampler: SamplerKind, seed: u64) -> TuneOptio
         study: None,
         sampler,
         prune: false,
+        prune_after: 0,
         seed,
         device: tch::Device::Cpu,
         out: dir.join("out"),
@@ -122,6 +123,27 @@ fn median_rule_prunes_only_trials_worse_than_the_median() {
         others.sort_by(f64::total_cmp);
         assert!(others.len() >= tune::PRUNE_STARTUP);
         assert!(v > others[(others.len() - 1) / 2], "trial {} pruned at {v} against {others:?}", t.number);
+    }
+}
+
+#[test]
+fn median_rule_waits_for_prune_after() {
+    let dir = common::tempdir();
+    common::write(dir.path(), "base.toml", base_toml(40, 10).as_bytes());
+    common::write(dir.path(), "space.toml", LR_SPACE.as_bytes());
+    let _turn = common::training_turn();
+    // The same trials as the test above (same sampler seed), which prunes some at step 10.
+    let mut o = opts(dir.path(), 10, SamplerKind::Random, 5);
+    o.prune = true;
+    o.prune_after = 20;
+    tune::tune(&o, &mut |_| {}).unwrap();
+    let trials = Study::open_existing(&dir.path().join("out/study.sqlite")).unwrap().trials().unwrap();
+    let pruned: Vec<_> = trials.iter().filter(|t| t.state == State::Pruned).collect();
+    assert!(!pruned.is_empty(), "hopeless learning rates are still hopeless at step 20");
+    for t in &pruned {
+        let steps: Vec<u64> = t.intermediate.iter().map(|x| x.0).collect();
+        assert!(*steps.last().unwrap() >= 20, "trial {} pruned before step 20: {steps:?}", t.number);
+        assert!(steps.contains(&10), "trial {} evaluated at step 10 and went on: {steps:?}", t.number);
     }
 }
 

@@ -34,16 +34,43 @@ pub mod math {
             libm::sqrtf(x)
         }
     }
-    /// Cosine and sine of `x`.
+    /// Cosine and sine of the angle `turn / 2^64` of a full turn (RoPE's angles, reduced
+    /// exactly in integers: see `model.rs`).
+    ///
+    /// Not libm's `cosf`/`sinf`: the argument is already reduced, and theirs would link their
+    /// own reduction (`rem_pio2f`) and double-precision kernels, with the soft-float double
+    /// arithmetic they need on a Cortex-M4, about 5.5 KB of the board's flash. The octant comes
+    /// from the top three bits; the rest, folded to `[0, π/4]`, goes through Cephes' single-
+    /// precision polynomials (relative error about 1e-7, as libm's within one or two ulps).
     #[inline]
-    pub fn cos_sin(x: f32) -> (f32, f32) {
+    pub fn cos_sin_turn(turn: u64) -> (f32, f32) {
         #[cfg(feature = "fast-math")]
         {
+            const RADIANS_PER_STEP: f32 = core::f32::consts::TAU / 4_294_967_296.0;
+            let x = (turn >> 32) as u32 as f32 * RADIANS_PER_STEP;
             (micromath::F32Ext::cos(x), micromath::F32Ext::sin(x))
         }
         #[cfg(not(feature = "fast-math"))]
         {
-            (libm::cosf(x), libm::sinf(x))
+            // Quadrant q, and the angle g within it as a fraction of a quarter turn (62 bits).
+            let q = (turn >> 62) as u32;
+            let g = turn & ((1 << 62) - 1);
+            // Past an eighth of a turn, use the complement and swap cosine and sine.
+            let upper = g >> 61 != 0;
+            let h = if upper { (1u64 << 62) - g } else { g };
+            // h ≤ 2^61, rounded to 24 significant bits by the conversion; 2^62 is a quarter turn.
+            const RADIANS_PER_STEP: f32 = core::f32::consts::FRAC_PI_2 / 4_611_686_018_427_387_904.0;
+            let x = h as f32 * RADIANS_PER_STEP;
+            let z = x * x;
+            let sin = ((-1.951_529_6e-4 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * x + x;
+            let cos = ((2.443_315_7e-5 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
+            let (c, s) = if upper { (sin, cos) } else { (cos, sin) };
+            match q {
+                0 => (c, s),
+                1 => (-s, c),
+                2 => (-c, -s),
+                _ => (s, -c),
+            }
         }
     }
     /// The error function (libm in both modes: GELU's accuracy matters more than its speed).

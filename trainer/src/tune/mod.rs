@@ -56,6 +56,9 @@ pub struct TuneOptions {
     pub sampler: SamplerKind,
     /// Median pruning.
     pub prune: bool,
+    /// Evaluations at steps below this are never pruned (Optuna's `n_warmup_steps`): early
+    /// losses rank shapes poorly, since smaller models lead at first.
+    pub prune_after: u64,
     pub seed: u64,
     pub device: Device,
     pub out: PathBuf,
@@ -270,7 +273,7 @@ pub fn tune(opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -> Result<TuneSu
             study.report(n, step, val)?;
             best_so_far = best_so_far.min(val);
             last = Some(val);
-            if !opts.prune {
+            if !opts.prune || step < opts.prune_after {
                 return Ok(false);
             }
             let mut others = study.values_at(step, n)?;
