@@ -251,7 +251,6 @@ fn turns_per_position(f: f32) -> u64 {
     }
 }
 
-
 /// Statistics of one [`generate`] call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GenStats {

@@ -98,16 +98,27 @@ fn gp_finds_the_good_region_of_the_learning_rate() {
     assert!(table.contains("10 trials: 10 complete"), "{table}");
 }
 
-#[test]
-fn median_rule_prunes_only_trials_worse_than_the_median() {
+/// Ten random learning rates over four decades, 40 steps with evaluations every 10, under the
+/// median rule from step `prune_after` on: the study's trials.
+fn pruned_study(prune_after: u64) -> Vec<tinygpt_train::tune::study::Trial> {
     let dir = common::tempdir();
     common::write(dir.path(), "base.toml", base_toml(40, 10).as_bytes());
     common::write(dir.path(), "space.toml", LR_SPACE.as_bytes());
     let _turn = common::training_turn();
     let mut o = opts(dir.path(), 10, SamplerKind::Random, 5);
     o.prune = true;
+    o.prune_after = prune_after;
     tune::tune(&o, &mut |_| {}).unwrap();
-    let trials = Study::open_existing(&dir.path().join("out/study.sqlite")).unwrap().trials().unwrap();
+    Study::open_existing(&dir.path().join("out/study.sqlite")).unwrap().trials().unwrap()
+}
+
+fn pruned_steps(trials: &[tinygpt_train::tune::study::Trial]) -> Vec<Vec<u64>> {
+    trials.iter().filter(|t| t.state == State::Pruned).map(|t| t.intermediate.iter().map(|x| x.0).collect()).collect()
+}
+
+#[test]
+fn median_rule_prunes_only_trials_worse_than_the_median() {
+    let trials = pruned_study(0);
     let pruned: Vec<_> = trials.iter().filter(|t| t.state == State::Pruned).collect();
     assert!(!pruned.is_empty(), "random learning rates over four decades: some trial is hopeless");
     for t in &pruned {
@@ -128,22 +139,15 @@ fn median_rule_prunes_only_trials_worse_than_the_median() {
 
 #[test]
 fn median_rule_waits_for_prune_after() {
-    let dir = common::tempdir();
-    common::write(dir.path(), "base.toml", base_toml(40, 10).as_bytes());
-    common::write(dir.path(), "space.toml", LR_SPACE.as_bytes());
-    let _turn = common::training_turn();
-    // The same trials as the test above (same sampler seed), which prunes some at step 10.
-    let mut o = opts(dir.path(), 10, SamplerKind::Random, 5);
-    o.prune = true;
-    o.prune_after = 20;
-    tune::tune(&o, &mut |_| {}).unwrap();
-    let trials = Study::open_existing(&dir.path().join("out/study.sqlite")).unwrap().trials().unwrap();
-    let pruned: Vec<_> = trials.iter().filter(|t| t.state == State::Pruned).collect();
-    assert!(!pruned.is_empty(), "hopeless learning rates are still hopeless at step 20");
-    for t in &pruned {
-        let steps: Vec<u64> = t.intermediate.iter().map(|x| x.0).collect();
-        assert!(*steps.last().unwrap() >= 20, "trial {} pruned before step 20: {steps:?}", t.number);
-        assert!(steps.contains(&10), "trial {} evaluated at step 10 and went on: {steps:?}", t.number);
+    // Without it, some of these trials are pruned at the first evaluation (step 10) ...
+    let early = pruned_steps(&pruned_study(0));
+    assert!(early.iter().any(|s| s == &[10]), "no trial pruned at step 10: {early:?}");
+    // ... with --prune-after 20, none is pruned before step 20, and hopeless ones still are.
+    let later = pruned_steps(&pruned_study(20));
+    assert!(!later.is_empty(), "hopeless learning rates are still hopeless at step 20");
+    for steps in &later {
+        assert!(*steps.last().unwrap() >= 20, "pruned before step 20: {steps:?}");
+        assert!(steps.contains(&10), "evaluated at step 10 and went on: {steps:?}");
     }
 }
 
