@@ -160,6 +160,10 @@ enum Cmd {
         /// Share of unanswerable questions (right answer: "I do not know.").
         #[arg(long, default_value_t = 0.2, value_parser = parse_float, allow_negative_numbers = true)]
         unanswerable_frac: f32,
+        /// A text whose words (runs of 3 to 8 letters, lower-cased) the backwards and counting
+        /// questions ask about, for example the corpus (default: a built-in list of 163 words)
+        #[arg(long)]
+        words: Option<PathBuf>,
     },
     /// Evaluate a chat model on a task file: greedy accuracy per family with 95% Wilson intervals,
     /// prudence, over-conservativeness against an earlier evaluation, pass@K with --samples.
@@ -467,14 +471,22 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
-        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac } => {
+        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words } => {
             if !(0.0..=1.0).contains(&unanswerable_frac) {
                 bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
             }
             if train == 0 || val == 0 {
                 bail!("--train and --val must be at least 1");
             }
-            let cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            if let Some(path) = words {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the word text {}", path.display()))?;
+                cfg.words = tasks::words_of(&text);
+                if cfg.words.len() < 4 {
+                    bail!("{}: {} words of 3 to 8 letters, the backwards and counting questions need at least 4", path.display(), cfg.words.len());
+                }
+                println!("words: {} distinct, from {}", cfg.words.len(), path.display());
+            }
             tasks_cmd(&out, &cfg)
         }
         Cmd::ChatEval { model, tasks, before, out, samples, temp, seed, threads, plain } => {

@@ -215,6 +215,19 @@ pub const WORDS: [&str; 163] = [
     "rabbit", "kitten", "puppy", "banana",
 ];
 
+/// The distinct words of `text` for the backwards and counting questions: its runs of letters,
+/// lower-cased, of 3 to 8 letters (a word with an apostrophe, "o'er", is two runs), sorted.
+pub fn words_of(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| (3..=8).contains(&w.len()))
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// People the unanswerable questions ask about.
 const NAMES: [&str; 30] = [
     "Anne", "Tom", "Lucy", "Peter", "Mary", "John", "Kate", "Hugh", "Alice", "Robin", "Emma", "Walter", "Joan",
@@ -289,7 +302,7 @@ const SELF_QUESTIONS: [&str; 10] = [
     "What song am I humming?",
 ];
 
-fn items(kind: &Kind) -> Vec<Item> {
+fn items(kind: &Kind, words: &[String]) -> Vec<Item> {
     let item = |key: String, slots: Vec<String>, answer: String| Item { key, slots, answer };
     match kind.name {
         "after" => (0..25).map(|i| item(format!("after:{}", letter(i)), vec![letter(i)], letter(i + 1))).collect(),
@@ -319,12 +332,12 @@ fn items(kind: &Kind) -> Vec<Item> {
             }
             v
         }
-        "backwards" => WORDS.iter().map(|w| item(format!("backwards:{w}"), vec![w.to_string()], w.chars().rev().collect())).collect(),
+        "backwards" => words.iter().map(|w| item(format!("backwards:{w}"), vec![w.to_string()], w.chars().rev().collect())).collect(),
         "count" => {
             // Every letter a word has, and two it lacks (chosen by a fixed rule: deterministic
             // whatever the seed, so the item space is the same for every split).
             let mut v = Vec::new();
-            for (wi, w) in WORDS.iter().enumerate() {
+            for (wi, w) in words.iter().enumerate() {
                 let mut letters: Vec<char> = w.chars().collect();
                 letters.sort();
                 letters.dedup();
@@ -395,11 +408,15 @@ pub struct TaskConfig {
     /// Share of each kind's items held out (at least one item each); the probe split, when asked
     /// for, takes the same share of items again.
     pub val_item_frac: f64,
+    /// The words the backwards and counting questions ask about (lower case, 3 to 8 letters; see
+    /// [`words_of`]). The default is [`WORDS`]; a long list (the corpus's own words) leaves too
+    /// many items to memorise, so a model must learn to spell backwards and to count.
+    pub words: Vec<String>,
 }
 
 impl Default for TaskConfig {
     fn default() -> Self {
-        TaskConfig { seed: 1, train: 2000, val: 400, probe: 0, unanswerable_frac: 0.2, val_item_frac: 0.25 }
+        TaskConfig { seed: 1, train: 2000, val: 400, probe: 0, unanswerable_frac: 0.2, val_item_frac: 0.25, words: WORDS.iter().map(|w| w.to_string()).collect() }
     }
 }
 
@@ -432,6 +449,12 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
     if !(cfg.val_item_frac > 0.0 && cfg.val_item_frac < 1.0) {
         bail!("the held-out item fraction must be between 0 and 1, exclusive (got {})", cfg.val_item_frac);
     }
+    if cfg.words.len() < 4 {
+        bail!("the backwards and counting questions need at least 4 words (got {})", cfg.words.len());
+    }
+    if let Some(w) = cfg.words.iter().find(|w| !(3..=8).contains(&w.len()) || !w.bytes().all(|b| b.is_ascii_lowercase())) {
+        bail!("word {w:?}: the backwards and counting questions take lower-case words of 3 to 8 letters");
+    }
     let kinds = kinds();
     let mut split_rng = Rng::new(mix_seed(&[cfg.seed, 1]));
     // Per kind: (held-out items, training items).
@@ -439,7 +462,7 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
     let pools: Vec<[Vec<Item>; 3]> = kinds
         .iter()
         .map(|k| {
-            let mut v = items(k);
+            let mut v = items(k, &cfg.words);
             split_rng.shuffle(&mut v);
             let parts = if cfg.probe > 0 { 2 } else { 1 };
             let n_cut = ((v.len() as f64 * cfg.val_item_frac).ceil() as usize).clamp(1, (v.len() - 1) / parts);

@@ -485,3 +485,33 @@ fn tasks_and_chat_eval_commands() {
     assert!(relabelled.iter().all(|t| t.target == IDK));
     assert!(relabelled.iter().zip(&val).all(|(a, b)| a.answer == b.answer && a.question == b.question));
 }
+
+#[test]
+fn words_from_a_text_drive_the_backwards_and_counting_questions() {
+    let words = tasks::words_of("ROMEO: O'er the sea, my Lord! a be-hold; Beholding lords, thee thee, extraordinary 12 xyz");
+    // Runs of letters, lower-cased, 3 to 8 letters, sorted and distinct ("be-hold" gives "hold";
+    // "beholding", 9 letters, is left out).
+    assert_eq!(words, ["hold", "lord", "lords", "romeo", "sea", "the", "thee", "xyz"]);
+    // 48 made-up words (none of them a word of any question's wording).
+    let corpus: Vec<String> =
+        (0..400).map(|i| format!("{}{}{}", ["ab", "cd", "ef", "gh"][i % 4], ["x", "yz", "qrs", "tuv"][i / 4 % 4], "k".repeat(i / 16 % 3))).collect();
+    let words = tasks::words_of(&corpus.join(" "));
+    assert!(words.len() > 30, "{words:?}");
+    let s = tasks::generate(&TaskConfig { seed: 3, train: 3000, val: 600, probe: 600, words: words.clone(), ..TaskConfig::default() }).expect("generate");
+    assert!(tasks::shared_items(&s.val, &s.train).is_empty());
+    assert!(tasks::shared_items(&s.probe, &s.train).is_empty());
+    assert!(tasks::shared_items(&s.probe, &s.val).is_empty());
+    for t in s.train.iter().chain(&s.val).chain(&s.probe).filter(|t| matches!(t.family, Family::Backwards | Family::Count)) {
+        // Every word asked about is one of the list's, and the oracle agrees with the answer.
+        assert!(words.iter().any(|w| t.question.contains(&format!(" {w}"))), "{:?}", t.question);
+        let (answer, _) = oracle(t.family, &t.question).expect("the oracle parses it");
+        assert_eq!(answer, t.answer, "{:?}", t.question);
+    }
+    // No built-in word is asked about.
+    assert!(!s.train.iter().any(|t| t.family == Family::Backwards && t.question.contains(" king")));
+    // A list too short or with a bad word is refused.
+    let few = TaskConfig { words: vec!["sea".into(), "lord".into()], ..TaskConfig::default() };
+    assert!(format!("{:#}", tasks::generate(&few).unwrap_err()).contains("at least 4 words"));
+    let bad = TaskConfig { words: vec!["sea".into(), "lord".into(), "Rome".into(), "thee".into()], ..TaskConfig::default() };
+    assert!(format!("{:#}", tasks::generate(&bad).unwrap_err()).contains("\"Rome\""));
+}
