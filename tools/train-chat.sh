@@ -22,6 +22,10 @@ CORPUS=../shared/data/tinyshakespeare.txt
 THREADS=${THREADS:-2}
 # libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
 TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
+# The questions (`tinygpt-train tasks`; add --worked for answers that show their working).
+TASK_FLAGS=${TASK_FLAGS:---train 6000 --val 600 --probe 2000 --seed 1}
+# Steps of the supervised fine-tuning stage.
+SFT_ITERS=${SFT_ITERS:-600}
 for b in "$T" "$G"; do
     [[ -x $b ]] || { echo "error: $b is missing: run cargo build -p tinygpt-train -p tinygpt" >&2; exit 1; }
 done
@@ -38,16 +42,20 @@ python3 -c "import sys; d=open(sys.argv[1]).read(); open(sys.argv[2],'w').write(
 # 1. Tasks: training, held-out and probe questions (probe items are in neither other split).
 if [[ ! -f $D/probe.jsonl ]]; then
     note "tasks"
-    "$T" tasks --out "$D" --train 6000 --val 600 --probe 2000 --seed 1
+    # shellcheck disable=SC2086 # TASK_FLAGS is a list of flags
+    "$T" tasks --out "$D" $TASK_FLAGS
 fi
 
 # A fine-tuning stage, continued where an earlier run of this script stopped.
+# A finished run is marked (OUT/finished), so a re-run after it goes straight to the export.
 finetune() { # OUT sft-args...
     local out=$1
     shift
+    [[ -f $out/finished ]] && return 0
     local resume=()
     [[ -f $out/last.pt ]] && resume=(--resume)
     "$T" sft "$@" --out "$out" "${resume[@]}" 2>&1 | tail -n 40
+    touch "$out/finished"
 }
 
 evaluate() { # NAME MODEL [chat-eval flags...]
@@ -64,7 +72,7 @@ evaluate() { # NAME MODEL [chat-eval flags...]
 # 2. The base model, asked in plain text (it knows no chat template).
 evaluate base "$BASE" --plain
 
-SFT_SET=(--set max_iters=600 --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
+SFT_SET=(--set max_iters="$SFT_ITERS" --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
 
 # 3. Supervised fine-tuning on the training split.
 if [[ ! -f $RUN/sft.tgpt ]]; then

@@ -164,6 +164,11 @@ enum Cmd {
         /// questions ask about, for example the corpus (default: a built-in list of 163 words)
         #[arg(long)]
         words: Option<PathBuf>,
+        /// Worked targets: alphabet and counting answers show their working before a colon
+        /// ("ABCDEFGHIJK: L", "hoRse: R: one"); the checker grades what follows the last colon.
+        /// The items and questions are those of the same seed without it.
+        #[arg(long)]
+        worked: bool,
     },
     /// Evaluate a chat model on a task file: greedy accuracy per family with 95% Wilson intervals,
     /// prudence, over-conservativeness against an earlier evaluation, pass@K with --samples.
@@ -471,14 +476,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
-        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words } => {
+        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words, worked } => {
             if !(0.0..=1.0).contains(&unanswerable_frac) {
                 bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
             }
             if train == 0 || val == 0 {
                 bail!("--train and --val must be at least 1");
             }
-            let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, worked, ..TaskConfig::default() };
             if let Some(path) = words {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the word text {}", path.display()))?;
                 cfg.words = tasks::words_of(&text);

@@ -33,6 +33,8 @@ pub const IDK: &str = "I do not know.";
 pub const MAX_QUESTION: usize = 70;
 /// Longest answer generated (characters).
 pub const MAX_ANSWER: usize = 30;
+/// Longest training target (characters): a worked answer ([`TaskConfig::worked`]) with its working.
+pub const MAX_TARGET: usize = 40;
 
 /// A family of questions, each with its own checker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,13 +77,14 @@ impl Family {
     }
 
     /// The family's checker: whether `reply` answers a question whose right answer is `expected`.
-    /// Exact match after [`normalize`]; for answerable families a refusal is never right.
+    /// Exact match after [`normalize`] of the reply's [`final_answer`] (a worked reply shows its
+    /// working before a colon); for answerable families a refusal is never right.
     pub fn check(self, expected: &str, reply: &str) -> bool {
-        let reply = normalize(reply);
         match self {
-            Family::Unknown => reply == normalize(IDK),
+            Family::Unknown => normalize(reply) == normalize(IDK),
             // Letters in order: "A B D" (the separator is a single space after normalisation).
             Family::Alphabet | Family::Backwards | Family::Count | Family::Arithmetic => {
+                let reply = normalize(final_answer(reply));
                 !reply.is_empty() && reply == normalize(expected)
             }
         }
@@ -107,6 +110,47 @@ pub fn normalize(s: &str) -> String {
         t = u;
     }
     t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The answer a reply gives: what follows its last colon, or the whole reply when it has none.
+/// A worked reply (`ABCDEFGHIJK: L`) writes its working first; answers never hold a colon.
+pub fn final_answer(reply: &str) -> &str {
+    reply.rsplit_once(':').map_or(reply, |(_, answer)| answer)
+}
+
+/// The worked target of an item (see [`TaskConfig::worked`]): the steps a small model can take one
+/// character at a time, a colon, then the answer. `None` for kinds answered directly (backwards,
+/// arithmetic, unanswerable). `item` is the item's key (`after:K`, `count:horse:r`).
+///
+/// - after / before a letter: the alphabet from A to the letter, then the answer
+///   (`ABCDEFGHIJK: L`, `ABCDEFGHIJK: J`);
+/// - a run of letters: the alphabet from A to the run's last letter (`ABCDEFGH: D E F G H`);
+/// - letters in order: the alphabet in lower case with the question's letters in capitals
+///   (`abCdefghijKlmnopqRstuvwxyz: C K R`);
+/// - counting a letter: the word with that letter in capitals, the capitals, the count
+///   (`hoRse: R: one`; `house: zero` when there is none).
+pub fn worked_target(item: &str, answer: &str) -> Option<String> {
+    let alphabet = std::str::from_utf8(ALPHABET).expect("ASCII");
+    let upto = |l: &str| -> Option<&str> { alphabet.find(l).map(|i| &alphabet[..=i]) };
+    let parts: Vec<&str> = item.split(':').collect();
+    match parts[..] {
+        ["after", l] | ["before", l] | ["recite", _, l] => Some(format!("{}: {answer}", upto(l)?)),
+        ["order", letters] => {
+            let marked: String = alphabet.chars().map(|c| if letters.contains(c) { c } else { c.to_ascii_lowercase() }).collect();
+            Some(format!("{marked}: {answer}"))
+        }
+        ["count", word, c] => {
+            let up = c.to_ascii_uppercase();
+            let marked = word.replace(c, &up);
+            let n = word.matches(c).count();
+            if n == 0 {
+                Some(format!("{word}: {answer}"))
+            } else {
+                Some(format!("{marked}: {}: {answer}", vec![up.as_str(); n].join(" ")))
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Whether `reply` is the refusal "I do not know." (after [`normalize`]).
@@ -412,11 +456,24 @@ pub struct TaskConfig {
     /// [`words_of`]). The default is [`WORDS`]; a long list (the corpus's own words) leaves too
     /// many items to memorise, so a model must learn to spell backwards and to count.
     pub words: Vec<String>,
+    /// Worked targets: alphabet and counting answers show their working first
+    /// ([`worked_target`]); the checker grades what follows the last colon either way, and the
+    /// items and questions are those of the same seed without it.
+    pub worked: bool,
 }
 
 impl Default for TaskConfig {
     fn default() -> Self {
-        TaskConfig { seed: 1, train: 2000, val: 400, probe: 0, unanswerable_frac: 0.2, val_item_frac: 0.25, words: WORDS.iter().map(|w| w.to_string()).collect() }
+        TaskConfig {
+            seed: 1,
+            train: 2000,
+            val: 400,
+            probe: 0,
+            unanswerable_frac: 0.2,
+            val_item_frac: 0.25,
+            words: WORDS.iter().map(|w| w.to_string()).collect(),
+            worked: false,
+        }
     }
 }
 
@@ -521,7 +578,8 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
                 fill(kind.wordings[wi], &slots)
             };
             let wording = if kind.name == "self" { it.key.clone() } else { format!("{}.{}.{}", family.name(), kind.name, wi) };
-            out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), target: it.answer.clone() });
+            let target = if cfg.worked { worked_target(&it.key, &it.answer) } else { None }.unwrap_or_else(|| it.answer.clone());
+            out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), target });
         }
         Ok(out)
     };
@@ -534,7 +592,7 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
 
 /// Checks that a task's question and answer use only [`VOCAB`] and fit the length limits.
 pub fn check_text(t: &Task) -> Result<()> {
-    for (what, s, max) in [("question", &t.question, MAX_QUESTION), ("answer", &t.answer, MAX_ANSWER), ("target", &t.target, MAX_ANSWER)] {
+    for (what, s, max) in [("question", &t.question, MAX_QUESTION), ("answer", &t.answer, MAX_ANSWER), ("target", &t.target, MAX_TARGET)] {
         if let Some(c) = s.chars().find(|c| !VOCAB.contains(*c)) {
             bail!("the {what} {s:?} has the character {c:?}, which the model's vocabulary lacks");
         }
@@ -544,6 +602,9 @@ pub fn check_text(t: &Task) -> Result<()> {
         if s.is_empty() {
             bail!("a {what} is empty");
         }
+    }
+    if t.answer.contains(':') {
+        bail!("the answer {:?} has a colon, which the checker reads as the end of the working", t.answer);
     }
     Ok(())
 }

@@ -105,6 +105,93 @@ fn every_family_is_generated_and_its_answers_match_an_independent_oracle() {
     }
 }
 
+/// Checks a worked target's working against the question by rules of its own (not the
+/// generator's): the alphabet up to the letter asked about, the alphabet with the question's letters
+/// in capitals, the word with the counted letter in capitals followed by those capitals.
+fn check_working(t: &Task) {
+    const AZ: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let (work, answer) = t.target.rsplit_once(": ").unwrap_or_else(|| panic!("no working in {:?}", t.target));
+    assert_eq!(answer, t.answer, "{t:?}");
+    let w = words(&t.question);
+    match t.family {
+        Family::Alphabet => {
+            let letters: Vec<char> = w.iter().filter(|x| x.len() == 1 && x.chars().all(|c| c.is_ascii_uppercase())).map(|x| x.chars().next().unwrap()).collect();
+            if letters.len() == 3 {
+                assert_eq!(work.len(), 26, "{t:?}");
+                for (c, m) in AZ.chars().zip(work.chars()) {
+                    assert_eq!(m, if letters.contains(&c) { c } else { c.to_ascii_lowercase() }, "{t:?}");
+                }
+            } else {
+                // after / before: up to the letter; a run: up to its last letter.
+                let last = *letters.last().unwrap();
+                assert_eq!(work, &AZ[..=(last as u8 - b'A') as usize], "{t:?}");
+            }
+        }
+        Family::Count => {
+            let letter = w.iter().rev().find(|x| x.len() == 1 && x.chars().all(|c| c.is_ascii_lowercase())).unwrap().clone();
+            let word = match w.iter().position(|x| x == "word") {
+                Some(i) => w[i + 1].clone(),
+                None => w[w.len() - 1].clone(),
+            };
+            let up = letter.to_uppercase();
+            let n = word.matches(letter.as_str()).count();
+            if n == 0 {
+                assert_eq!(work, word, "{t:?}");
+            } else {
+                let (marked, caps) = work.split_once(": ").unwrap_or_else(|| panic!("{t:?}"));
+                assert_eq!(marked.to_lowercase(), word, "{t:?}");
+                assert_eq!(marked.matches(up.as_str()).count(), n, "{t:?}");
+                assert_eq!(marked.chars().filter(|c| c.is_ascii_uppercase()).count(), n, "{t:?}");
+                assert_eq!(caps.split(' ').collect::<Vec<_>>(), vec![up.as_str(); n], "{t:?}");
+            }
+        }
+        f => panic!("{f} questions are answered without working: {t:?}"),
+    }
+}
+
+#[test]
+fn worked_targets_show_their_working_and_end_in_the_right_answer() {
+    let plain = set(7);
+    let worked = tasks::generate(&TaskConfig { seed: 7, train: 3000, val: 600, worked: true, ..TaskConfig::default() }).unwrap();
+    let (mut n_worked, mut n_plain) = (0, 0);
+    for (p, w) in plain.train.iter().chain(&plain.val).zip(worked.train.iter().chain(&worked.val)) {
+        // The same questions, items and answers; only the targets differ.
+        assert_eq!((&p.question, &p.item, &p.answer, p.family), (&w.question, &w.item, &w.answer, w.family));
+        assert!(w.check(&w.target), "the checker accepts the worked target {w:?}");
+        match w.family {
+            Family::Alphabet | Family::Count => {
+                check_working(w);
+                // A wrong final answer after right working is wrong; the bare answer is right.
+                assert!(!w.check(&format!("{}: {}", w.target.rsplit_once(": ").unwrap().0, "wrong")));
+                assert!(w.check(&w.answer));
+                n_worked += 1;
+            }
+            _ => {
+                assert_eq!(w.target, w.answer);
+                n_plain += 1;
+            }
+        }
+        assert!(w.target.chars().count() <= tasks::MAX_TARGET);
+        // Template (6 + 11 + 1 tokens) + question + target within the 128-token context.
+        assert!(18 + w.question.len() + w.target.len() <= 128, "{w:?}");
+    }
+    assert!(n_worked > 1000 && n_plain > 1000, "{n_worked} worked, {n_plain} plain");
+    // Shown examples of each kind of working.
+    for (item, target) in [("after:K", "ABCDEFGHIJK: L"), ("before:K", "ABCDEFGHIJK: J"), ("recite:D:H", "ABCDEFGH: D E F G H")] {
+        let answer = target.rsplit_once(": ").unwrap().1;
+        assert_eq!(tasks::worked_target(item, answer).as_deref(), Some(target));
+    }
+    assert_eq!(tasks::worked_target("order:CKR", "C K R").as_deref(), Some("abCdefghijKlmnopqRstuvwxyz: C K R"));
+    assert_eq!(tasks::worked_target("count:banana:a", "three").as_deref(), Some("bAnAnA: A A A: three"));
+    assert_eq!(tasks::worked_target("count:house:z", "zero").as_deref(), Some("house: zero"));
+    assert_eq!(tasks::worked_target("backwards:crow", "worc"), None);
+    // The checker reads what follows the last colon; an empty final answer is wrong.
+    assert!(Family::Alphabet.check("L", "ABCDEFGHIJK: l."));
+    assert!(!Family::Alphabet.check("L", "ABCDEFGHIJK:"));
+    assert!(!Family::Count.check("one", "hoRse: R: two"));
+    assert!(Family::Unknown.check(IDK, "I do not know."));
+}
+
 #[test]
 fn checkers_accept_right_answers_in_any_case_and_reject_wrong_ones() {
     let s = set(3);
