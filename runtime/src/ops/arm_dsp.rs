@@ -304,6 +304,23 @@ macro_rules! block_i4 {
     (4) => { concat!(block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(1)) };
 }
 
+/// [`block_i4!`]`(1)` that starts the sum: its first pair of columns with `SMUAD`.
+macro_rules! block_i4_first {
+    () => {
+        "ldr {w}, [{pw}], #4
+        ldm {px}!, {{r0, r1, r2, r3}}
+        and {t}, {m}, {w}
+        smuad {acc}, {t}, r0
+        and {t}, {m}, {w}, lsr #8
+        smlad {acc}, {t}, r1, {acc}
+        and {t}, {m}, {w}, lsr #4
+        smlad {acc}, {t}, r2, {acc}
+        and {t}, {m}, {w}, lsr #12
+        smlad {acc}, {t}, r3, {acc}
+        "
+    };
+}
+
 /// `acc + Σ u·x` over the next `8·n` columns of offset int4 weights (`u = q + 8`, 0..=15) and
 /// activations widened by [`super::widen_pairs_i4`], wrapping; advances both pointers past them.
 ///
@@ -344,6 +361,118 @@ unsafe fn dot_u4(w: &mut *const u8, x: &mut *const u32, n: usize, mut acc: i32) 
     acc
 }
 
+/// The offset sums `Σ u·x` of a row's groups of 64 int4 columns (eight blocks of eight), one i32
+/// per group into `dots`, in one assembly loop (83 instructions a group): `full` whole groups,
+/// then, if `half`, a last group of 32 columns. Advances `*w` past them.
+///
+/// # Safety
+/// `*w` must have `32·full + 16·half` readable bytes (any alignment), `x` `32·full + 16·half`
+/// readable words (4-byte aligned) and `dots` room for `full + half` values.
+#[inline(always)]
+unsafe fn group_dots_u4_64(w: &mut *const u8, x: *const u32, dots: *mut i32, full: usize, half: bool) {
+    let m = 0x000F_000Fu32;
+    // One counter: 2·full + half, two off per whole group.
+    let n = 2 * full + half as usize;
+    // SAFETY: the caller guarantees the reads and the writes; the asm touches only the memory
+    // behind its pointers and the registers it declares.
+    unsafe {
+        core::arch::asm!(
+            "subs {n}, {n}, #2
+            bmi 3f",
+            "2:",
+            // The first pair of columns starts the sum (SMUAD), the rest add to it.
+            block_i4_first!(),
+            block_i4!(1), block_i4!(1), block_i4!(1),
+            block_i4!(4),
+            "str {acc}, [{pd}], #4
+            subs {n}, {n}, #2
+            bpl 2b",
+            // n is now -2 (no half group) or -1.
+            "3:
+            adds {n}, {n}, #2
+            beq 4f",
+            block_i4_first!(),
+            block_i4!(1), block_i4!(1), block_i4!(1),
+            "str {acc}, [{pd}], #4",
+            "4:",
+            pw = inout(reg) *w,
+            px = inout(reg) x => _,
+            pd = inout(reg) dots => _,
+            n = inout(reg) n => _,
+            m = in(reg) m,
+            acc = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            options(nostack),
+        );
+    }
+}
+
+/// What every row of [`rows_i4`] shares: the widened activations, their group scales and sums,
+/// and the group layout (`full` groups of `words` words, then one of `last_words` if
+/// `full < xs.len()`).
+struct RowsI4<'a> {
+    xp: *const u32,
+    xs: &'a [f32],
+    xsum: &'a [i32],
+    words: usize,
+    last_words: usize,
+    full: usize,
+}
+
+/// The rows of [`matvec_i4`] for rows of at most 64 groups whose groups are whole words (`W` words
+/// each, known at compile time, or 0: `k.words`): `out[r]` is row r's sum over its groups, in
+/// the portable kernel's order, from `acc = 0`. `w` and `ws` run on from row to row.
+///
+/// # Safety
+/// `w` must have `out.len()·Σ 4·words` readable bytes and `ws` `out.len()·xs.len()` scales, `k.xp`
+/// the `Σ 4·words` words of a row, 4-byte aligned.
+#[inline(always)]
+unsafe fn rows_i4<S: FloatWeight, const W: usize>(out: &mut [f32], mut w: *const u8, mut ws: *const S, k: &RowsI4<'_>) {
+    let (full, groups) = (k.full, k.xs.len());
+    let mut dots = [0i32; 64];
+    for o in out.iter_mut() {
+        let mut acc = 0.0f32;
+        // The float steps are the portable kernel's, in its order.
+        let mut add = |u: i32, s: i32, sx: f32| {
+            let dot = u.wrapping_sub(s.wrapping_mul(8));
+            // SAFETY: one of the row's scales (the caller guarantees them).
+            let sw = unsafe { *ws };
+            ws = unsafe { ws.add(1) };
+            acc += dot as f32 * (sw.f32() * sx);
+        };
+        if W == 8 {
+            // The integer sums of all the row's groups first, in assembly with every register
+            // its own (a last group of 32 columns too), then the float steps.
+            // SAFETY: the caller guarantees the reads; groups ≤ 64 = dots.len().
+            unsafe { group_dots_u4_64(&mut w, k.xp, dots.as_mut_ptr(), full, full < groups) };
+            let (mut pd, mut ps, mut px) = (dots.as_ptr(), k.xsum.as_ptr(), k.xs.as_ptr());
+            for _ in 0..groups {
+                // SAFETY: `groups` values each (dots, xsum, xs all hold at least that many).
+                unsafe {
+                    add(*pd, *ps, *px);
+                    (pd, ps, px) = (pd.add(1), ps.add(1), px.add(1));
+                }
+            }
+        } else {
+            let mut px = k.xp;
+            for (&s, &sx) in k.xsum[..full].iter().zip(&k.xs[..full]) {
+                // SAFETY: the caller guarantees the reads.
+                add(unsafe { dot_u4(&mut w, &mut px, k.words, 0) }, s, sx);
+            }
+            if full < groups {
+                // SAFETY: as above.
+                add(unsafe { dot_u4(&mut w, &mut px, k.last_words, 0) }, k.xsum[full], k.xs[full]);
+            }
+        }
+        *o = acc;
+    }
+}
+
 /// The int4 matvec with `SMLAD` on offset nibbles; returns false (doing nothing) where its
 /// conditions do not hold: a group size that is a multiple of 8, and `xp` widened by
 /// [`super::widen_pairs_i4`] for the whole row. Rows may start at any byte. The caller then uses
@@ -371,11 +500,34 @@ pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8],
         return false;
     }
     const BATCH: usize = 64;
+    if cols % 8 == 0 && groups <= BATCH {
+        // Every group a whole number of words of eight columns (the last group may be shorter
+        // than the others): one pass per row, the weight, scale and activation pointers running
+        // on from group to group, and the weight and scale pointers on from row to row.
+        let words = gs / 8;
+        let last_words = (cols - (groups - 1) * gs) / 8;
+        let full = if last_words == words { groups } else { groups - 1 };
+        let mut xsum = [0i32; BATCH];
+        for (x, s) in xq.chunks(gs).zip(xsum.iter_mut()) {
+            *s = x.iter().map(|&v| v as i32).sum();
+        }
+        let k = RowsI4 { xp: xp.as_ptr(), xs: &xs[..groups], xsum: &xsum[..groups], words, last_words, full };
+        // SAFETY: rows of `rb = cols/2` bytes (cols is even) and `groups` scales follow each
+        // other in `w` and `ws` (w.len() ≥ rows·rb, ws.len() ≥ rows·groups, checked above), and
+        // every row reads the `cols/2 = i4_pair_words(cols)` words of `xp` (checked above).
+        unsafe {
+            if words == 8 && (last_words == 8 || last_words == 4) {
+                rows_i4::<S, 8>(out, w.as_ptr(), ws.as_ptr(), &k)
+            } else {
+                rows_i4::<S, 0>(out, w.as_ptr(), ws.as_ptr(), &k)
+            }
+        }
+        return true;
+    }
     out.fill(0.0);
     if cols % 8 == 0 {
-        // Every group a whole number of words of eight columns (the last group may be shorter
-        // than the others): one pass per row, the weight and activation pointers running on
-        // from group to group.
+        // As above for rows of more than BATCH groups: `Σ x` for BATCH groups at a time, and
+        // each row's running sum waits in `out` between those batches.
         let words = gs / 8;
         let last_words = (cols - (groups - 1) * gs) / 8;
         let mut g0 = 0;

@@ -95,21 +95,25 @@ use math::*;
 /// Number of partial sums in float dot products (fixed: it defines the summation order).
 pub const LANES: usize = 8;
 
-/// Half to single precision, exactly as `half::f16::to_f32`, in a few integer steps and one
-/// float multiply: the half's exponent and mantissa bits, moved into an f32's places, are the
-/// value times 2^-112 (a subnormal half becomes a subnormal f32), so multiplying by 2^112 gives
-/// the value exactly; infinities and NaNs take half's own routine. On 32-bit ARM with an FPU
-/// (`tinygpt_fpu_f16`) this replaces half's software conversion of every group scale; it needs
-/// the FPU's subnormals, not flushed to zero (the reset state, and Linux's default).
+/// Half to single precision, exactly as `half::f16::to_f32`, in two integer steps and one
+/// float multiply: the half's sign, exponent and mantissa bits, moved into an f32's places (one
+/// arithmetic shift of the sign-extended half and a mask), are the value times 2^-112 (a
+/// subnormal half becomes a subnormal f32, the sign rides along as the multiply keeps it), so
+/// multiplying by 2^112 gives the value exactly; infinities and NaNs take half's own routine. On
+/// 32-bit ARM with an FPU (`tinygpt_fpu_f16`) this replaces half's software conversion of every
+/// group scale (the FPU's own `VCVTB.F32.F16` is out of reach: stable Rust gives inline assembly
+/// no float registers on FPv4-SP); it needs the FPU's subnormals, not flushed to zero (the reset
+/// state, and Linux's default).
 #[inline(always)]
 pub fn f16_to_f32_by_multiply(bits: u16) -> f32 {
-    let h = bits as u32;
-    if h & 0x7c00 == 0x7c00 {
+    if bits & 0x7c00 == 0x7c00 {
         return half::f16::from_bits(bits).to_f32();
     }
     const TWO_POW_112: u32 = (112 + 127) << 23;
-    let mag = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(TWO_POW_112);
-    f32::from_bits(mag.to_bits() | (h & 0x8000) << 16)
+    // Bit 15 (the sign) lands on bit 28 and, sign-extended, on bits 29 to 31; the mask keeps bit
+    // 31 and the exponent and mantissa in bits 13 to 27.
+    let placed = ((bits as i16 as i32) << 13) as u32 & 0x8fff_e000;
+    f32::from_bits(placed) * f32::from_bits(TWO_POW_112)
 }
 
 /// A float weight element: f32 or f16, widened to f32 for arithmetic.
