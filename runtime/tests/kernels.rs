@@ -317,13 +317,13 @@ fn dsp_kernels_run_and_equal_portable() {
 
 /// The int4 `SMLAD` kernel takes every group size that is a multiple of 8 itself (it reports
 /// `true`), for rows starting at any byte (odd `cols / 2`), short last groups and odd columns,
-/// whole groups of 64 and a last half group (the assembly loop), more than 64 groups, and agrees
-/// bit for bit with the portable kernel, over every nibble and activation value.
+/// whole groups of 64 or 128 and a last half group (the assembly loops), more than 64 groups,
+/// and agrees bit for bit with the portable kernel, over every nibble and activation value.
 #[cfg(all(target_arch = "arm", tinygpt_dsp))]
 #[test]
 fn dsp_int4_kernel_runs_and_equals_portable() {
     let mut r = common::TestRng::new(5);
-    for (gs, cols) in [(8usize, 256usize), (16, 256), (32, 256), (64, 256), (128, 256), (32, 172), (64, 70), (8, 45), (24, 101), (256, 100), (64, 160), (64, 416), (48, 136), (8, 1040), (16, 1048), (64, 32), (64, 64), (64, 96), (64, 4128)] {
+    for (gs, cols) in [(8usize, 256usize), (16, 256), (32, 256), (64, 256), (128, 256), (32, 172), (64, 70), (8, 45), (24, 101), (256, 100), (64, 160), (64, 416), (48, 136), (8, 1040), (16, 1048), (64, 32), (64, 64), (64, 96), (64, 4128), (128, 384), (128, 192), (128, 64), (128, 8256)] {
         let rows = 9;
         let groups = cols.div_ceil(gs);
         let rb = cols.div_ceil(2);

@@ -361,56 +361,68 @@ unsafe fn dot_u4(w: &mut *const u8, x: &mut *const u32, n: usize, mut acc: i32) 
     acc
 }
 
-/// The offset sums `Σ u·x` of a row's groups of 64 int4 columns (eight blocks of eight), one i32
-/// per group into `dots`, in one assembly loop (83 instructions a group): `full` whole groups,
-/// then, if `half`, a last group of 32 columns. Advances `*w` past them.
+/// Defines `$name(w, x, dots, full, half)`: the offset sums `Σ u·x` of a row's groups of `8·N`
+/// int4 columns (`$blocks`, the asm text of N blocks of eight), one i32 per group into `dots`,
+/// in one assembly loop (10·N + 3 instructions a group): `full` whole groups, then, if `half`, a
+/// last group of half as many columns (`$half`). Advances `*w` past them.
 ///
-/// # Safety
-/// `*w` must have `32·full + 16·half` readable bytes (any alignment), `x` `32·full + 16·half`
+/// # Safety (of the function)
+/// `*w` must have `4N·full + 2N·half` readable bytes (any alignment), `x` `4N·full + 2N·half`
 /// readable words (4-byte aligned) and `dots` room for `full + half` values.
-#[inline(always)]
-unsafe fn group_dots_u4_64(w: &mut *const u8, x: *const u32, dots: *mut i32, full: usize, half: bool) {
-    let m = 0x000F_000Fu32;
-    // One counter: 2·full + half, two off per whole group.
-    let n = 2 * full + half as usize;
-    // SAFETY: the caller guarantees the reads and the writes; the asm touches only the memory
-    // behind its pointers and the registers it declares.
-    unsafe {
-        core::arch::asm!(
-            "subs {n}, {n}, #2
-            bmi 3f",
-            "2:",
-            // The first pair of columns starts the sum (SMUAD), the rest add to it.
-            block_i4_first!(),
-            block_i4!(1), block_i4!(1), block_i4!(1),
-            block_i4!(4),
-            "str {acc}, [{pd}], #4
-            subs {n}, {n}, #2
-            bpl 2b",
-            // n is now -2 (no half group) or -1.
-            "3:
-            adds {n}, {n}, #2
-            beq 4f",
-            block_i4_first!(),
-            block_i4!(1), block_i4!(1), block_i4!(1),
-            "str {acc}, [{pd}], #4",
-            "4:",
-            pw = inout(reg) *w,
-            px = inout(reg) x => _,
-            pd = inout(reg) dots => _,
-            n = inout(reg) n => _,
-            m = in(reg) m,
-            acc = out(reg) _,
-            w = out(reg) _,
-            t = out(reg) _,
-            out("r0") _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            options(nostack),
-        );
-    }
+macro_rules! group_dots_u4 {
+    ($name:ident, $blocks:expr, $half:expr) => {
+        #[inline(always)]
+        unsafe fn $name(w: &mut *const u8, x: *const u32, dots: *mut i32, full: usize, half: bool) {
+            let m = 0x000F_000Fu32;
+            // One counter: 2·full + half, two off per whole group.
+            let n = 2 * full + half as usize;
+            // SAFETY: the caller guarantees the reads and the writes; the asm touches only the
+            // memory behind its pointers and the registers it declares.
+            unsafe {
+                core::arch::asm!(
+                    "subs {n}, {n}, #2
+                    bmi 3f",
+                    "2:",
+                    $blocks,
+                    "str {acc}, [{pd}], #4
+                    subs {n}, {n}, #2
+                    bpl 2b",
+                    // n is now -2 (no half group) or -1.
+                    "3:
+                    adds {n}, {n}, #2
+                    beq 4f",
+                    $half,
+                    "str {acc}, [{pd}], #4",
+                    "4:",
+                    pw = inout(reg) *w,
+                    px = inout(reg) x => _,
+                    pd = inout(reg) dots => _,
+                    n = inout(reg) n => _,
+                    m = in(reg) m,
+                    acc = out(reg) _,
+                    w = out(reg) _,
+                    t = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
+                    options(nostack),
+                );
+            }
+        }
+    };
 }
+// The first block of a group starts its sum (SMUAD), the rest add to it.
+group_dots_u4!(
+    group_dots_u4_64,
+    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4)),
+    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1))
+);
+group_dots_u4!(
+    group_dots_u4_128,
+    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4), block_i4!(4), block_i4!(4)),
+    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4))
+);
 
 /// What every row of [`rows_i4`] shares: the widened activations, their group scales and sums,
 /// and the group layout (`full` groups of `words` words, then one of `last_words` if
@@ -424,9 +436,10 @@ struct RowsI4<'a> {
     full: usize,
 }
 
-/// The rows of [`matvec_i4`] for rows of at most 64 groups whose groups are whole words (`W` words
-/// each, known at compile time, or 0: `k.words`): `out[r]` is row r's sum over its groups, in
-/// the portable kernel's order, from `acc = 0`. `w` and `ws` run on from row to row.
+/// The rows of [`matvec_i4`] for rows of at most 64 groups whose groups are whole words: `W = 8`
+/// or 16 (groups of 64 or 128 columns, the last one whole or half: the assembly loops), or 0
+/// (`k.words` words a group, `k.last_words` the last): `out[r]` is row r's sum over its groups,
+/// in the portable kernel's order, from `acc = 0`. `w` and `ws` run on from row to row.
 ///
 /// # Safety
 /// `w` must have `out.len()·Σ 4·words` readable bytes and `ws` `out.len()·xs.len()` scales, `k.xp`
@@ -445,11 +458,17 @@ unsafe fn rows_i4<S: FloatWeight, const W: usize>(out: &mut [f32], mut w: *const
             ws = unsafe { ws.add(1) };
             acc += dot as f32 * (sw.f32() * sx);
         };
-        if W == 8 {
+        if W == 8 || W == 16 {
             // The integer sums of all the row's groups first, in assembly with every register
-            // its own (a last group of 32 columns too), then the float steps.
+            // its own (a last group of half the columns too), then the float steps.
             // SAFETY: the caller guarantees the reads; groups ≤ 64 = dots.len().
-            unsafe { group_dots_u4_64(&mut w, k.xp, dots.as_mut_ptr(), full, full < groups) };
+            unsafe {
+                if W == 8 {
+                    group_dots_u4_64(&mut w, k.xp, dots.as_mut_ptr(), full, full < groups)
+                } else {
+                    group_dots_u4_128(&mut w, k.xp, dots.as_mut_ptr(), full, full < groups)
+                }
+            };
             let (mut pd, mut ps, mut px) = (dots.as_ptr(), k.xsum.as_ptr(), k.xs.as_ptr());
             for _ in 0..groups {
                 // SAFETY: `groups` values each (dots, xsum, xs all hold at least that many).
@@ -518,6 +537,8 @@ pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8],
         unsafe {
             if words == 8 && (last_words == 8 || last_words == 4) {
                 rows_i4::<S, 8>(out, w.as_ptr(), ws.as_ptr(), &k)
+            } else if words == 16 && (last_words == 16 || last_words == 8) {
+                rows_i4::<S, 16>(out, w.as_ptr(), ws.as_ptr(), &k)
             } else {
                 rows_i4::<S, 0>(out, w.as_ptr(), ws.as_ptr(), &k)
             }

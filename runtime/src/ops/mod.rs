@@ -685,14 +685,19 @@ pub fn quant_params(x: &[f32]) -> (f32, f32) {
 /// One value quantized with inverse scale `inv`: round half away from zero, clamped to ±127.
 #[inline(always)]
 pub fn quant_one(v: f32, inv: f32) -> i8 {
-    // Round half away from zero without a libm call (so the loop vectorizes): truncate, then step
-    // away from zero when the exact remainder is at least one half. Identical to `roundf` here,
-    // where |x| ≤ 127 (plus rounding) keeps `x - trunc(x)` exact.
-    let x = (v * inv).clamp(-127.0, 127.0);
-    let t = x as i32;
-    let d = x - t as f32;
-    let r = t + (d >= 0.5) as i32 - (d <= -0.5) as i32;
-    r as i8
+    round_half_away_clamped(v * inv, 127) as i8
+}
+
+/// `round(x)`, half away from zero, clamped to `±limit` (`limit < 2^30`); NaN gives 0. Without
+/// libm and with one float-to-integer conversion (a loop of it vectorizes, and a Cortex-M4 runs it
+/// in a few integer steps): `n = trunc(2x)` is exact (`2x` is), and for `x ≥ 0`, `round(x) =
+/// floor((2x + 1) / 2) = (n + 1) >> 1`; for `x < 0`, `−round(−x) = n >> 1` (arithmetic shifts).
+/// Clamping `n` to `±2·limit` first clamps the result to `±limit` (`as` saturates the rest and
+/// maps NaN to 0). Equal to `roundf(x).clamp(−limit, limit)` on every f32 (tested).
+#[inline(always)]
+pub fn round_half_away_clamped(x: f32, limit: i32) -> i32 {
+    let n = ((x * 2.0) as i32).clamp(-2 * limit, 2 * limit);
+    (n + 1 + (n >> 31)) >> 1
 }
 
 /// Symmetric int8 quantization of one group: returns the scale `max|x| / 127` and writes
@@ -715,13 +720,10 @@ pub fn quantize(q: &mut [i8], scales: &mut [f32], x: &[f32], group_size: usize) 
 }
 
 /// One value quantized to int16 with inverse scale `inv`: round half away from zero, clamped
-/// to ±32767 (as [`quant_one`]; `x - trunc(x)` is exact below 2^15).
+/// to ±32767 (as [`quant_one`]).
 #[inline(always)]
 pub fn quant_one_i16(v: f32, inv: f32) -> i16 {
-    let x = (v * inv).clamp(-32767.0, 32767.0);
-    let t = x as i32;
-    let d = x - t as f32;
-    (t + (d >= 0.5) as i32 - (d <= -0.5) as i32) as i16
+    round_half_away_clamped(v * inv, 32767) as i16
 }
 
 /// Symmetric int16 quantization group by group: `scale = max|x| / 32767` per group (0 for an
@@ -956,6 +958,38 @@ mod tests {
         }
         for x in [0.5f32, -0.5, 1.5, -2.5, 126.5, -126.5, 0.49999997, -0.49999997, 127.4, 200.0, -1e9] {
             assert_eq!(quant_one(x, 1.0), libm::roundf(x).clamp(-127.0, 127.0) as i8, "x = {x}");
+        }
+    }
+
+    /// The integer rounding equals the float steps it replaced (truncate, then step away from
+    /// zero when the exact remainder is at least one half, after a float clamp) and libm's
+    /// `roundf`, on every 2^32 / 4099-th f32 bit pattern (NaNs, infinities and subnormals
+    /// among them), on every multiple of 2^-6 up to ±40,000, and at the halves and limits.
+    #[test]
+    fn round_half_away_clamped_equals_the_float_steps() {
+        fn old(x: f32, limit: f32) -> i32 {
+            let x = x.clamp(-limit, limit);
+            let t = x as i32;
+            let d = x - t as f32;
+            t + (d >= 0.5) as i32 - (d <= -0.5) as i32
+        }
+        let check = |x: f32| {
+            for limit in [127, 32767] {
+                let want = old(x, limit as f32);
+                assert_eq!(round_half_away_clamped(x, limit), want, "x = {x:e} ({:#010x}), limit {limit}", x.to_bits());
+                if !x.is_nan() {
+                    assert_eq!(want, libm::roundf(x).clamp(-limit as f32, limit as f32) as i32, "x = {x:e}");
+                }
+            }
+        };
+        for i in 0..=(u32::MAX / 4099) {
+            check(f32::from_bits(i * 4099));
+        }
+        for i in -2_560_000..=2_560_000 {
+            check(i as f32 / 64.0);
+        }
+        for x in [0.5f32, -0.5, 1.5, -2.5, 126.5, -126.5, 127.5, -127.5, 128.0, -128.0, 0.49999997, -0.49999997, 32766.5, -32766.5, 32767.5, -32768.0, 1e9, -1e9, f32::MAX, f32::MIN, 0.0, -0.0] {
+            check(x);
         }
     }
 
