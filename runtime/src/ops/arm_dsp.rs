@@ -287,38 +287,29 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// weights, four activation words, and per pair of columns one `AND` with the mask `0x000F000F`
 /// after a shift of 0, 8, 4 or 12 bits (the offset nibbles of columns (0, 4), (2, 6), (1, 5),
 /// (3, 7) in the two halves) and one `SMLAD`: ten instructions per eight weights.
+///
+/// `block_i4!(first)` is one block that starts the sum: its first pair with `SMUAD`.
 macro_rules! block_i4 {
-    (1) => {
-        "ldr {w}, [{pw}], #4
-        ldm {px}!, {{r0, r1, r2, r3}}
-        and {t}, {m}, {w}
-        smlad {acc}, {t}, r0, {acc}
-        and {t}, {m}, {w}, lsr #8
-        smlad {acc}, {t}, r1, {acc}
-        and {t}, {m}, {w}, lsr #4
-        smlad {acc}, {t}, r2, {acc}
-        and {t}, {m}, {w}, lsr #12
-        smlad {acc}, {t}, r3, {acc}
-        "
+    (@ $first:literal) => {
+        concat!(
+            "ldr {w}, [{pw}], #4
+            ldm {px}!, {{r0, r1, r2, r3}}
+            and {t}, {m}, {w}
+            ",
+            $first,
+            "
+            and {t}, {m}, {w}, lsr #8
+            smlad {acc}, {t}, r1, {acc}
+            and {t}, {m}, {w}, lsr #4
+            smlad {acc}, {t}, r2, {acc}
+            and {t}, {m}, {w}, lsr #12
+            smlad {acc}, {t}, r3, {acc}
+            "
+        )
     };
+    (1) => { block_i4!(@ "smlad {acc}, {t}, r0, {acc}") };
+    (first) => { block_i4!(@ "smuad {acc}, {t}, r0") };
     (4) => { concat!(block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(1)) };
-}
-
-/// [`block_i4!`]`(1)` that starts the sum: its first pair of columns with `SMUAD`.
-macro_rules! block_i4_first {
-    () => {
-        "ldr {w}, [{pw}], #4
-        ldm {px}!, {{r0, r1, r2, r3}}
-        and {t}, {m}, {w}
-        smuad {acc}, {t}, r0
-        and {t}, {m}, {w}, lsr #8
-        smlad {acc}, {t}, r1, {acc}
-        and {t}, {m}, {w}, lsr #4
-        smlad {acc}, {t}, r2, {acc}
-        and {t}, {m}, {w}, lsr #12
-        smlad {acc}, {t}, r3, {acc}
-        "
-    };
 }
 
 /// `acc + Σ u·x` over the next `8·n` columns of offset int4 weights (`u = q + 8`, 0..=15) and
@@ -415,13 +406,13 @@ macro_rules! group_dots_u4 {
 // The first block of a group starts its sum (SMUAD), the rest add to it.
 group_dots_u4!(
     group_dots_u4_64,
-    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4)),
-    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1))
+    concat!(block_i4!(first), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4)),
+    concat!(block_i4!(first), block_i4!(1), block_i4!(1), block_i4!(1))
 );
 group_dots_u4!(
     group_dots_u4_128,
-    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4), block_i4!(4), block_i4!(4)),
-    concat!(block_i4_first!(), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4))
+    concat!(block_i4!(first), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4), block_i4!(4), block_i4!(4)),
+    concat!(block_i4!(first), block_i4!(1), block_i4!(1), block_i4!(1), block_i4!(4))
 );
 
 /// What every row of [`rows_i4`] shares: the widened activations, their group scales and sums,
