@@ -4,7 +4,7 @@
 #   tools/demo.sh [--prompt TEXT] [--tokens N] [--seed N]
 #
 # 1. builds the static `tinygpt` CLI (x86_64-unknown-linux-musl) and prints Shakespeare from the
-#    shipped board model, models/shakespeare-board-int4.tgpt;
+#    shipped board model, models/shakespeare-board-int4-fast.tgpt;
 # 2. builds the STM32F405 firmware with the same model and runs it in QEMU (netduinoplus2),
 #    which prints Shakespeare over its emulated serial port: the same text, since both run the
 #    same runtime with the same prompt, seed and sampler;
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         *) echo "demo: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-model=models/shakespeare-board-int4.tgpt
+model=models/shakespeare-board-int4-fast.tgpt
 [ -f "$model" ] || { echo "demo: $model is missing" >&2; exit 1; }
 
 echo "==> building the static CLI" >&2

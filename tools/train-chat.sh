@@ -26,6 +26,10 @@ TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
 TASK_FLAGS=${TASK_FLAGS:---train 6000 --val 600 --probe 2000 --seed 1}
 # Steps of the supervised fine-tuning stage.
 SFT_ITERS=${SFT_ITERS:-600}
+# Right samples a question needs to keep its answer: of the 8 of the "I do not know" stage
+# (IDK_MIN_RIGHT) and of the 4 of each RL round (RL_MIN_RIGHT); 1 relabels only what is never right.
+IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
+RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
 for b in "$T" "$G"; do
     [[ -x $b ]] || { echo "error: $b is missing: run cargo build -p tinygpt-train -p tinygpt" >&2; exit 1; }
 done
@@ -86,7 +90,7 @@ evaluate sft "$RUN/sft.tgpt"
 # the target becomes "I do not know."; then fine-tune the SFT model on training + relabelled probe.
 if [[ ! -f $RUN/idk.tgpt ]]; then
     note "idk labels"
-    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe.jsonl" --samples 8 --threads "$THREADS" --out "$D/probe-idk.jsonl"
+    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" --threads "$THREADS" --out "$D/probe-idk.jsonl"
     cat "$D/train.jsonl" "$D/probe-idk.jsonl" > "$D/train-idk.jsonl"
     note "sft + idk"
     finetune "$RUN/idk" --checkpoint "$RUN/sft" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
@@ -99,7 +103,7 @@ evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 # "I do not know." where none of the K is right); the run stops when held-out pass@1 stops improving.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
-    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples 4 --rounds 3 --patience 1 \
+    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples 4 --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 \
         --config trainer/configs/sft-board.toml --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
         --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
     # The policy after the last round (rl's best.pt is the round with the best held-out pass@1,

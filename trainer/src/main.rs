@@ -220,6 +220,10 @@ enum Cmd {
         /// Random seed of the samples.
         #[arg(long, default_value_t = 42, value_parser = parse_count::<u64>, allow_negative_numbers = true)]
         seed: u64,
+        /// Right samples a question needs to keep its answer (1: relabel only questions never
+        /// answered right; more: also those right only now and then).
+        #[arg(long, default_value_t = 1, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        min_right: usize,
         /// Output task file.
         #[arg(long)]
         out: PathBuf,
@@ -262,6 +266,10 @@ enum Cmd {
         /// them to "I do not know.").
         #[arg(long)]
         no_idk: bool,
+        /// Right samples (of --samples) a question needs for its right answers to be trained on;
+        /// fewer, and it counts as never right (1: train on every right answer).
+        #[arg(long, default_value_t = 1, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        min_right: usize,
         /// Fine-tuning configuration of each round (SFT TOML; default: the built-in SFT settings with
         /// max_iters = 200).
         #[arg(long)]
@@ -501,7 +509,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = EvalOptions { samples, temperature: temp, seed, threads };
             chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts, plain)
         }
-        Cmd::Idk { model, tasks, samples, temp, seed, out, threads } => idk_cmd(&model, &tasks, samples, temp, seed, &out, threads),
+        Cmd::Idk { model, tasks, samples, temp, seed, min_right, out, threads } => idk_cmd(&model, &tasks, samples, min_right, temp, seed, &out, threads),
         Cmd::Tune { config, space, trials, study, sampler, prune, prune_after, seed, startup, device, out, show } => {
             if let Some(path) = show {
                 println!("{}", tune::show(&path)?);
@@ -533,8 +541,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, config, set, threads, device } => {
-            let cfg = RlConfig { samples, rounds, temperature: temp, seed, patience, idk: !no_idk, threads };
+        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, min_right, config, set, threads, device } => {
+            let cfg = RlConfig { samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, threads };
             rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)
         }
     }
@@ -593,10 +601,12 @@ fn chat_eval_cmd(model: &Path, tasks_path: &Path, before: Option<&Path>, out: Op
     Ok(())
 }
 
-fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, temp: f32, seed: u64, out: &Path, threads: usize) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, min_right: usize, temp: f32, seed: u64, out: &Path, threads: usize) -> Result<()> {
     if samples == 0 {
         bail!("--samples must be at least 1");
     }
+    rl::check_min_right(min_right, samples)?;
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -604,7 +614,7 @@ fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, temp: f32, seed: u64
     let tasks = tasks::read_tasks(tasks_path)?;
     writer::check_writable(out).with_context(|| format!("cannot write {}", out.display()))?;
     let t0 = std::time::Instant::now();
-    let (relabelled, counts) = rl::relabel_unknown(&answerer, &tasks, samples, temp, seed, threads)?;
+    let (relabelled, counts) = rl::relabel_unknown(&answerer, &tasks, samples, min_right, temp, seed, threads)?;
     println!("{}: {} questions x {samples} samples at temperature {temp} in {:.1} s", model.display(), tasks.len(), t0.elapsed().as_secs_f64());
     println!("{:<12} {:>6} {:>12}", "family", "kept", "relabelled");
     for (f, kept, relabelled) in &counts {
@@ -638,6 +648,7 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
     if cfg.patience == 0 {
         bail!("--patience must be at least 1");
     }
+    rl::check_min_right(cfg.min_right, cfg.samples)?;
     let mut sets = vec!["max_iters=200".to_string()];
     sets.extend(a.set.iter().cloned());
     let sft_cfg = match &a.config {

@@ -7,8 +7,9 @@
 //! ones, and evaluate the result on the held-out split (pass@1 greedy, pass@K sampled). The
 //! fine-tuning set holds each distinct right answer of a question once (so a question the model
 //! always gets right weighs no more than one it gets right once, in its own words). A question
-//! never right in K samples gets the target "I do not know." (the same rule as
-//! `tinygpt-train idk`), unless `idk = false`, which leaves it out. Rounds continue from the
+//! right in fewer than `min_right` of its K samples (by default: never right) gets the target
+//! "I do not know." (the same rule as `tinygpt-train idk`), unless `idk = false`, which leaves it
+//! out. Rounds continue from the
 //! latest model; the run stops after `patience` rounds without a better held-out pass@1, and
 //! the best round's checkpoint is kept as `best.pt`. Every seed is derived from the run's seed,
 //! the round, the question and the sample, so the same seed gives the same log.
@@ -25,21 +26,24 @@ use crate::tasks::{mix_seed, Family, Task, IDK};
 /// Per family: (questions whose answer stays, questions relabelled "I do not know.").
 pub type RelabelCounts = Vec<(Family, usize, usize)>;
 
-/// Samples every task `n` times at `temperature`; a task never answered right gets the target
-/// [`IDK`], the others keep theirs (unanswerable tasks keep [`IDK`]). Returns the relabelled
-/// tasks and the counts per family.
-pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, temperature: f32, seed: u64, threads: usize) -> Result<(Vec<Task>, RelabelCounts)> {
+/// Samples every task `n` times at `temperature`; a task answered right in fewer than
+/// `min_right` of them (1: never right) gets the target [`IDK`], the others keep theirs
+/// (unanswerable tasks keep [`IDK`]). `min_right` above 1 is the multisample threshold of
+/// "Alignment for Honesty": the model says it does not know what it gets right only by luck.
+/// Returns the relabelled tasks and the counts per family.
+pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, min_right: usize, temperature: f32, seed: u64, threads: usize) -> Result<(Vec<Task>, RelabelCounts)> {
     if n == 0 {
         bail!("--samples must be at least 1");
     }
+    check_min_right(min_right, n)?;
     let questions: Vec<&str> = tasks.iter().map(|t| t.question.as_str()).collect();
     let samples = evalchat::sample_replies(answerer, &questions, n, temperature, seed, threads)?;
     let mut counts: RelabelCounts = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for (t, s) in tasks.iter().zip(&samples) {
-        let right = s.iter().any(|r| t.check(r));
+        let right = s.iter().filter(|r| t.check(r)).count();
         let mut t2 = t.clone();
-        let relabel = t.family.answerable() && !right;
+        let relabel = t.family.answerable() && right < min_right;
         if relabel {
             t2.target = IDK.into();
         }
@@ -54,6 +58,14 @@ pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, temper
     }
     counts.sort_by_key(|c| c.0);
     Ok((out, counts))
+}
+
+/// `min_right` must be between 1 and the number of samples.
+pub fn check_min_right(min_right: usize, samples: usize) -> Result<()> {
+    if min_right == 0 || min_right > samples {
+        bail!("--min-right must be between 1 and --samples ({samples}), not {min_right}");
+    }
+    Ok(())
 }
 
 /// What RL needs from training: a checkpoint exported for the runtime, and fine-tuning.
@@ -77,15 +89,18 @@ pub struct RlConfig {
     pub seed: u64,
     /// Rounds without a better held-out pass@1 before stopping.
     pub patience: usize,
-    /// Whether a question never right in K samples is trained to "I do not know." (else left out).
+    /// Whether a question right in fewer than `min_right` of its K samples is trained to
+    /// "I do not know." (else left out).
     pub idk: bool,
+    /// Right samples (of K) a question needs for its right answers to be trained on.
+    pub min_right: usize,
     /// Sampling threads (results do not depend on it).
     pub threads: usize,
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
-        RlConfig { samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, threads: 2 }
+        RlConfig { samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, threads: 2 }
     }
 }
 
@@ -143,13 +158,16 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
     tinygpt_runtime::writer::write_atomic(to, &bytes).with_context(|| format!("cannot write {}", to.display()))
 }
 
-/// The fine-tuning set of one round from `samples[i]` (the replies to `train[i]`).
-pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool) -> (Vec<Task>, usize, usize) {
+/// The fine-tuning set of one round from `samples[i]` (the replies to `train[i]`): each distinct
+/// right answer of a question right in at least `min_right` samples; "I do not know." for the
+/// others when `idk`.
+pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool, min_right: usize) -> (Vec<Task>, usize, usize) {
     let mut out = Vec::new();
     let (mut right, mut unknown) = (0, 0);
     for (t, s) in train.iter().zip(samples) {
         let mut seen: Vec<&str> = Vec::new();
-        for r in s.iter().map(|r| r.trim()).filter(|r| t.check(r)) {
+        let n_right = s.iter().filter(|r| t.check(r)).count();
+        for r in s.iter().map(|r| r.trim()).filter(|r| n_right >= min_right && t.check(r)) {
             if !seen.contains(&r) {
                 seen.push(r);
                 out.push(Task { target: r.to_string(), ..t.clone() });
@@ -170,6 +188,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
     if cfg.samples == 0 {
         bail!("--samples must be at least 1");
     }
+    check_min_right(cfg.min_right, cfg.samples)?;
     if !val.iter().any(|t| t.family.answerable()) {
         bail!("the held-out tasks have no answerable question: pass@1 cannot be measured");
     }
@@ -217,7 +236,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
         let samples = evalchat::sample_replies(&answerer, &questions, cfg.samples, cfg.temperature, mix_seed(&[cfg.seed, round as u64, 1]), cfg.threads)?;
         let n_right: usize = train.iter().zip(&samples).map(|(t, s)| s.iter().filter(|r| t.check(r)).count()).sum();
         let any_right = train.iter().zip(&samples).filter(|(t, s)| s.iter().any(|r| t.check(r))).count();
-        let (examples, right_examples, idk_examples) = round_examples(train, &samples, cfg.idk);
+        let (examples, right_examples, idk_examples) = round_examples(train, &samples, cfg.idk, cfg.min_right);
         if examples.is_empty() {
             reason = format!("round {round}: no training question was answered right and idk = false: nothing to learn from");
             break;

@@ -50,7 +50,7 @@ fn start(dir: &Path) -> PathBuf {
 fn rl_run(start: &Path, out: &Path, seed: u64, rounds: usize) -> rl::RlSummary {
     let (train, val) = letter_tasks();
     let policy = SftPolicy { cfg: sft_cfg(&["max_iters=40"]), device: Device::Cpu, verbose: false };
-    let cfg = RlConfig { samples: 8, rounds, temperature: 1.0, seed, patience: 2, idk: false, threads: 2 };
+    let cfg = RlConfig { samples: 8, rounds, temperature: 1.0, seed, patience: 2, idk: false, min_right: 1, threads: 2 };
     let _turn = common::training_turn();
     train::set_threads(1);
     rl::run(&policy, start, &train, &val, &cfg, out, |_| {}).unwrap()
@@ -102,14 +102,22 @@ fn a_round_trains_on_each_distinct_right_sample_and_idk_where_never_right() {
         vec!["zz".into(), "yy".into(), "xx".into(), "ww".into()],
         vec![a2.clone(), "q".into(), "q".into(), "q".into()],
     ];
-    let (ex, right, idk) = rl::round_examples(t, &samples, true);
+    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     let up = a0.to_uppercase();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
     assert_eq!((right, idk), (3, 1));
-    let (ex, right, idk) = rl::round_examples(t, &samples, false);
+    let (ex, right, idk) = rl::round_examples(t, &samples, false, 1);
     assert_eq!((ex.len(), right, idk), (3, 3, 0));
     assert!(ex.iter().all(|e| e.target != a1));
+    // With a threshold of 2 right samples, the question right once counts as never right.
+    let (ex, right, idk) = rl::round_examples(t, &samples, true, 2);
+    let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
+    assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), tasks::IDK)]);
+    assert_eq!((right, idk), (2, 2));
+    // 4 of 4 right samples: only a question right every time would keep its answers (none here).
+    let (ex, right, idk) = rl::round_examples(t, &samples, false, 4);
+    assert_eq!((ex.len(), right, idk), (0, 0, 0));
 }
 
 #[test]
@@ -128,6 +136,7 @@ fn rl_command_refuses_bad_input_in_one_line() {
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&d.join("no.jsonl")), "--val".into(), s(&va), "--samples".into(), "2".into()], "no.jsonl"),
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "0".into()], "--samples"),
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--set".into(), "bogus=1".into()], "bogus"),
+        (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--min-right".into(), "3".into()], "--min-right must be between 1 and --samples (2), not 3"),
     ];
     for (args, needle) in cases {
         let o = Command::new(env!("CARGO_BIN_EXE_tinygpt-train")).arg("rl").args(&args).arg("--out").arg(d.join("out")).output().unwrap();

@@ -469,7 +469,7 @@ fn idk_relabelling_follows_the_samples() {
     let s = set(2);
     let train = &s.train[..300];
     let rule = Rule { tasks: train };
-    let (out, counts) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1.0, 9, 2).unwrap();
+    let (out, counts) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1, 1.0, 9, 2).unwrap();
     assert_eq!(out.len(), train.len());
     for (a, b) in train.iter().zip(&out) {
         assert_eq!((&a.question, &a.answer, a.family), (&b.question, &b.answer, b.family));
@@ -488,6 +488,18 @@ fn idk_relabelling_follows_the_samples() {
     let (kept, relabelled) = c(Family::Backwards);
     assert_eq!(kept + relabelled, n(Family::Backwards));
     assert!(kept > relabelled * 4, "{kept} kept, {relabelled} relabelled");
+    // A threshold of 6 right samples in 6: what is right only now and then is relabelled too
+    // (backwards is right in all 6 with probability (1/3)^6), what is always right is kept.
+    let (out6, counts6) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 6, 1.0, 9, 2).unwrap();
+    let c6 = |f: Family| counts6.iter().find(|c| c.0 == f).map(|c| (c.1, c.2)).unwrap();
+    assert_eq!(c6(Family::Alphabet), (n(Family::Alphabet), 0));
+    let (kept6, relabelled6) = c6(Family::Backwards);
+    assert!(kept6 <= 2 && relabelled6 + kept6 == n(Family::Backwards), "{kept6} kept, {relabelled6} relabelled");
+    assert!(out6.iter().zip(train).all(|(b, a)| a.family != Family::Backwards || b.target == IDK || b.target == a.answer));
+    for bad in [0, 7] {
+        let e = tinygpt_train::rl::relabel_unknown(&rule, train, 6, bad, 1.0, 9, 2).unwrap_err().to_string();
+        assert!(e.contains("--min-right must be between 1 and --samples (6)"), "{e}");
+    }
 }
 
 // ---- the commands ----
