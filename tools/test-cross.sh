@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-target check: the aarch64 and 32-bit ARM builds of `tinygpt`, run under qemu-user, must print
 # byte-identical output (and exit with the same status) as the native x86_64 build, for the same
-# model, prompt, seed and settings. Models: synthetic ones of both architectures in every dtype
+# model, prompt, seed and settings; and the CLI's end-to-end tests pass against the static x86_64
+# binary (the no_std build). Models: synthetic ones of both architectures in every dtype
 # (character and BPE vocabularies), plus any trained model in models/*.tgpt.
 #
 # Usage: tools/test-cross.sh        (builds with tools/build-static.sh first; BUILD_PROFILE is passed on)
@@ -100,6 +101,15 @@ else
 fi
 run_case err "unknown character" generate -m "$work/tiny-llama-f32.tgpt" -p "naïve"
 run_case ok "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
+
+# The command's own end-to-end tests (every subcommand, its errors and exit codes) against the
+# static binary, which is the no_std build (`--features tiny`); `cargo test` runs them against
+# the std build.
+if TINYGPT_EXE="${native[0]}" cargo test -q -p tinygpt --test cli --test chat --test convert -- --test-threads 2 >"$work/e2e.log" 2>&1; then
+  passed=$((passed + 1)); echo "ok   the CLI's end-to-end tests against the static no_std binary ($(grep -o '[0-9]* passed' "$work/e2e.log" | awk '{s += $1} END {print s}') tests)"
+else
+  failed=$((failed + 1)); echo "FAIL the CLI's end-to-end tests against the static no_std binary:"; grep -E "FAILED|panicked|error" "$work/e2e.log" | head -n 20
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

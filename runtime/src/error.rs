@@ -177,8 +177,7 @@ fn quote_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
     f.write_str("'")
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {

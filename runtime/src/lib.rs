@@ -3,7 +3,7 @@
 //! A model file is borrowed in place ([`Model::from_bytes`]); a [`Session`] carves its activations
 //! and KV cache out of a buffer the caller provides ([`Model::session_bytes`] tells how large).
 //! There is one forward pass, generic over the weight storage (f32, f16, int8) and the KV cache
-//! element type. The `std` feature adds the [`writer`].
+//! element type. The `alloc` feature adds the [`writer`] (with `std`, its atomic file writes).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
@@ -21,7 +21,7 @@ pub mod sampler;
 mod sentencepiece;
 pub mod tokenizer;
 pub mod weights;
-#[cfg(feature = "std")]
+#[cfg(feature = "alloc")]
 pub mod writer;
 
 pub use error::Error;

@@ -11,9 +11,7 @@ use crate::ops::{self, add_assign, gelu, layernorm, math, quantize, rmsnorm, rop
 use crate::sampler::{ProbIndex, Sampler};
 use crate::tokenizer::{Decoder, Tokenizer};
 use crate::format::TokenizerKind;
-#[cfg(feature = "int4")]
-use crate::weights::I4Matrix;
-use crate::weights::{F16Matrix, F32Matrix, I8Matrix, Input, Matrix};
+use crate::weights::{AnyMatrix, Input, Matrix};
 
 /// Alignment the model bytes must have in memory.
 pub const MODEL_ALIGN: usize = 16;
@@ -116,7 +114,8 @@ impl<'a> Model<'a> {
     }
     fn matrix<M: Matrix<'a>>(&self, id: TensorId) -> M {
         let s = tensor_shape(&self.header.config, id);
-        M::from_bytes(self.bytes_of(id), s.rows, s.cols, self.header.config.group_size as usize, self.scales)
+        let c = &self.header.config;
+        M::from_file(self.bytes_of(id), s.rows, s.cols, c.group_size as usize, self.scales, c.dtype)
     }
     fn vector(&self, id: TensorId) -> &'a [f32] {
         bytemuck::cast_slice(self.bytes_of(id))
@@ -519,7 +518,7 @@ impl<'s, 'a> Session<'s, 'a> {
     /// Runs the forward pass for `token` at `at` (its position, cache row and rows to attend),
     /// filling the logits.
     fn forward(&mut self, token: u32, at: At) {
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(target_arch = "x86_64")]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
             unsafe { self.forward_avx2(token, at) };
@@ -530,7 +529,7 @@ impl<'s, 'a> Session<'s, 'a> {
 
     /// The forward pass of weights `M` and KV cache `K` only ([`Session::new_typed`]).
     fn forward_one<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, at: At) {
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(target_arch = "x86_64")]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
             unsafe { self.forward_one_avx2::<M, K, A>(token, at) };
@@ -540,7 +539,7 @@ impl<'s, 'a> Session<'s, 'a> {
     }
 
     /// [`Session::forward_one`] compiled with AVX2 enabled (as [`Session::forward_avx2`]).
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn forward_one_avx2<M: Matrix<'a>, K: KvElem, A: Shape>(&mut self, token: u32, at: At) {
         self.forward_typed::<M, K, A>(token, at)
@@ -550,7 +549,7 @@ impl<'s, 'a> Session<'s, 'a> {
     /// quantization vectorize on 256-bit registers. Rust never contracts a multiply and an add
     /// into an FMA, nor reorders float operations, so the logits are bit-identical to the
     /// portable build (`tests/kernels.rs` checks this).
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn forward_avx2(&mut self, token: u32, at: At) {
         self.forward_any(token, at)
@@ -561,23 +560,14 @@ impl<'s, 'a> Session<'s, 'a> {
     /// weight type and KV type (a program's size; the cost is one call per layer).
     #[inline(always)]
     fn forward_any(&mut self, token: u32, at: At) {
-        match self.model.config().dtype {
-            DType::F32 => self.forward_typed::<F32Matrix<'a>, AnyKv, AnyShape>(token, at),
-            DType::F16 => self.forward_typed::<F16Matrix<'a>, AnyKv, AnyShape>(token, at),
-            DType::I8 => self.forward_typed::<I8Matrix<'a>, AnyKv, AnyShape>(token, at),
-            #[cfg(feature = "int4")]
-            DType::I4 => self.forward_typed::<I4Matrix<'a>, AnyKv, AnyShape>(token, at),
-            // Without the feature `from_bytes` refuses int4 models, so there is none to run.
-            #[cfg(not(feature = "int4"))]
-            DType::I4 => {}
-        }
+        self.forward_typed::<AnyMatrix<'a>, AnyKv, AnyShape>(token, at)
     }
 
     /// Attention of layer `l` over the session's KV cache, whatever its type: out of line, with
     /// its own AVX2 build (it is called from both builds of the forward pass).
     #[inline(never)]
     fn attention_dyn(&mut self, l: usize, at: At, scale: f32, hd: usize) {
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(target_arch = "x86_64")]
         if ops::x86::avx2() {
             // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
             unsafe { self.attention_dyn_avx2(l, at, scale, hd) };
@@ -586,7 +576,7 @@ impl<'s, 'a> Session<'s, 'a> {
         self.attention_kv(l, at, scale, hd)
     }
 
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn attention_dyn_avx2(&mut self, l: usize, at: At, scale: f32, hd: usize) {
         self.attention_kv(l, at, scale, hd)
@@ -642,7 +632,7 @@ impl<'s, 'a> Session<'s, 'a> {
             let w = |t| TensorId::Layer(l, t);
             // Attention.
             norm(self.xb, self.x, model.vector(w(LayerTensor::AttnNorm)));
-            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs, cfg.dtype);
             model.matrix::<M>(w(LayerTensor::Wq)).matvec(self.q, &inp);
             model.matrix::<M>(w(LayerTensor::Wk)).matvec(self.k, &inp);
             model.matrix::<M>(w(LayerTensor::Wv)).matvec(self.v, &inp);
@@ -653,13 +643,13 @@ impl<'s, 'a> Session<'s, 'a> {
                 }
             }
             K::attend(self, l as usize, at, scale, hd);
-            let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs);
+            let inp = prepare::<M>(self.xb2, self.xq, self.xs, self.xp, gs, cfg.dtype);
             model.matrix::<M>(w(LayerTensor::Wo)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
 
             // MLP.
             norm(self.xb, self.x, model.vector(w(LayerTensor::FfnNorm)));
-            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
+            let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs, cfg.dtype);
             model.matrix::<M>(w(LayerTensor::W1)).matvec(self.hb, &inp);
             match cfg.arch {
                 Arch::Gpt2 => self.hb.iter_mut().for_each(|h| *h = gelu(*h)),
@@ -670,13 +660,13 @@ impl<'s, 'a> Session<'s, 'a> {
                     }
                 }
             }
-            let inp = prepare::<M>(self.hb, self.xq, self.xs, self.xp, gs);
+            let inp = prepare::<M>(self.hb, self.xq, self.xs, self.xp, gs, cfg.dtype);
             model.matrix::<M>(w(LayerTensor::W2)).matvec(self.xb, &inp);
             add_assign(self.x, self.xb);
         }
 
         norm(self.xb, self.x, model.vector(TensorId::Norm));
-        let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs);
+        let inp = prepare::<M>(self.xb, self.xq, self.xs, self.xp, gs, cfg.dtype);
         let classifier = if cfg.tie_embeddings { TensorId::TokEmbeddings } else { TensorId::Output };
         model.matrix::<M>(classifier).matvec(self.logits, &inp);
     }
@@ -809,14 +799,15 @@ fn prepare<'x, 'a, M: Matrix<'a>>(
     xs: &'x mut [f32],
     xp: &'x mut [u32],
     gs: usize,
+    dtype: DType,
 ) -> Input<'x> {
-    if M::QUANTIZED_INPUT {
+    if M::quantized_input(dtype) {
         let n = x.len();
         let g = n.div_ceil(gs);
         quantize(&mut xq[..n], &mut xs[..g], x, gs);
         let p: &[u32] = if ops::WIDEN_PAIRS {
             let w = ops::pair_words(n);
-            M::widen(&mut xp[..w], &xq[..n]);
+            M::widen_for(dtype, &mut xp[..w], &xq[..n]);
             &xp[..w]
         } else {
             &[]

@@ -42,6 +42,25 @@ pub trait Matrix<'a>: Copy {
     fn widen(out: &mut [u32], xq: &[i8]) {
         ops::widen_pairs(out, xq)
     }
+    /// [`Matrix::from_bytes`] for a file whose weight type is `dtype` (which a type that reads
+    /// one weight type knows already).
+    #[inline(always)]
+    fn from_file(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType, dtype: DType) -> Self {
+        let _ = dtype;
+        Self::from_bytes(bytes, rows, cols, group_size, scales)
+    }
+    /// Whether matvecs of a file of weight type `dtype` need the int8 quantization of their input.
+    #[inline(always)]
+    fn quantized_input(dtype: DType) -> bool {
+        let _ = dtype;
+        Self::QUANTIZED_INPUT
+    }
+    /// [`Matrix::widen`] for a file of weight type `dtype`.
+    #[inline(always)]
+    fn widen_for(dtype: DType, out: &mut [u32], xq: &[i8]) {
+        let _ = dtype;
+        Self::widen(out, xq)
+    }
     /// `out[r] = Σ_c W[r, c] · x[c]` for `r < out.len()`.
     fn matvec(&self, out: &mut [f32], x: &Input<'_>);
     /// Row `r` as f32 (embedding lookup).
@@ -250,6 +269,73 @@ impl<'a, S: ScaleChoice, const G: usize> Matrix<'a> for I4Matrix<'a, S, G> {
         let row = &self.q[r * rb..(r + 1) * rb];
         for (c, o) in out.iter_mut().enumerate().take(self.cols) {
             *o = ops::i4_at(row, c) as f32 * self.scales.get::<S>(r * self.groups + c / self.group_size);
+        }
+    }
+}
+
+/// Whichever weight type the file has, chosen at every matvec: the forward pass of a program that
+/// runs any model ([`crate::Session::new`]) is compiled once for it, rather than once per weight
+/// type (a program's size; the cost is one branch per matrix). Only the session's own forward
+/// pass uses it: [`crate::Session::new_typed`] is for one weight type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AnyMatrix<'a> {
+    F32(F32Matrix<'a>),
+    F16(F16Matrix<'a>),
+    I8(I8Matrix<'a>),
+    #[cfg(feature = "int4")]
+    I4(I4Matrix<'a>),
+}
+
+impl<'a> Matrix<'a> for AnyMatrix<'a> {
+    // Not a weight type: `new_typed` never sees this type (it is private to the crate).
+    const DTYPE: DType = DType::F32;
+    const QUANTIZED_INPUT: bool = true;
+    fn from_bytes(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType) -> Self {
+        AnyMatrix::F32(F32Matrix::from_bytes(bytes, rows, cols, group_size, scales))
+    }
+    #[inline]
+    fn from_file(bytes: &'a [u8], rows: usize, cols: usize, group_size: usize, scales: ScaleDType, dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => AnyMatrix::F32(F32Matrix::from_bytes(bytes, rows, cols, group_size, scales)),
+            DType::F16 => AnyMatrix::F16(F16Matrix::from_bytes(bytes, rows, cols, group_size, scales)),
+            DType::I8 => AnyMatrix::I8(I8Matrix::from_bytes(bytes, rows, cols, group_size, scales)),
+            #[cfg(feature = "int4")]
+            DType::I4 => AnyMatrix::I4(I4Matrix::from_bytes(bytes, rows, cols, group_size, scales)),
+            // Without the feature `Model::from_bytes` refuses int4 files, so none gets here.
+            #[cfg(not(feature = "int4"))]
+            DType::I4 => AnyMatrix::F32(F32Matrix::from_bytes(&[], rows, cols, group_size, scales)),
+        }
+    }
+    #[inline(always)]
+    fn quantized_input(dtype: DType) -> bool {
+        dtype.quantized()
+    }
+    #[inline(always)]
+    fn widen_for(dtype: DType, out: &mut [u32], xq: &[i8]) {
+        match dtype {
+            #[cfg(feature = "int4")]
+            DType::I4 => ops::widen_pairs_i4(out, xq),
+            _ => ops::widen_pairs(out, xq),
+        }
+    }
+    #[inline(never)]
+    fn matvec(&self, out: &mut [f32], x: &Input<'_>) {
+        match self {
+            AnyMatrix::F32(m) => m.matvec(out, x),
+            AnyMatrix::F16(m) => m.matvec(out, x),
+            AnyMatrix::I8(m) => m.matvec(out, x),
+            #[cfg(feature = "int4")]
+            AnyMatrix::I4(m) => m.matvec(out, x),
+        }
+    }
+    #[inline(never)]
+    fn row(&self, r: usize, out: &mut [f32]) {
+        match self {
+            AnyMatrix::F32(m) => m.row(r, out),
+            AnyMatrix::F16(m) => m.row(r, out),
+            AnyMatrix::I8(m) => m.row(r, out),
+            #[cfg(feature = "int4")]
+            AnyMatrix::I4(m) => m.row(r, out),
         }
     }
 }

@@ -1,8 +1,17 @@
-//! Writing `.tgpt` files (`std` feature): quantization, layout, checksum, atomic writes.
+//! Writing `.tgpt` files (`alloc` feature): quantization, layout, checksum; atomic writes to a
+//! file with `std`.
 
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Deref;
+#[cfg(feature = "std")]
 use std::fs;
+#[cfg(feature = "std")]
 use std::io::{self, Write};
-use std::ops::Deref;
+#[cfg(feature = "std")]
 use std::path::Path;
 
 use half::f16;
@@ -240,8 +249,8 @@ pub enum WriteError {
     NotInt8(String),
 }
 
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             WriteError::Config(e) => write!(f, "{e}"),
             WriteError::MissingTensor(n) => write!(f, "missing tensor {n}"),
@@ -256,7 +265,7 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-impl std::error::Error for WriteError {}
+impl core::error::Error for WriteError {}
 
 impl From<Error> for WriteError {
     fn from(e: Error) -> Self {
@@ -582,6 +591,7 @@ pub fn encode_model_tensors(
     Ok(out)
 }
 
+#[cfg(feature = "std")]
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A reader never sees a half-written file, and an existing file survives a failed write.
 ///
@@ -613,6 +623,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+#[cfg(feature = "std")]
 /// Where [`write_atomic`] would write `path`: the path itself, or a symbolic link's target.
 /// Fails when the directory does not exist or something other than a regular file is there.
 pub fn check_writable(path: &Path) -> io::Result<std::path::PathBuf> {
@@ -675,6 +686,7 @@ impl Deref for AlignedBytes {
     }
 }
 
+#[cfg(feature = "std")]
 /// Reads a whole file into aligned memory.
 pub fn read_aligned(path: &Path) -> io::Result<AlignedBytes> {
     Ok(AlignedBytes::new(&fs::read(path)?))

@@ -1,14 +1,16 @@
 //! `tinygpt bench`: prompt-processing and generation speed on one thread, medians of several runs.
 
-use std::io::Write as _;
-use std::time::{Duration, Instant};
+use core::fmt::Write as _;
+use core::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use tinygpt::prelude::*;
 use tinygpt_runtime::{Sampler, SamplerConfig, Session};
 
 use crate::cli::BenchArgs;
 use crate::modelfile::{self, ModelFile};
 use crate::out::thousands;
+use crate::sys::{self, Instant, Write as _};
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let file = ModelFile::open(&a.run.model)?;
@@ -43,11 +45,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let (mut tg_wall, mut tg_cpu): (Vec<Duration>, Vec<Duration>) = tg.into_iter().unzip();
 
     let mut s = String::new();
-    use std::fmt::Write as _;
     let _ = writeln!(
         s,
         "model: {}  {} {}  {} params  ctx {ctx}  kv {}  1 thread  {} runs (median)",
-        file.path().display(),
+        file.path(),
         cfg.arch.name(),
         cfg.dtype.name(),
         thousands(model.param_count()),
@@ -78,7 +79,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             rate(median(cpu))
         );
     }
-    std::io::stdout().lock().write_all(s.as_bytes()).context("cannot write to stdout")?;
+    sys::stdout().write_all(s.as_bytes()).context("cannot write to stdout")?;
     Ok(())
 }
 
@@ -104,13 +105,7 @@ impl Timer {
 /// CPU time this thread has used. On a shared machine it leaves out the time the thread waited
 /// for a core, which wall-clock time includes.
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on every Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    sys::thread_cpu_time()
 }
 
 /// Feeds `prompt` from an empty context. (Not inlined: `tools/bench.sh` counts its instructions.)
@@ -119,7 +114,7 @@ fn prompt_run(session: &mut Session<'_, '_>, prompt: &[u32]) -> Result<(Duration
     session.reset();
     let t = Timer::start();
     for &tok in prompt {
-        std::hint::black_box(session.step(tok).map_err(|e| anyhow!("{e}"))?);
+        core::hint::black_box(session.step(tok).map_err(|e| anyhow!("{e}"))?);
     }
     Ok(t.stop())
 }

@@ -6,16 +6,15 @@
 //! the sampler is fresh; in a conversation one sampler, seeded once, carries on from reply to
 //! reply, and the whole conversation is rendered again for every question.
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::time::Instant;
-
 use anyhow::{anyhow, bail, Context, Result};
+use tinygpt::prelude::*;
 use tinygpt_runtime::chat::{self, Message, Role, Template};
 use tinygpt_runtime::{Error, GenStats, KvDType, Model, Sampler, Session};
 
 use crate::cli::ChatArgs;
 use crate::modelfile::{self, ModelFile};
 use crate::out;
+use crate::sys::{self, Instant, Stdin, Write};
 
 /// The line that forgets the conversation.
 const RESET: &str = "/reset";
@@ -48,22 +47,21 @@ pub fn run(a: &ChatArgs) -> Result<()> {
         verbose: a.verbose,
         block_size: model.config().block_size as usize,
     };
-    let stdout = io::stdout();
-    let mut w = stdout.lock();
+    let mut w = sys::stdout();
     match &a.prompt {
         Some(question) => chat.one_question(question, &mut w),
         None => {
-            let stdin = io::stdin();
+            let mut stdin = Stdin::new();
             let terminal = stdin.is_terminal();
             if terminal {
                 let name = model.metadata().name;
                 note(&format!(
                     "chatting with '{}'{}, context {ctx} tokens; /reset forgets the conversation, Ctrl-D ends",
-                    file.path().display(),
+                    file.path(),
                     if name.is_empty() { String::new() } else { format!(" ({})", crate::inspect::printable(name)) }
                 ));
             }
-            chat.converse(&mut stdin.lock(), terminal, &mut w)
+            chat.converse(&mut stdin, terminal, &mut w)
         }
     }
 }
@@ -71,7 +69,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
 /// The model's chat template; a base model is named as such.
 fn chat_template<'a>(model: &Model<'a>, file: &ModelFile) -> Result<Template<'a>> {
     Template::new(model.tokenizer()).map_err(|e| {
-        let path = file.path().display();
+        let path = file.path();
         let msg = e.to_string();
         match (e, msg.strip_prefix("this ")) {
             (Error::NotAChatModel, Some(rest)) => anyhow!("'{path}' {rest}; 'tinygpt generate' runs it"),
@@ -106,7 +104,7 @@ fn check_system(template: &Template<'_>, system: &str, ctx: usize) -> Result<()>
 
 /// One line of information on stderr (a closed stderr is not an error).
 fn note(msg: &str) {
-    let _ = writeln!(io::stderr().lock(), "tinygpt: {msg}");
+    let _ = writeln!(sys::stderr(), "tinygpt: {msg}");
 }
 
 /// The conversation: the system prompt, if any, then `turns`, then the question.
@@ -138,9 +136,9 @@ enum Line {
 }
 
 /// Reads one line (`\n`, `\r\n` or the end of input ends it) into `buf`.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
+fn read_line(r: &mut Stdin, buf: &mut Vec<u8>) -> sys::Result<Line> {
     buf.clear();
-    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    let n = r.read_until_newline(buf, MAX_LINE + 1)?;
     if n == 0 {
         return Ok(Line::Eof);
     }
@@ -149,14 +147,14 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
-        return Ok(Line::Text(std::mem::take(buf)));
+        return Ok(Line::Text(core::mem::take(buf)));
     }
     if buf.len() <= MAX_LINE {
         // The last line, without a line ending.
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
-        return Ok(Line::Text(std::mem::take(buf)));
+        return Ok(Line::Text(core::mem::take(buf)));
     }
     // Skip the rest of the over-long line.
     loop {
@@ -262,18 +260,17 @@ impl Chat<'_, '_, '_> {
     }
 
     /// Questions from `input`, one per line, until its end.
-    fn converse(&mut self, input: &mut impl BufRead, terminal: bool, w: &mut impl Write) -> Result<()> {
+    fn converse(&mut self, input: &mut Stdin, terminal: bool, w: &mut impl Write) -> Result<()> {
         let mut turns: Vec<(Role, String)> = Vec::new();
         let mut buf = Vec::new();
         loop {
             if terminal {
-                let mut e = io::stderr().lock();
-                let _ = e.write_all(b"> ").and_then(|()| e.flush());
+                let _ = sys::stderr().write_all(b"> ");
             }
             let bytes = match read_line(input, &mut buf).context("cannot read from stdin")? {
                 Line::Eof => {
                     if terminal {
-                        let _ = writeln!(io::stderr().lock());
+                        let _ = sys::stderr().write_all(b"\n");
                     }
                     return Ok(());
                 }

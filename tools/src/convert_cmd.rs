@@ -1,37 +1,34 @@
 //! `tinygpt convert`: a llama2.c checkpoint or a llama GGUF file into a `.tgpt` model.
 
-use std::fs::File;
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Context, Result};
-use memmap2::Mmap;
 use tinygpt::convert;
-use tinygpt_runtime::writer::{check_writable, write_atomic};
+use tinygpt::prelude::*;
 use tinygpt_runtime::{DType, Model};
 
 use crate::cli::{ConvertArgs, ConvertDType};
+use crate::sys::{self, check_writable, write_atomic, File, Mmap, Write as _};
 
 /// Maps a whole input file read-only.
-fn map(path: &Path, what: &str) -> Result<Mmap> {
-    let file = File::open(path).with_context(|| format!("cannot open {what} '{}'", path.display()))?;
-    let meta = file.metadata().with_context(|| format!("cannot read '{}'", path.display()))?;
+fn map(path: &str, what: &str) -> Result<Mmap> {
+    let file = File::open(path).with_context(|| format!("cannot open {what} '{path}'"))?;
+    let meta = file.metadata().with_context(|| format!("cannot read '{path}'"))?;
     if !meta.is_file() {
-        bail!("'{}' is not a regular file", path.display());
+        bail!("'{path}' is not a regular file");
     }
     if meta.len() == 0 {
-        bail!("'{}' is empty", path.display());
+        bail!("'{path}' is empty");
     }
     // SAFETY: the map is only read, and the readers check every length and offset they use; the
     // remaining hazard is another process truncating the file while it is mapped (SIGBUS).
-    unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map '{}'", path.display()))
+    unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map '{path}'"))
 }
 
 pub fn run(a: &ConvertArgs) -> Result<()> {
     // Where the output goes is checked before the work is done.
-    check_writable(&a.out).with_context(|| format!("cannot write '{}'", a.out.display()))?;
+    check_writable(&a.out).with_context(|| format!("cannot write '{}'", a.out))?;
     let input = map(&a.input, "the input")?;
     let tok = a.tokenizer.as_deref().map(|p| map(p, "the tokenizer")).transpose()?;
-    let m = convert::read(&input, tok.as_deref()).with_context(|| format!("'{}'", a.input.display()))?;
+    let m = convert::read(&input, tok.as_deref()).with_context(|| format!("'{}'", a.input))?;
     let dtype = match a.dtype {
         None => convert::default_dtype(&m),
         Some(ConvertDType::F32) => DType::F32,
@@ -48,12 +45,13 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
     // Check the result with the runtime's own reader before it replaces anything.
     let aligned = tinygpt_runtime::writer::AlignedBytes::new(&bytes);
     let model = Model::from_bytes(&aligned).map_err(|e| anyhow!("the converted model does not load: {e}"))?;
-    write_atomic(&a.out, &bytes).with_context(|| format!("cannot write '{}'", a.out.display()))?;
+    write_atomic(&a.out, &bytes).with_context(|| format!("cannot write '{}'", a.out))?;
     let c = model.config();
-    eprintln!(
+    let _ = writeln!(
+        sys::stderr(),
         "tinygpt: wrote {} ({} bytes) from {}: llama, {} layers, {} heads ({} kv), width {}, hidden {}, context {}, \
          {} tokens (sentencepiece), {}{}",
-        a.out.display(),
+        a.out,
         bytes.len(),
         m.source,
         c.n_layer,

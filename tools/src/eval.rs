@@ -1,25 +1,27 @@
 //! `tinygpt eval`: loss, perplexity and bits per character over a text file.
 
-use std::io::Write as _;
+use core::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Context, Result};
+use tinygpt::prelude::*;
 use tinygpt_runtime::{eval_loss, Error, Tokenizer};
 
 use crate::cli::EvalArgs;
 use crate::modelfile::{self, ModelFile};
 use crate::out::thousands;
+use crate::sys::{self, Write as _};
 
 pub fn run(a: &EvalArgs) -> Result<()> {
-    let bytes = std::fs::read(&a.file).with_context(|| format!("cannot read '{}'", a.file.display()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        anyhow!("'{}' is not UTF-8 text (invalid byte at offset {})", a.file.display(), e.valid_up_to())
+    let bytes = sys::read(&a.file).with_context(|| format!("cannot read '{}'", a.file))?;
+    let text = core::str::from_utf8(&bytes).map_err(|e| {
+        anyhow!("'{}' is not UTF-8 text (invalid byte at offset {})", a.file, e.valid_up_to())
     })?;
     let file = ModelFile::open(&a.run.model)?;
     let model = file.model()?;
     let tok = model.tokenizer();
-    let tokens = encode_text(&tok, text).with_context(|| format!("cannot encode '{}'", a.file.display()))?;
+    let tokens = encode_text(&tok, text).with_context(|| format!("cannot encode '{}'", a.file))?;
     if tokens.len() < 2 {
-        bail!("'{}' is too short: it needs at least two tokens to predict one", a.file.display());
+        bail!("'{}' is too short: it needs at least two tokens to predict one", a.file);
     }
     let ctx = modelfile::context_len(&model, a.run.ctx)?;
     let kv = a.run.kv.into();
@@ -34,8 +36,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let chars: u64 = tokens[1..].iter().map(|&t| char_starts(tok.token_bytes(t))).sum();
     let loss = nll / count as f64;
     let mut s = String::new();
-    use std::fmt::Write as _;
-    let _ = writeln!(s, "{:<14}{}", "text", a.file.display());
+    let _ = writeln!(s, "{:<14}{}", "text", a.file);
     let _ = writeln!(
         s,
         "{:<14}{} characters, {} tokens",
@@ -52,11 +53,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     );
     let _ = writeln!(s, "{:<14}{} tokens ({} characters)", "predicted", thousands(count), thousands(chars));
     let _ = writeln!(s, "{:<14}{loss:.4} nats/token", "loss");
-    let _ = writeln!(s, "{:<14}{:.4}", "perplexity", loss.exp());
+    let _ = writeln!(s, "{:<14}{:.4}", "perplexity", libm::exp(loss));
     if chars > 0 {
-        let _ = writeln!(s, "{:<14}{:.4} bits/character", "bpc", nll / std::f64::consts::LN_2 / chars as f64);
+        let _ = writeln!(s, "{:<14}{:.4} bits/character", "bpc", nll / core::f64::consts::LN_2 / chars as f64);
     }
-    std::io::stdout().lock().write_all(s.as_bytes()).context("cannot write to stdout")?;
+    sys::stdout().write_all(s.as_bytes()).context("cannot write to stdout")?;
     Ok(())
 }
 

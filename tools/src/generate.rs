@@ -1,20 +1,19 @@
 //! `tinygpt generate`: stream the prompt and sampled text to stdout.
 
-use std::io::{self, Write};
-use std::time::Instant;
-
 use anyhow::{anyhow, bail, Context, Result};
+use tinygpt::prelude::*;
 use tinygpt_runtime::{generate, Model, Sampler};
 
 use crate::cli::{GenerateArgs, DEFAULT_PROMPT};
 use crate::modelfile::{self, ModelFile};
 use crate::out;
+use crate::sys::{self, Instant, Write};
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
     let prompt = match (&a.prompt, &a.file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read the prompt file '{}'", f.display()))?
+            sys::read_to_string(f).with_context(|| format!("cannot read the prompt file '{f}'"))?
         }
         (None, None) => DEFAULT_PROMPT.to_owned(),
     };
@@ -27,8 +26,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let mut session = modelfile::session(&model, &mut buf, ctx, kv)?;
     let mut sampler = Sampler::new(a.sample.config(), a.sample.seed);
 
-    let stdout = io::stdout();
-    let mut w = stdout.lock();
+    let mut w = sys::stdout();
     let start = Instant::now();
     let stats = generate(&mut session, &mut sampler, &tokens, a.n_predict, |text| out::write_or_exit(&mut w, text))
         .map_err(|e| anyhow!("generation failed: {e}"))?;
@@ -38,7 +36,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         let total = stats.prompt_tokens + stats.generated;
         // Stats are optional: a closed stderr is not an error.
         let _ = writeln!(
-            io::stderr().lock(),
+            sys::stderr(),
             "tinygpt: {} prompt tokens, {} generated tokens, context {ctx}, kv {}, {:.3} s, {:.1} tokens/s",
             stats.prompt_tokens,
             stats.generated,

@@ -1,10 +1,10 @@
 //! `tinygpt inspect`: architecture, tokenizer (and whether it is a chat model), sizes, memory per
 //! context length, metadata.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+use core::fmt::Write as _;
 
 use anyhow::{Context, Result};
+use tinygpt::prelude::*;
 use tinygpt_runtime::format::{for_each_tensor, i4_row_bytes, scale_region_bytes, tensor_shape, FORMAT_VERSION};
 use tinygpt_runtime::chat::{IM_END, IM_SEP, IM_START, PAD};
 use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, TokenizerKind};
@@ -12,6 +12,7 @@ use tinygpt_runtime::{Arch, ChatTokens, DType, KvDType, TokenizerKind};
 use crate::cli::InspectArgs;
 use crate::modelfile::ModelFile;
 use crate::out::{human_bytes, thousands};
+use crate::sys::{self, Write as _};
 
 pub fn run(a: &InspectArgs) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
@@ -20,11 +21,11 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     let meta = model.metadata();
     let tok = model.tokenizer();
     let mut s = String::new();
-    let kv = |s: &mut String, k: &str, v: &dyn std::fmt::Display| {
+    let kv = |s: &mut String, k: &str, v: &dyn core::fmt::Display| {
         let _ = writeln!(s, "{k:<16}{v}");
     };
 
-    kv(&mut s, "file", &format!("{} ({} bytes)", file.path().display(), thousands(file.len() as u64)));
+    kv(&mut s, "file", &format!("{} ({} bytes)", file.path(), thousands(file.len() as u64)));
     kv(&mut s, "format", &format!(".tgpt version {FORMAT_VERSION}"));
     kv(&mut s, "arch", &cfg.arch.name());
     let scale_type = model.scale_dtype().name();
@@ -140,14 +141,14 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     );
     kv(&mut s, "  written by", &printable(meta.trainer_version));
 
-    std::io::stdout().lock().write_all(s.as_bytes()).context("cannot write to stdout")?;
+    sys::stdout().write_all(s.as_bytes()).context("cannot write to stdout")?;
     Ok(())
 }
 
 /// Context lengths for the RAM table: powers of two from 64 up to `block_size`, and `block_size`.
 fn context_rows(block: usize) -> Vec<usize> {
     let mut v: Vec<usize> =
-        std::iter::successors(Some(64usize), |&c| c.checked_mul(2)).take_while(|&c| c < block).collect();
+        core::iter::successors(Some(64usize), |&c| c.checked_mul(2)).take_while(|&c| c < block).collect();
     if v.len() > 8 {
         v.drain(..v.len() - 8);
     }

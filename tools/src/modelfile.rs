@@ -1,42 +1,41 @@
 //! Opening a model file: memory-mapped, so the weights are used in place.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-
 use anyhow::{anyhow, bail, Context, Result};
-use memmap2::Mmap;
+use tinygpt::prelude::*;
 use tinygpt_runtime::{Error, KvDType, Model, Session};
+
+use crate::sys::{File, Mmap};
 
 /// A `.tgpt` file mapped into memory.
 pub struct ModelFile {
-    path: PathBuf,
+    path: String,
     map: Mmap,
 }
 
 impl ModelFile {
     /// Maps `path` read-only.
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open model file '{}'", path.display()))?;
-        let meta = file.metadata().with_context(|| format!("cannot read '{}'", path.display()))?;
+    pub fn open(path: &str) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open model file '{path}'"))?;
+        let meta = file.metadata().with_context(|| format!("cannot read '{path}'"))?;
         if meta.is_dir() {
-            bail!("'{}' is a directory, not a model file", path.display());
+            bail!("'{path}' is a directory, not a model file");
         }
         if !meta.is_file() {
-            bail!("'{}' is not a regular file (a device, pipe or socket), not a model file", path.display());
+            bail!("'{path}' is not a regular file (a device, pipe or socket), not a model file");
         }
         if meta.len() == 0 {
-            bail!("'{}' is empty, not a .tgpt model", path.display());
+            bail!("'{path}' is empty, not a .tgpt model");
         }
         // SAFETY: the map is only read. The runtime validates every byte it uses (sizes, offsets,
         // checksum) and never trusts the contents; the remaining hazard is another process
         // truncating the file while it is mapped, which the OS reports as SIGBUS, as for any
         // memory-mapped reader.
-        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map '{}'", path.display()))?;
+        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map '{path}'"))?;
         Ok(ModelFile { path: path.to_owned(), map })
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub fn path(&self) -> &str {
         &self.path
     }
 
@@ -47,7 +46,7 @@ impl ModelFile {
 
     /// Parses and validates the model (the map is page-aligned, as the runtime requires).
     pub fn model(&self) -> Result<Model<'_>> {
-        Model::from_bytes(&self.map).map_err(|e| anyhow!("'{}' is not a usable model: {e}", self.path.display()))
+        Model::from_bytes(&self.map).map_err(|e| anyhow!("'{}' is not a usable model: {e}", self.path))
     }
 }
 

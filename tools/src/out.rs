@@ -1,15 +1,19 @@
 //! Writing to stdout and stderr: one-line errors, quiet exit on a closed pipe.
 
-use std::io::{self, Write};
+use tinygpt::prelude::*;
 
-/// Prints `error: msg` on stderr as a single line.
+use crate::sys::{self, Write};
+
+/// Prints `error: msg` on stderr as a single line (its lines joined with "; ").
 pub fn error_line(msg: &str) {
-    tinygpt::args::error_line("error: ", msg);
+    let line = format!("error: {}\n", tinygpt::args::one_line(msg));
+    // Nothing useful can be done if stderr itself is closed.
+    let _ = sys::stderr().write_all(line.as_bytes());
 }
 
 /// Whether `e` was caused by writing to a closed pipe (`tinygpt ... | head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| c.downcast_ref::<sys::Error>().is_some_and(sys::Error::is_broken_pipe))
 }
 
 /// Writes `text` to `w` and flushes it; on failure exits the process: quietly with status 0 when
@@ -18,11 +22,11 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Used from inside the runtime's generation callback, which cannot return an error.
 pub fn write_or_exit(w: &mut impl Write, text: &str) {
     if let Err(e) = w.write_all(text.as_bytes()).and_then(|()| w.flush()) {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        if e.is_broken_pipe() {
+            sys::exit(0);
         }
         error_line(&format!("cannot write to stdout: {e}"));
-        std::process::exit(1);
+        sys::exit(1);
     }
 }
 

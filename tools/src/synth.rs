@@ -4,7 +4,11 @@
 //! scaled so that the logits spread over a few nats: sampling then depends visibly on the seed and
 //! on the sampler settings, which is what the tests and the cross-target checks need.
 
+use alloc::collections::{BTreeMap, BTreeSet};
+
 use anyhow::{bail, Context, Result};
+
+use crate::prelude::*;
 use tinygpt_runtime::chat::CHAT_SPECIALS;
 use tinygpt_runtime::writer::{encode_model_with_specials, tensor_layout, MetaData, TokenizerData};
 use tinygpt_runtime::{Arch, Config, DType};
@@ -150,7 +154,7 @@ impl Spec {
             trainer_version: concat!("tinygpt-synth ", env!("CARGO_PKG_VERSION")).to_owned(),
             ..MetaData::default()
         };
-        let mut tensors = std::collections::HashMap::new();
+        let mut tensors = BTreeMap::new();
         let mut rng = SplitMix(self.seed);
         let dim = cfg.n_embd as f32;
         for (name, shape) in tensor_layout(&cfg) {
@@ -162,11 +166,11 @@ impl Spec {
                 let fan_in = shape[1] as f32;
                 let std = if name == "tok_embeddings" || name == "output" {
                     // Logits = classifier · normalised x: a spread of about 2 nats.
-                    2.0 / dim.sqrt()
+                    2.0 / libm::sqrtf(dim)
                 } else if name == "pos_embeddings" {
-                    0.5 / dim.sqrt()
+                    0.5 / libm::sqrtf(dim)
                 } else {
-                    1.0 / fan_in.sqrt()
+                    1.0 / libm::sqrtf(fan_in)
                 };
                 (0..n).map(|_| std * rng.normal()).collect()
             };
@@ -198,9 +202,9 @@ fn random_merges(n: u32, seed: u64) -> Vec<(u32, u32)> {
         words.push(ids);
     }
     let mut merges: Vec<(u32, u32)> = Vec::with_capacity(n as usize);
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = BTreeSet::new();
     while merges.len() < n as usize {
-        let mut counts: std::collections::BTreeMap<(u32, u32), u32> = std::collections::BTreeMap::new();
+        let mut counts: BTreeMap<(u32, u32), u32> = BTreeMap::new();
         for w in &words {
             for p in w.windows(2) {
                 *counts.entry((p[0], p[1])).or_default() += 1;
@@ -285,6 +289,6 @@ impl SplitMix {
     pub fn normal(&mut self) -> f32 {
         let u1 = 1.0 - self.uniform();
         let u2 = self.uniform();
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        (libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * core::f64::consts::PI * u2)) as f32
     }
 }

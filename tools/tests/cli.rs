@@ -189,7 +189,7 @@ fn broken_pipe_exits_quietly() {
     use std::io::Read;
     let m = Models::new();
     let path = m.tiny(Arch::Llama, DType::F32);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tinygpt"))
+    let mut child = Command::new(common::exe())
         .args(["generate", "-m", s(&path), "-n", "1000000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

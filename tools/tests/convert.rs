@@ -99,7 +99,7 @@ fn fixture() -> &'static Fixture {
 }
 
 fn tinygpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinygpt")).args(args).output().unwrap()
+    Command::new(std::env::var("TINYGPT_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tinygpt").to_owned())).args(args).output().unwrap()
 }
 
 fn convert(input: &Path, out: &Path, extra: &[&str]) {

@@ -1,5 +1,7 @@
 //! `tinygpt-train`: train, export and sample tinygpt models.
 
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -700,15 +702,15 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
 const ERROR: &str = "tinygpt-train: error: ";
 
 fn main() -> ExitCode {
-    tinygpt::args::install_panic_hook("tinygpt-train", ERROR);
+    report::install_panic_hook("tinygpt-train", ERROR);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return tinygpt::args::report_usage_error(e, "tinygpt-train", ERROR),
+        Err(e) => return report::report_usage_error(e, "tinygpt-train", ERROR),
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tinygpt::args::error_line(ERROR, &format!("{e:#}"));
+            report::error_line(ERROR, &format!("{e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -319,7 +319,7 @@ const ROW_BLOCK: usize = 4;
 /// exactly as [`dot`] does (same lanes, same order), four rows at a time.
 #[inline]
 pub fn matvec<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     if x86::avx2() {
         // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
         unsafe { x86::matvec_avx2(out, w, x) };
@@ -382,7 +382,7 @@ fn matvec_portable<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
 /// loop that size needs.
 #[inline(always)]
 pub fn matvec_i8<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     if x86::avx2() {
         // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
         unsafe { x86::matvec_i8(out, wq, ws, xq, xs, group_size) };
@@ -574,7 +574,7 @@ pub fn dot_i4(row: &[u8], c0: usize, x: &[i8]) -> i32 {
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn matvec_i4<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], xp: &[u32], group_size: usize) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     if x86::avx2() {
         // SAFETY: the CPU supports AVX2 (checked by `x86::avx2`).
         unsafe { x86::matvec_i4(out, w, ws, xq, xs, group_size) };
@@ -630,10 +630,10 @@ pub fn widen_pairs_i4(out: &mut [u32], x: &[i8]) {
     }
 }
 
-/// x86_64 with `std`: the same kernels compiled with AVX2 enabled, chosen at run time. They run
+/// x86_64: the same kernels compiled with AVX2 enabled, chosen at run time (with or without `std`). They run
 /// the same operations in the same order on wider vectors (no FMA contraction), so results are
 /// bit-identical to the portable kernels (`tests/kernels.rs` checks this).
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(target_arch = "x86_64")]
 pub mod x86;
 
 /// Exact integer dot product of two int8 vectors.

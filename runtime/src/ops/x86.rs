@@ -1,13 +1,43 @@
-//! x86_64 with `std`: the same kernels compiled with AVX2 enabled, chosen at run time. They run
-//! the same operations in the same order on wider vectors (no FMA contraction), so results are
+//! x86_64: the same kernels compiled with AVX2 enabled, chosen at run time. They run the same
+//! operations in the same order on wider vectors (no FMA contraction), so results are
 //! bit-identical to the portable kernels (`tests/kernels.rs` checks this).
+//!
+//! With `std` the CPU's features come from `is_x86_feature_detected!` and the test switches
+//! ([`set_portable`], [`set_vnni`]) are per thread; without it (a `no_std` program) from `cpuid`
+//! and `xgetbv` directly, read once, and the switches are process-wide.
 
 use super::FloatWeight;
-use std::cell::Cell;
 
+#[cfg(feature = "std")]
 std::thread_local! {
-    static PORTABLE: Cell<bool> = const { Cell::new(false) };
-    static NO_VNNI: Cell<bool> = const { Cell::new(false) };
+    static PORTABLE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    static NO_VNNI: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// A switch of the calling thread (with `std`) or of the process (without).
+#[cfg(feature = "std")]
+macro_rules! switch {
+    (get $s:ident) => {
+        $s.with(core::cell::Cell::get)
+    };
+    (set $s:ident $v:expr) => {
+        $s.with(|p| p.set($v))
+    };
+}
+
+#[cfg(not(feature = "std"))]
+static PORTABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+#[cfg(not(feature = "std"))]
+static NO_VNNI: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+#[cfg(not(feature = "std"))]
+macro_rules! switch {
+    (get $s:ident) => {
+        $s.load(core::sync::atomic::Ordering::Relaxed)
+    };
+    (set $s:ident $v:expr) => {
+        $s.store($v, core::sync::atomic::Ordering::Relaxed)
+    };
 }
 
 /// Which VNNI instructions the integer kernels use.
@@ -21,41 +51,152 @@ pub enum Vnni {
     Avx512,
 }
 
-/// Turns the VNNI kernels off (or back on) on the calling thread, for tests and comparisons.
+/// Turns the VNNI kernels off (or back on), for tests and comparisons.
 pub fn set_vnni(on: bool) {
-    NO_VNNI.with(|p| p.set(!on));
+    switch!(set NO_VNNI !on);
 }
 
-/// The VNNI instructions the int8 and int4 kernels use on this thread.
+/// The VNNI instructions the int8 and int4 kernels use (on this thread, with `std`).
 #[inline]
 pub fn vnni() -> Vnni {
-    if NO_VNNI.with(Cell::get) {
+    if switch!(get NO_VNNI) {
         Vnni::None
-    } else if std::is_x86_feature_detected!("avxvnni") {
+    } else if cpu::avxvnni() {
         Vnni::Avx
-    } else if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl") {
+    } else if cpu::avx512vnni() {
         Vnni::Avx512
     } else {
         Vnni::None
     }
 }
 
-/// Forces the portable kernels on the calling thread (for tests and comparisons; other
-/// threads keep their choice, so tests running in parallel do not switch each other).
+/// Forces the portable kernels (for tests and comparisons; with `std` on the calling thread only,
+/// so tests running in parallel do not switch each other).
 pub fn set_portable(portable: bool) {
-    PORTABLE.with(|p| p.set(portable));
+    switch!(set PORTABLE portable);
 }
 
-/// Whether the AVX2 kernels are used (on this thread): the CPU has AVX2 and F16C (every AVX2 CPU
-/// has F16C; the integer kernels widen f16 scales with it).
+/// Whether the AVX2 kernels are used (on this thread, with `std`): the CPU has AVX2 and F16C
+/// (every AVX2 CPU has F16C; the integer kernels widen f16 scales with it).
 #[inline]
 pub fn avx2() -> bool {
-    !PORTABLE.with(Cell::get) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+    !switch!(get PORTABLE) && cpu::avx2()
+}
+
+/// The CPU features the kernels need.
+#[cfg(feature = "std")]
+mod cpu {
+    #[inline]
+    pub fn avx2() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+    }
+    #[inline]
+    pub fn avxvnni() -> bool {
+        std::is_x86_feature_detected!("avxvnni")
+    }
+    #[inline]
+    pub fn avx512vnni() -> bool {
+        std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
+    }
+}
+
+/// The CPU features the kernels need, read with `cpuid` once: an instruction set counts only
+/// where the CPU has it and the operating system saves its registers (`xgetbv`), as
+/// `is_x86_feature_detected!` decides.
+#[cfg(not(feature = "std"))]
+mod cpu {
+    use core::arch::x86_64::{CpuidResult, __cpuid, __cpuid_count};
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    const KNOWN: u8 = 1;
+    const AVX2: u8 = 2;
+    const AVXVNNI: u8 = 4;
+    const AVX512VNNI: u8 = 8;
+    static FEATURES: AtomicU8 = AtomicU8::new(0);
+
+    fn bit(r: u32, n: u32) -> bool {
+        (r >> n) & 1 == 1
+    }
+
+    // `cpuid` is safe to call from Rust 1.94 on, unsafe before (the crate's rust-version is older).
+    #[allow(unused_unsafe)]
+    fn detect() -> u8 {
+        // SAFETY: `cpuid` exists on every x86_64 CPU; leaves above the maximum are not asked.
+        let leaf = |l: u32, s: u32| -> CpuidResult { unsafe { __cpuid_count(l, s) } };
+        let max = unsafe { __cpuid(0) }.eax;
+        let l1 = leaf(1, 0);
+        // OSXSAVE: the OS enabled XSAVE, so XCR0 can be read.
+        if max < 7 || !bit(l1.ecx, 27) {
+            return KNOWN;
+        }
+        let (lo, _hi): (u32, u32);
+        // SAFETY: `xgetbv` with ECX = 0 is valid when OSXSAVE is set (checked above).
+        unsafe { core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") _hi, options(nomem, nostack, preserves_flags)) };
+        // XMM and YMM state (bits 1, 2); opmask and ZMM state (bits 5, 6, 7) for AVX-512.
+        let ymm = lo & 0b110 == 0b110;
+        let zmm = ymm && lo & 0b1110_0000 == 0b1110_0000;
+        let l7 = leaf(7, 0);
+        let l7s1 = if l7.eax >= 1 { leaf(7, 1) } else { CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
+        let avx = ymm && bit(l1.ecx, 28);
+        let avx2 = avx && bit(l7.ebx, 5) && bit(l1.ecx, 29);
+        let mut f = KNOWN;
+        if avx2 {
+            f |= AVX2;
+        }
+        if avx && bit(l7s1.eax, 4) {
+            f |= AVXVNNI;
+        }
+        if zmm && bit(l7.ebx, 16) && bit(l7.ecx, 11) && bit(l7.ebx, 31) {
+            f |= AVX512VNNI;
+        }
+        f
+    }
+
+    #[inline]
+    fn features() -> u8 {
+        let f = FEATURES.load(Ordering::Relaxed);
+        if f != 0 {
+            return f;
+        }
+        let f = detect();
+        FEATURES.store(f, Ordering::Relaxed);
+        f
+    }
+    #[inline]
+    pub fn avx2() -> bool {
+        features() & AVX2 != 0
+    }
+    #[inline]
+    pub fn avxvnni() -> bool {
+        features() & AVXVNNI != 0
+    }
+    #[inline]
+    pub fn avx512vnni() -> bool {
+        features() & AVX512VNNI != 0
+    }
 }
 
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn matvec_avx2<W: FloatWeight>(out: &mut [f32], w: &[W], x: &[f32]) {
     super::matvec_portable(out, w, x)
+}
+
+/// The portable int8 kernel's general loop compiled with AVX2, out of line: the shapes the
+/// three int8 kernels leave to it (group sizes that are not a multiple of 32, the rows after the
+/// last block of eight) share this one copy rather than each inlining the portable kernel with
+/// its loops unrolled per group size (a program's size). The same sums in the same order as
+/// every other int8 kernel.
+#[inline(never)]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn matvec_i8_rest<S: FloatWeight>(out: &mut [f32], wq: &[i8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
+    super::matvec_i8_any(out, wq, ws, xq, xs, group_size)
+}
+
+/// The portable int4 kernel compiled with AVX2, out of line, as [`matvec_i8_rest`].
+#[inline(never)]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn matvec_i4_rest<S: FloatWeight>(out: &mut [f32], w: &[u8], ws: &[S], xq: &[i8], xs: &[f32], group_size: usize) {
+    super::matvec_i4_portable(out, w, ws, xq, xs, group_size)
 }
 
 /// int8 matvec with AVX2 integer instructions, eight rows at a time (with VNNI where the CPU has
@@ -90,7 +231,7 @@ macro_rules! matvec_i8_kernel {
             || ws.len() < rows * groups
             || xq.contains(&i8::MIN)
         {
-            return super::matvec_i8_portable(out, wq, ws, xq, xs, group_size);
+            return matvec_i8_rest(out, wq, ws, xq, xs, group_size);
         }
         let full = cols / group_size;
         for r0 in (0..blocked).step_by(8) {
@@ -129,7 +270,7 @@ macro_rules! matvec_i8_kernel {
             }
             _mm256_storeu_ps(out.as_mut_ptr().add(r0), acc);
         }
-        super::matvec_i8_portable(
+        matvec_i8_rest(
             &mut out[blocked..],
             &wq[blocked * cols..rows * cols],
             &ws[blocked * groups..rows * groups],
@@ -215,7 +356,7 @@ macro_rules! matvec_i4_kernel {
                 || w.len() < rows * rb
                 || ws.len() < rows * groups
             {
-                return super::matvec_i4_portable(out, w, ws, xq, xs, group_size);
+                return matvec_i4_rest(out, w, ws, xq, xs, group_size);
             }
             let mask = _mm_set1_epi8(0x0F);
             let mask256 = _mm256_set1_epi8(0x0F);
@@ -275,7 +416,7 @@ macro_rules! matvec_i4_kernel {
                 }
                 _mm256_storeu_ps(out.as_mut_ptr().add(r0), acc);
             }
-            super::matvec_i4_portable(
+            matvec_i4_rest(
                 &mut out[blocked..],
                 &w[blocked * rb..rows * rb],
                 &ws[blocked * groups..rows * groups],

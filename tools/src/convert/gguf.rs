@@ -11,7 +11,9 @@
 //! llama's rotary embedding in GGUF rotates adjacent pairs, as the runtime does, so the query and
 //! key matrices are used as they are.
 
-use std::collections::HashMap;
+use alloc::collections::BTreeMap as HashMap;
+
+use crate::prelude::*;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use half::f16;
@@ -25,7 +27,7 @@ use super::{Cursor, Imported, Weights};
 pub const Q8_0_BLOCK: usize = 32;
 
 /// A metadata value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Value {
     /// Any integer type, widened.
     Int(i128),
@@ -37,6 +39,20 @@ pub enum Value {
     Str(String),
     /// array.
     Array(Vec<Value>),
+}
+
+/// A value as messages name it: `42`, `0.5`, `true`, `"text"`, `an array of 3`. (Written out
+/// rather than derived: the derived `Debug` is several KB of the static binary.)
+impl core::fmt::Debug for Value {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Str(v) => write!(f, "{v:?}"),
+            Value::Array(v) => write!(f, "an array of {}", v.len()),
+        }
+    }
 }
 
 /// ggml's tensor type names by number (for messages).

@@ -21,7 +21,9 @@
 //! pieces spelled `<0xXX>` are byte tokens. llama2.c starts every text with BOS and ends
 //! generation when BOS is sampled, and so does the converted model (its end-of-text token is BOS).
 
-use std::collections::HashMap;
+use alloc::collections::BTreeMap as HashMap;
+
+use crate::prelude::*;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tinygpt_runtime::writer::{Piece, PieceKind, TokenizerData};
@@ -292,7 +294,7 @@ pub fn read_tokenizer(bytes: &[u8], vocab_size: usize) -> Result<TokenizerData> 
 
 /// The byte of a piece spelled `<0xXX>` (two hex digits).
 pub fn byte_piece(p: &[u8]) -> Option<u8> {
-    let s = std::str::from_utf8(p).ok()?;
+    let s = core::str::from_utf8(p).ok()?;
     let hex = s.strip_prefix("<0x")?.strip_suffix('>')?;
     if hex.len() != 2 {
         return None;

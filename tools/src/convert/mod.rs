@@ -9,7 +9,9 @@ pub mod gguf;
 pub mod llama2c;
 pub mod sample;
 
-use std::collections::HashMap;
+use alloc::collections::BTreeMap as HashMap;
+
+use crate::prelude::*;
 
 use anyhow::{bail, Result};
 use tinygpt_runtime::format::{for_each_tensor, tensor_shape};

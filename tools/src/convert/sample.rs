@@ -5,6 +5,8 @@
 
 use half::f16;
 
+use crate::prelude::*;
+
 use super::llama2c::MAGIC;
 
 /// The shape of a sample model.
@@ -85,7 +87,7 @@ fn q8(w: &[f32], group: usize) -> (Vec<i8>, Vec<f32>) {
     for g in w.chunks(group) {
         let m = g.iter().fold(0f32, |a, x| a.max(x.abs())) / 127.0;
         s.push(m);
-        q.extend(g.iter().map(|x| if m == 0.0 { 0 } else { (x / m).round() as i8 }));
+        q.extend(g.iter().map(|x| if m == 0.0 { 0 } else { libm::roundf(x / m) as i8 }));
     }
     (q, s)
 }

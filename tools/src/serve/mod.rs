@@ -68,7 +68,7 @@ fn read_key(a: &ServeArgs) -> Result<Option<String>> {
     let key = match (&a.api_key, &a.api_key_file) {
         (Some(k), _) => k.clone(),
         (None, Some(f)) => {
-            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read the API key file '{}'", f.display()))?;
+            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read the API key file '{f}'"))?;
             s.trim_end_matches(['\n', '\r']).to_owned()
         }
         (None, None) => return Ok(None),
@@ -102,9 +102,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
     let model = file.model()?;
     let ctx = modelfile::context_len(&model, a.run.ctx)?;
     let kv = a.run.kv.into();
-    let id = a
-        .run
-        .model
+    let id = std::path::Path::new(&a.run.model)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
@@ -136,7 +134,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
     let _ = writeln!(
         so,
         "tinygpt serve: {} ({chat}, context {ctx}, kv {}): {} slot(s) x {} = {} of session memory, queue {}",
-        file.path().display(),
+        file.path(),
         kv.name(),
         a.parallel,
         human_bytes(per_slot),

@@ -9,6 +9,12 @@ use std::process::{Command, Output, Stdio};
 use tempfile::TempDir;
 use tinygpt::synth::Spec;
 
+/// The binary under test: `TINYGPT_EXE` if set (`tools/test-cross.sh` runs these tests against
+/// the static `no_std` build that way), else the one cargo built for the tests.
+pub fn exe() -> String {
+    std::env::var("TINYGPT_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tinygpt").to_owned())
+}
+
 /// Runs the binary with `args`, stdin empty.
 pub fn tinygpt(args: &[&str]) -> Output {
     tinygpt_fed(args, b"")
@@ -16,7 +22,7 @@ pub fn tinygpt(args: &[&str]) -> Output {
 
 /// Runs the binary with `input` on its stdin (a pipe, closed after `input`).
 pub fn tinygpt_fed(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tinygpt"))
+    let mut child = Command::new(exe())
         .args(args)
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::piped())
