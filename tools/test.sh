@@ -12,7 +12,8 @@
 #   3. tools/test-arm.sh: the runtime's tests again on 32-bit ARM in Thumb-2 mode under qemu-arm,
 #      where the Cortex-M4's DSP int8 kernel runs against the portable one;
 #   4. tools/test-cross.sh: static aarch64 and 32-bit ARM builds under qemu-user print the same
-#      text as the native build;
+#      text as the native build, and the CLI's end-to-end tests pass against the static (no_std)
+#      x86_64 binary, which must be at most 600 KiB;
 #   5. tools/test-board.sh: the STM32F405 firmware in QEMU prints the host's text, within budget;
 #   6. tools/test-interop.sh: `tinygpt convert` on llama2.c and GGUF files gives run.c's and runq.c's
 #      greedy ids and text, the tokenizer matches sentencepiece, and bad inputs are refused;
