@@ -108,7 +108,7 @@ run_case ok "inspect" inspect "$work/tiny-gpt2-int8.tgpt"
 if TINYGPT_EXE="${native[0]}" cargo test -q -p tinygpt --test cli --test chat --test convert -- --test-threads 2 >"$work/e2e.log" 2>&1; then
   passed=$((passed + 1)); echo "ok   the CLI's end-to-end tests against the static no_std binary ($(grep -o '[0-9]* passed' "$work/e2e.log" | awk '{s += $1} END {print s}') tests)"
 else
-  failed=$((failed + 1)); echo "FAIL the CLI's end-to-end tests against the static no_std binary:"; grep -E "FAILED|panicked|error" "$work/e2e.log" | head -n 20
+  failed=$((failed + 1)); echo "FAIL the CLI's end-to-end tests against the static no_std binary:"; grep -E -A2 "FAILED|panicked|error" "$work/e2e.log" | head -n 30
 fi
 
 echo "$passed passed, $failed failed"
