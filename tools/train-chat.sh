@@ -5,6 +5,10 @@
 #   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores; the
 #                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
+# From another base: BASE=models/shakespeare-board-int4-fast.tgpt DTYPE=int4 GROUP_SIZE=128
+# QAT=int4 tools/train-chat.sh runs/chat4 (every stage's export in DTYPE, fine-tuned with the
+# export's rounding faked from the first step when QAT is set).
+#
 # Stages: base → SFT → SFT + "I do not know" → RL. Each stage's model is evaluated on the held-out
 # split (RUN_DIR/eval-*.json, the tables in RUN_DIR/report.txt, the report card as Markdown in
 # RUN_DIR/report.md by tools/chat-report.py) and on Shakespeare's validation text (the last 10 % of
@@ -17,7 +21,11 @@ RUN=${1:-runs/chat}
 BIN=${TINYGPT_BIN_DIR:-target/debug}
 T="$BIN/tinygpt-train"
 G="$BIN/tinygpt"
-BASE=models/shakespeare-board.tgpt
+BASE=${BASE:-models/shakespeare-board.tgpt}
+# The exports' weight type and group size, and the fine-tuning's fake quantization ("" for none).
+DTYPE=${DTYPE:-int8}
+GROUP_SIZE=${GROUP_SIZE:-64}
+QAT=${QAT:-}
 CORPUS=../shared/data/tinyshakespeare.txt
 THREADS=${THREADS:-2}
 # libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
@@ -30,6 +38,8 @@ SFT_ITERS=${SFT_ITERS:-600}
 # (IDK_MIN_RIGHT) and of the 4 of each RL round (RL_MIN_RIGHT); 1 relabels only what is never right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
+# Answers sampled per question in each RL round.
+RL_SAMPLES=${RL_SAMPLES:-4}
 for b in "$T" "$G"; do
     [[ -x $b ]] || { echo "error: $b is missing: run cargo build -p tinygpt-train -p tinygpt" >&2; exit 1; }
 done
@@ -76,13 +86,19 @@ evaluate() { # NAME MODEL [chat-eval flags...]
 # 2. The base model, asked in plain text (it knows no chat template).
 evaluate base "$BASE" --plain
 
-SFT_SET=(--set max_iters="$SFT_ITERS" --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
+QAT_SET=()
+[[ -n $QAT ]] && QAT_SET=(--set qat="$QAT" --set qat_start=0 --set qat_group_size="$GROUP_SIZE")
+export_model() { # CHECKPOINT OUT
+    "$T" export --checkpoint "$1" --dtype "$DTYPE" --group-size "$GROUP_SIZE" --eval-tokens 20000 --out "$2"
+}
+
+SFT_SET=("${QAT_SET[@]}" --set max_iters="$SFT_ITERS" --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
 
 # 3. Supervised fine-tuning on the training split.
 if [[ ! -f $RUN/sft.tgpt ]]; then
     note "sft"
     finetune "$RUN/sft" --checkpoint "$BASE" --data "$D/train.jsonl" --config trainer/configs/sft-board.toml "${SFT_SET[@]}"
-    "$T" export --checkpoint "$RUN/sft" --dtype int8 --eval-tokens 20000 --out "$RUN/sft.tgpt"
+    export_model "$RUN/sft" "$RUN/sft.tgpt"
 fi
 evaluate sft "$RUN/sft.tgpt"
 
@@ -94,22 +110,22 @@ if [[ ! -f $RUN/idk.tgpt ]]; then
     cat "$D/train.jsonl" "$D/probe-idk.jsonl" > "$D/train-idk.jsonl"
     note "sft + idk"
     finetune "$RUN/idk" --checkpoint "$RUN/sft" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
-        --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
-    "$T" export --checkpoint "$RUN/idk" --dtype int8 --eval-tokens 20000 --out "$RUN/idk.tgpt"
+        "${QAT_SET[@]}" --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
+    export_model "$RUN/idk" "$RUN/idk.tgpt"
 fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 
-# 5. RL by re-sampling on the probe questions: K = 4 samples, fine-tune on the right ones (and
+# 5. RL by re-sampling on the probe questions: K = RL_SAMPLES samples, fine-tune on the right ones (and
 # "I do not know." where none of the K is right); the run stops when held-out pass@1 stops improving.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
-    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples 4 --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 \
-        --config trainer/configs/sft-board.toml --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
+    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples "$RL_SAMPLES" --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 \
+        --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
         --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
     # The policy after the last round (rl's best.pt is the round with the best held-out pass@1,
     # which can be the start).
     last=$(ls -d "$RUN"/rl/round-* | sort -V | tail -n 1)
-    "$T" export --checkpoint "$last" --dtype int8 --eval-tokens 20000 --out "$RUN/rl.tgpt"
+    export_model "$last" "$RUN/rl.tgpt"
 fi
 evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
 

@@ -70,7 +70,7 @@ pub fn check_min_right(min_right: usize, samples: usize) -> Result<()> {
 
 /// What RL needs from training: a checkpoint exported for the runtime, and fine-tuning.
 pub trait Policy {
-    /// The checkpoint at `checkpoint` as an f32 `.tgpt` chat model.
+    /// The checkpoint at `checkpoint` as a `.tgpt` chat model, the file its answers are sampled from.
     fn export(&self, checkpoint: &Path) -> Result<AlignedBytes>;
     /// Fine-tunes the checkpoint `base` on `train`'s targets (validated on `val`), writing into
     /// `out`; returns the checkpoint to continue from.
@@ -319,7 +319,14 @@ impl Policy for SftPolicy {
     fn export(&self, checkpoint: &Path) -> Result<AlignedBytes> {
         let ck = crate::train::load_checkpoint(checkpoint)?;
         let (model, tok) = crate::train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
-        crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), tinygpt_runtime::DType::F32, 64)
+        // Sampled in the weight type the fine-tuning fakes, so the answers graded are the
+        // quantized model's; f32 without fake quantization.
+        let (dtype, group) = match self.cfg.qat.as_str() {
+            "int8" => (tinygpt_runtime::DType::I8, self.cfg.qat_group_size),
+            "int4" => (tinygpt_runtime::DType::I4, self.cfg.qat_group_size),
+            _ => (tinygpt_runtime::DType::F32, 64),
+        };
+        crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), dtype, group)
     }
 
     fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf> {

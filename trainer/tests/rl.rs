@@ -146,3 +146,25 @@ fn rl_command_refuses_bad_input_in_one_line() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A policy fine-tuned with fake quantization samples the weight type it fakes (what
+/// `export --dtype` will ship), byte for byte the exporter's file; without it, f32.
+#[test]
+fn the_policy_samples_in_the_weight_type_its_fine_tuning_fakes() {
+    use tinygpt_runtime::{writer::MetaData, DType, Model};
+    use tinygpt_train::{export, rl::Policy};
+    let dir = common::tempdir();
+    let corpus = common::write(dir.path(), "corpus.txt", common::corpus(20_000).as_bytes());
+    let out = dir.path().join("base");
+    common::run(&common::small_config(&corpus, "llama", &["max_iters=2"]), &out, false);
+    let ck_path = train::checkpoint_in(&out).unwrap();
+    let (model, tok) = train::model_from_checkpoint(&train::load_checkpoint(&ck_path).unwrap(), Device::Cpu, false).unwrap();
+    for (sets, dtype, group) in [(&[][..], DType::F32, 64), (&["qat=int4", "qat_group_size=32"][..], DType::I4, 32), (&["qat=int8"][..], DType::I8, 64)] {
+        let policy = SftPolicy { cfg: sft_cfg(sets), device: Device::Cpu, verbose: false };
+        let bytes = policy.export(&ck_path).unwrap();
+        let m = Model::from_bytes(&bytes).unwrap();
+        assert_eq!((m.config().dtype, m.config().group_size), (dtype, group), "{sets:?}");
+        let want = export::encode(&model, &tok, &MetaData::default(), dtype, group).unwrap();
+        assert!(*bytes == *want, "{sets:?}: the policy's file differs from the exporter's");
+    }
+}
