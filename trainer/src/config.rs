@@ -133,6 +133,15 @@ pub struct TrainConfig {
     pub init: String,
 }
 
+/// The weight type a `qat` setting fakes: `"int8"`, `"int4"`, or none (`""`, off).
+pub fn qat_dtype(qat: &str) -> Option<tinygpt_runtime::DType> {
+    match qat {
+        "int8" => Some(tinygpt_runtime::DType::I8),
+        "int4" => Some(tinygpt_runtime::DType::I4),
+        _ => None,
+    }
+}
+
 fn d_qat_group() -> u32 {
     64
 }
@@ -311,11 +320,7 @@ impl TrainConfig {
 
     /// The weights' fake quantization at iteration `it`: from `qat_start` on when `qat` is set.
     pub fn fake_quant_at(&self, it: u64) -> Option<crate::model::FakeQuant> {
-        let dtype = match self.qat.as_str() {
-            "int8" => tinygpt_runtime::DType::I8,
-            "int4" => tinygpt_runtime::DType::I4,
-            _ => return None,
-        };
+        let dtype = qat_dtype(&self.qat)?;
         if it < self.qat_start {
             return None;
         }

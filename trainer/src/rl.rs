@@ -321,10 +321,9 @@ impl Policy for SftPolicy {
         let (model, tok) = crate::train::model_from_checkpoint(&ck, tch::Device::Cpu, false)?;
         // Sampled in the weight type the fine-tuning fakes, so the answers graded are the
         // quantized model's; f32 without fake quantization.
-        let (dtype, group) = match self.cfg.qat.as_str() {
-            "int8" => (tinygpt_runtime::DType::I8, self.cfg.qat_group_size),
-            "int4" => (tinygpt_runtime::DType::I4, self.cfg.qat_group_size),
-            _ => (tinygpt_runtime::DType::F32, 64),
+        let (dtype, group) = match crate::config::qat_dtype(&self.cfg.qat) {
+            Some(d) => (d, self.cfg.qat_group_size),
+            None => (tinygpt_runtime::DType::F32, 64),
         };
         crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), dtype, group)
     }
