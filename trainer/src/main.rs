@@ -233,9 +233,11 @@ enum Cmd {
         #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         threads: usize,
     },
-    /// RL by re-sampling (rejection-sampling fine-tuning): per round, sample K answers per training
-    /// question, fine-tune on the right ones (questions never right: "I do not know."), evaluate
-    /// held-out pass@1 and pass@K; stop when pass@1 stops improving. DIR/best.pt is the best round.
+    /// RL by re-sampling: per round, sample K answers per training question and grade them; with
+    /// --method rft (rejection-sampling fine-tuning) fine-tune on the right ones (questions never
+    /// right: "I do not know."), with --method reinforce train on every sample weighted by its
+    /// reward minus its question's mean reward; evaluate held-out pass@1 and pass@K; stop when
+    /// pass@1 stops improving. DIR/best.pt is the best round.
     Rl {
         /// The chat model to start from: a fine-tuning run directory (its best.pt) or a .pt checkpoint.
         #[arg(long)]
@@ -264,8 +266,24 @@ enum Cmd {
         /// Stop after this many rounds without a better held-out pass@1.
         #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         patience: usize,
-        /// Leave questions never answered right out of the fine-tuning set (instead of training
-        /// them to "I do not know.").
+        /// rft: fine-tune on the right samples; reinforce: policy gradient on every sample, the
+        /// question's mean reward as baseline.
+        #[arg(long, default_value = "rft")]
+        method: rl::Method,
+        /// reinforce: the reward of "I do not know." to an answerable question (right: 1, wrong:
+        /// 0); a question is worth answering where the model is right more often than this.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        idk_reward: f32,
+        /// reinforce: scale of the negative advantages (1: REINFORCE; 0: train only on samples
+        /// better than their question's mean).
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+        negative_weight: f32,
+        /// Training questions sampled per round, the next ones of a seeded shuffle (0: all).
+        #[arg(long, default_value_t = 0, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
+        questions: usize,
+        /// rft: leave questions never answered right out of the fine-tuning set (instead of
+        /// training them to "I do not know."); reinforce: do not add "I do not know." to each
+        /// question's samples.
         #[arg(long)]
         no_idk: bool,
         /// Right samples (of --samples) a question needs for its right answers to be trained on;
@@ -543,8 +561,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, no_idk, min_right, config, set, threads, device } => {
-            let cfg = RlConfig { samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, threads };
+        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, method, idk_reward, negative_weight, questions, no_idk, min_right, config, set, threads, device } => {
+            let cfg = RlConfig { method, idk_reward, negative_weight, questions, samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, threads };
             rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)
         }
     }
@@ -651,6 +669,15 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
         bail!("--patience must be at least 1");
     }
     rl::check_min_right(cfg.min_right, cfg.samples)?;
+    if !cfg.idk_reward.is_finite() || !(-1.0..=1.0).contains(&cfg.idk_reward) {
+        bail!("--idk-reward must be between -1 and 1 (a right answer earns 1), not {}", cfg.idk_reward);
+    }
+    if !cfg.negative_weight.is_finite() || !(0.0..=1.0).contains(&cfg.negative_weight) {
+        bail!("--negative-weight must be between 0 and 1, not {}", cfg.negative_weight);
+    }
+    if cfg.method == rl::Method::Reinforce && cfg.samples < 2 {
+        bail!("--method reinforce needs --samples of at least 2 (the baseline is the mean of a question's samples)");
+    }
     let mut sets = vec!["max_iters=200".to_string()];
     sets.extend(a.set.iter().cloned());
     let sft_cfg = match &a.config {
@@ -674,18 +701,28 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
     banner(dev);
     let policy = SftPolicy { cfg: sft_cfg, device: dev, verbose: false };
     println!(
-        "rl: {} from {}; {} training / {} held-out questions, {} samples at temperature {}, up to {} rounds (patience {})",
-        if cfg.idk { "never-right questions trained to \"I do not know.\"" } else { "never-right questions left out" },
+        "rl: {} from {}; {} training ({} a round) / {} held-out questions, {} samples at temperature {}, up to {} rounds (patience {})",
+        match cfg.method {
+            rl::Method::Reinforce => format!(
+                "REINFORCE, group-mean baseline, negative advantages x{}, \"I do not know.\" rewarded {}{}",
+                cfg.negative_weight,
+                cfg.idk_reward,
+                if cfg.idk { " and added to every question's samples" } else { "" }
+            ),
+            rl::Method::Rft if cfg.idk => "rejection sampling, never-right questions trained to \"I do not know.\"".to_string(),
+            rl::Method::Rft => "rejection sampling, never-right questions left out".to_string(),
+        },
         start.display(),
         train_tasks.len(),
+        if cfg.questions == 0 || cfg.questions >= train_tasks.len() { train_tasks.len() } else { cfg.questions },
         val_tasks.len(),
         cfg.samples,
         cfg.temperature,
         cfg.rounds,
         cfg.patience
     );
-    let k = cfg.samples;
-    let s = rl::run(&policy, &start, &train_tasks, &val_tasks, &cfg, &a.out, |r| println!("{}", rl::progress_line(r, k)))?;
+    let (k, m) = (cfg.samples, cfg.method);
+    let s = rl::run(&policy, &start, &train_tasks, &val_tasks, &cfg, &a.out, |r| println!("{}", rl::progress_line(r, k, m)))?;
     let best = &s.rounds[s.best_round];
     println!(
         "{}: best round {} (held-out pass@1 {:.1}%, pass@{k} {:.1}%); {} holds its checkpoint, {} the log",

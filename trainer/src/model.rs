@@ -304,6 +304,22 @@ impl Gpt {
         logits.view([-1, self.dims.vocab_size]).cross_entropy_for_logits(&targets.view([-1]))
     }
 
+    /// The cross-entropy of each predicted token weighted by its row's weight (`row_weights`,
+    /// `[batch]`), summed and divided by the number of predicted tokens (targets other than
+    /// -100). With every weight 1 this is [`Gpt::loss`]; a negative weight pushes its row's
+    /// tokens down (the policy-gradient loss of `rl --method reinforce`).
+    pub fn weighted_loss(&self, idx: &Tensor, targets: &Tensor, row_weights: &Tensor, train: bool) -> Tensor {
+        let logits = self.forward(idx, train);
+        let (b, t) = targets.size2().expect("targets are [batch, time]");
+        let mask = targets.ne(-100i64);
+        let safe = targets.where_scalarother(&mask, 0i64);
+        let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).gather(-1, &safe.unsqueeze(-1), false).squeeze_dim(-1);
+        let maskf = mask.to_kind(Kind::Float);
+        let w = row_weights.to_device(logits.device()).to_kind(Kind::Float).view([b, 1]).expand([b, t], false);
+        let n = maskf.sum(Kind::Float).clamp_min(1.0);
+        -(logp * maskf * w).sum(Kind::Float) / n
+    }
+
     /// The f32 values of parameter `name` (for the runtime writer).
     pub fn tensor_f32(&self, name: &str) -> Option<Vec<f32>> {
         let vars = self.vs.variables();

@@ -13,6 +13,19 @@
 //! latest model; the run stops after `patience` rounds without a better held-out pass@1, and
 //! the best round's checkpoint is kept as `best.pt`. Every seed is derived from the run's seed,
 //! the round, the question and the sample, so the same seed gives the same log.
+//!
+//! [`Method::Reinforce`] learns from every sample instead, as a policy-gradient step: REINFORCE
+//! with the mean reward of the question's K samples as baseline (as in GRPO, without its ratio
+//! clipping, KL penalty or division by the standard deviation). A sample's reward is 1 when it is
+//! right, `idk_reward` when it says "I do not know." to an answerable question, 0 otherwise; its
+//! conversation is trained on with weight reward − baseline, so wrong answers are pushed down
+//! and right ones up, and a question whose samples all earn the same teaches nothing and is left
+//! out. Between 0 and 1, `idk_reward` sets where refusing pays: a question right with chance p is
+//! worth answering when p > idk_reward. `negative_weight` scales the push on samples worse than
+//! their group's mean: below 1 it damps the noise of pushing down wrong answers, which at this
+//! scale slows learning (see `tests/rl.rs`); 0 trains only on better-than-average samples. With `idk`, "I do not know." joins every question's
+//! group as one more sample (see [`reinforce_examples`]). With `questions` set, each round samples only that many
+//! training questions (the next ones of a seeded shuffle), so rounds stay close to on-policy.
 
 use std::path::{Path, PathBuf};
 
@@ -73,13 +86,50 @@ pub trait Policy {
     /// The checkpoint at `checkpoint` as a `.tgpt` chat model, the file its answers are sampled from.
     fn export(&self, checkpoint: &Path) -> Result<AlignedBytes>;
     /// Fine-tunes the checkpoint `base` on `train`'s targets (validated on `val`), writing into
-    /// `out`; returns the checkpoint to continue from.
-    fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf>;
+    /// `out`; returns the checkpoint to continue from. `weights`: each target's weight in the
+    /// loss (`None`: all 1; negative: pushed down).
+    fn finetune(&self, base: &Path, train: &[Task], weights: Option<&[f32]>, val: &[Task], out: &Path, seed: u64) -> Result<PathBuf>;
+}
+
+/// How a round learns from its graded samples (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Rejection-sampling fine-tuning on the distinct right answers.
+    Rft,
+    /// REINFORCE with the group's mean reward as baseline, on every sample.
+    Reinforce,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "rft" => Ok(Method::Rft),
+            "reinforce" => Ok(Method::Reinforce),
+            _ => Err(format!("unknown method {s:?}: expected rft or reinforce")),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Rft => "rft",
+            Method::Reinforce => "reinforce",
+        })
+    }
 }
 
 /// Settings of [`run`].
 #[derive(Debug, Clone)]
 pub struct RlConfig {
+    pub method: Method,
+    /// The reward of "I do not know." to an answerable question ([`Method::Reinforce`]).
+    pub idk_reward: f32,
+    /// The scale of negative advantages ([`Method::Reinforce`]; 1: REINFORCE).
+    pub negative_weight: f32,
+    /// Training questions sampled per round (0: all of them every round).
+    pub questions: usize,
     /// Samples per training question per round (also K of the held-out pass@K).
     pub samples: usize,
     /// Most rounds.
@@ -100,7 +150,7 @@ pub struct RlConfig {
 
 impl Default for RlConfig {
     fn default() -> Self {
-        RlConfig { samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, threads: 2 }
+        RlConfig { method: Method::Rft, idk_reward: 0.0, negative_weight: 1.0, questions: 0, samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, threads: 2 }
     }
 }
 
@@ -115,9 +165,13 @@ pub struct RoundLog {
     pub train_sample_accuracy: f64,
     /// Share of training questions right at least once.
     pub train_pass_k: f64,
-    /// Fine-tuning conversations: distinct right answers, and "I do not know." targets.
+    /// Fine-tuning conversations: distinct right answers, and "I do not know." targets (with
+    /// `reinforce`: samples with a positive and with a negative advantage).
     pub right_examples: usize,
     pub idk_examples: usize,
+    /// Mean reward of the round's samples (`reinforce`; else the share right).
+    #[serde(default)]
+    pub train_reward: f64,
     /// Held-out greedy accuracy on answerable questions (pass@1), with its Wilson interval.
     pub val_pass1: Ratio,
     /// Held-out pass@K on answerable questions.
@@ -182,6 +236,79 @@ pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool, min_ri
     (out, right, unknown)
 }
 
+/// The reward of `reply` to `t` (see the module documentation): 1 right, `idk_reward` for
+/// "I do not know." to an answerable question, else 0.
+pub fn reward(t: &Task, reply: &str, idk_reward: f32) -> f32 {
+    if t.check(reply) {
+        1.0
+    } else if t.family.answerable() && crate::tasks::normalize(reply) == crate::tasks::normalize(IDK) {
+        idk_reward
+    } else {
+        0.0
+    }
+}
+
+/// The policy-gradient examples of one round from `samples[i]` (the replies to `train[i]`):
+/// every sample of a question whose samples' rewards differ, as a conversation with its
+/// advantage (reward − the mean reward of the question's samples). With `idk`, each question's
+/// group also holds "I do not know." as one more sample, whether or not the model said it: where
+/// the model is right less often than `idk_reward` the refusal is pushed up, elsewhere down, so a
+/// question never answered right still teaches something. Returns the examples, their weights,
+/// and how many have a positive and a negative advantage. Negative advantages are scaled by
+/// `negative_weight` (1: REINFORCE; 0: only the samples better than their group's mean are
+/// trained on, pushed up by how much better they are).
+pub fn reinforce_examples(train: &[Task], samples: &[Vec<String>], idk_reward: f32, idk: bool, negative_weight: f32) -> (Vec<Task>, Vec<f32>, usize, usize) {
+    let (mut out, mut weights, mut up, mut down) = (Vec::new(), Vec::new(), 0, 0);
+    for (t, s) in train.iter().zip(samples) {
+        let mut s: Vec<&str> = s.iter().map(|x| x.as_str()).collect();
+        if idk {
+            s.push(IDK);
+        }
+        let r: Vec<f32> = s.iter().map(|x| reward(t, x, idk_reward)).collect();
+        let mean = r.iter().sum::<f32>() / r.len().max(1) as f32;
+        if r.iter().all(|&x| (x - mean).abs() < 1e-6) {
+            continue;
+        }
+        for (x, &ri) in s.iter().zip(&r) {
+            let a = ri - mean;
+            let a = if a < 0.0 { a * negative_weight } else { a };
+            if a.abs() < 1e-6 {
+                continue;
+            }
+            out.push(Task { target: x.trim().to_string(), ..t.clone() });
+            weights.push(a);
+            if a > 0.0 {
+                up += 1;
+            } else {
+                down += 1;
+            }
+        }
+    }
+    (out, weights, up, down)
+}
+
+/// The training questions of round `round` (from 1): all of them when `per_round` is 0 or
+/// covers them, else the round's `per_round` of a shuffle of them under `seed`, taken in turn
+/// (a new shuffle each time they are used up).
+pub fn round_questions(n: usize, per_round: usize, seed: u64, round: usize) -> Vec<usize> {
+    if per_round == 0 || per_round >= n {
+        return (0..n).collect();
+    }
+    let start = (round - 1) * per_round;
+    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
+    (start..start + per_round)
+        .map(|k| {
+            let (pass, at) = (k / n, k % n);
+            if order.0 != pass {
+                let mut o: Vec<usize> = (0..n).collect();
+                crate::tasks::Rng::new(mix_seed(&[seed, pass as u64, 4])).shuffle(&mut o);
+                order = (pass, o);
+            }
+            order.1[at]
+        })
+        .collect()
+}
+
 /// Runs RL from the checkpoint `start` (see the module documentation), writing `out/rl.jsonl`,
 /// `out/best.pt` and one fine-tuning run per round (`out/round-N`). `on_round` sees each log line.
 pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg: &RlConfig, out: &Path, mut on_round: impl FnMut(&RoundLog)) -> Result<RlSummary> {
@@ -215,6 +342,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
         train_pass_k: 0.0,
         right_examples: 0,
         idk_examples: 0,
+        train_reward: 0.0,
         val_pass1: s.answerable,
         val_pass_k: s.answerable_pass_k.unwrap_or(s.answerable),
         val_overall: s.overall,
@@ -229,20 +357,35 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
     let mut current: PathBuf = start.to_path_buf();
     let mut stale = 0;
     let mut reason = format!("{} rounds done", cfg.rounds);
-    let questions: Vec<&str> = train.iter().map(|t| t.question.as_str()).collect();
     for round in 1..=cfg.rounds {
         let t0 = std::time::Instant::now();
+        let picked: Vec<Task> = round_questions(train.len(), cfg.questions, cfg.seed, round).into_iter().map(|i| train[i].clone()).collect();
+        let train = &picked[..];
+        let questions: Vec<&str> = train.iter().map(|t| t.question.as_str()).collect();
         let answerer = RuntimeAnswerer::new(policy.export(&current)?)?;
         let samples = evalchat::sample_replies(&answerer, &questions, cfg.samples, cfg.temperature, mix_seed(&[cfg.seed, round as u64, 1]), cfg.threads)?;
         let n_right: usize = train.iter().zip(&samples).map(|(t, s)| s.iter().filter(|r| t.check(r)).count()).sum();
         let any_right = train.iter().zip(&samples).filter(|(t, s)| s.iter().any(|r| t.check(r))).count();
-        let (examples, right_examples, idk_examples) = round_examples(train, &samples, cfg.idk, cfg.min_right);
+        let total_reward: f64 = train.iter().zip(&samples).flat_map(|(t, s)| s.iter().map(move |r| reward(t, r, cfg.idk_reward) as f64)).sum();
+        let (examples, weights, right_examples, idk_examples) = match cfg.method {
+            Method::Rft => {
+                let (e, r, u) = round_examples(train, &samples, cfg.idk, cfg.min_right);
+                (e, None, r, u)
+            }
+            Method::Reinforce => {
+                let (e, w, up, down) = reinforce_examples(train, &samples, cfg.idk_reward, cfg.idk, cfg.negative_weight);
+                (e, Some(w), up, down)
+            }
+        };
         if examples.is_empty() {
-            reason = format!("round {round}: no training question was answered right and idk = false: nothing to learn from");
+            reason = match cfg.method {
+                Method::Rft => format!("round {round}: no training question was answered right and idk = false: nothing to learn from"),
+                Method::Reinforce => format!("round {round}: every question's samples earned the same reward: nothing to learn from"),
+            };
             break;
         }
         let dir = out.join(format!("round-{round}"));
-        let next = policy.finetune(&current, &examples, val, &dir, mix_seed(&[cfg.seed, round as u64, 3]))?;
+        let next = policy.finetune(&current, &examples, weights.as_deref(), val, &dir, mix_seed(&[cfg.seed, round as u64, 3]))?;
         let answerer = RuntimeAnswerer::new(policy.export(&next)?)?;
         let s = evaluate_val(&answerer, val, cfg, round)?;
         let better = s.answerable.value > best_pass1;
@@ -253,6 +396,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
             train_pass_k: any_right as f64 / train.len() as f64,
             right_examples,
             idk_examples,
+            train_reward: if cfg.method == Method::Reinforce { total_reward / (train.len() * cfg.samples) as f64 } else { n_right as f64 / (train.len() * cfg.samples) as f64 },
             val_pass1: s.answerable,
             val_pass_k: s.answerable_pass_k.unwrap_or(s.answerable),
             val_overall: s.overall,
@@ -280,18 +424,21 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
 }
 
 /// The progress line of a round.
-pub fn progress_line(r: &RoundLog, k: usize) -> String {
+pub fn progress_line(r: &RoundLog, k: usize, method: Method) -> String {
     let pct = |x: &Ratio| format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x.value, 100.0 * x.lo, 100.0 * x.hi);
     if r.round == 0 {
         return format!("round 0 (start): held-out pass@1 {}, pass@{k} {:.1}%, prudence {:.1}%", pct(&r.val_pass1), 100.0 * r.val_pass_k.value, 100.0 * r.val_prudence.value);
     }
+    let learnt = match method {
+        Method::Rft => format!("fine-tuned on {} right + {} \"I do not know.\"", r.right_examples, r.idk_examples),
+        Method::Reinforce => format!("mean reward {:.3}; {} samples pushed up, {} down", r.train_reward, r.right_examples, r.idk_examples),
+    };
     format!(
-        "round {}: train samples right {:.1}%, pass@{k} {:.1}%; fine-tuned on {} right + {} \"I do not know.\"; held-out pass@1 {}, pass@{k} {:.1}%, prudence {:.1}%{} ({:.0} s)",
+        "round {}: {} questions, samples right {:.1}%, pass@{k} {:.1}%; {learnt}; held-out pass@1 {}, pass@{k} {:.1}%, prudence {:.1}%{} ({:.0} s)",
         r.round,
+        r.train_questions,
         100.0 * r.train_sample_accuracy,
         100.0 * r.train_pass_k,
-        r.right_examples,
-        r.idk_examples,
         pct(&r.val_pass1),
         100.0 * r.val_pass_k.value,
         100.0 * r.val_prudence.value,
@@ -328,13 +475,13 @@ impl Policy for SftPolicy {
         crate::export::encode(&model, &tok, &tinygpt_runtime::writer::MetaData::default(), dtype, group)
     }
 
-    fn finetune(&self, base: &Path, train: &[Task], val: &[Task], out: &Path, seed: u64) -> Result<PathBuf> {
+    fn finetune(&self, base: &Path, train: &[Task], weights: Option<&[f32]>, val: &[Task], out: &Path, seed: u64) -> Result<PathBuf> {
         let train: Vec<_> = train.iter().map(conversation).collect();
         // Validation on the right answers of the held-out questions.
         let val: Vec<_> = val.iter().map(|t| conversation(&Task { target: t.answer.clone(), ..t.clone() })).collect();
         let cfg = crate::sft::SftConfig { seed, ..self.cfg.clone() };
         let opts = crate::train::RunOptions { out: out.to_path_buf(), resume: false, device: self.device, verbose: self.verbose };
-        crate::sft::finetune(base, &train, &val, &cfg, &opts)?;
+        crate::sft::finetune_weighted(base, &train, weights, &val, &cfg, &opts)?;
         crate::train::checkpoint_in(out)
     }
 }

@@ -632,6 +632,8 @@ pub fn masked_loss(model: &Gpt, items: &[Rendered], pad: u32, batch: usize) -> f
 /// the held-out conversations.
 pub struct ChatBatches {
     train: Vec<Rendered>,
+    /// Each training conversation's weight in the loss (empty: all 1).
+    weights: Vec<f32>,
     val: Vec<Rendered>,
     /// Token ids of the prose mixed into training batches, and the rows per batch it takes.
     prose: Vec<u32>,
@@ -674,6 +676,7 @@ impl ChatBatches {
         }
         Ok(ChatBatches {
             train,
+            weights: Vec::new(),
             val,
             prose: Vec::new(),
             prose_rows: 0,
@@ -704,6 +707,19 @@ impl ChatBatches {
         Ok(self)
     }
 
+    /// Weighs each training conversation's loss by `weights` (one per conversation, in order;
+    /// prose rows keep weight 1). Negative weights push a conversation's answer down.
+    pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Self> {
+        if weights.len() != self.train.len() {
+            bail!("{} weights for {} training conversations", weights.len(), self.train.len());
+        }
+        if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+            bail!("a conversation's weight is {w}: weights must be finite");
+        }
+        self.weights = weights;
+        Ok(self)
+    }
+
     /// Rows of each training batch that are prose.
     pub fn prose_rows(&self) -> usize {
         self.prose_rows
@@ -725,6 +741,11 @@ impl ChatBatches {
             }
             h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);
         }
+        for w in &self.weights {
+            for byte in w.to_le_bytes() {
+                h = (h ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
         h
     }
 }
@@ -732,12 +753,13 @@ impl ChatBatches {
 impl Batches for ChatBatches {
     fn batch(&self, step: u64, micro: u32) -> Batch {
         let mut s = mix(self.seed ^ mix(step.wrapping_mul(0x1000_0000_01B3) ^ micro as u64 ^ 0x5f7));
-        let mut picks: Vec<&Rendered> = (0..self.batch - self.prose_rows)
+        let idx: Vec<usize> = (0..self.batch - self.prose_rows)
             .map(|_| {
                 s = mix(s);
-                &self.train[(s % self.train.len() as u64) as usize]
+                (s % self.train.len() as u64) as usize
             })
             .collect();
+        let mut picks: Vec<&Rendered> = idx.iter().map(|&i| &self.train[i]).collect();
         // Prose windows as long as the longest conversation, so they add no padding.
         let len = picks.iter().map(|(t, _)| t.len()).max().unwrap_or(2).clamp(2, self.block + 1);
         let prose: Vec<Rendered> = (0..self.prose_rows)
@@ -751,7 +773,11 @@ impl Batches for ChatBatches {
             .collect();
         picks.extend(prose.iter());
         let (inputs, targets, tokens) = batch_tensors(&picks, self.pad, self.block);
-        Batch { inputs, targets, tokens }
+        let weights = (!self.weights.is_empty()).then(|| {
+            let w: Vec<f32> = idx.iter().map(|&i| self.weights[i]).chain(std::iter::repeat_n(1.0, self.prose_rows)).collect();
+            Tensor::from_slice(&w)
+        });
+        Batch { inputs, targets, tokens, weights }
     }
 
     fn val_loss(&self, model: &Gpt) -> f64 {
@@ -786,6 +812,13 @@ pub fn runtime_replies(bytes: &[u8], prompts: &[&[(Role, String)]], max_new: usi
 /// `opts.resume` it continues the run in `opts.out` from its last.pt instead (the base is then not
 /// read; the training conversations must be the same). Returns the run summary.
 pub fn finetune(base: &Path, train: &[Conversation], val: &[Conversation], cfg: &SftConfig, opts: &RunOptions) -> Result<RunSummary> {
+    finetune_weighted(base, train, None, val, cfg, opts)
+}
+
+/// [`finetune`] with each training conversation's loss weighted by `weights` (one per
+/// conversation; see [`ChatBatches::with_weights`]): the policy-gradient step of `rl --method
+/// reinforce`, where a weight is a sampled answer's advantage.
+pub fn finetune_weighted(base: &Path, train: &[Conversation], weights: Option<&[f32]>, val: &[Conversation], cfg: &SftConfig, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
     let last_path = opts.out.join("last.pt");
     if !opts.resume && last_path.exists() {
@@ -858,7 +891,29 @@ pub fn finetune(base: &Path, train: &[Conversation], val: &[Conversation], cfg: 
     remove_stale_temporaries(&opts.out);
     let mut state = state;
     let tcfg = state.config.clone();
+    // Weighted conversations are sampled answers: one the context cut off before its
+    // `<|im_end|>` does not fit with it and is left out.
+    let kept: Option<(Vec<Conversation>, Vec<f32>)> = match weights {
+        None => None,
+        Some(w) => {
+            if w.len() != train.len() {
+                bail!("{} weights for {} training conversations", w.len(), train.len());
+            }
+            let mut keep = (Vec::new(), Vec::new());
+            for (c, &w) in train.iter().zip(w) {
+                if render(&tok, &c.messages)?.0.len() <= tcfg.block_size as usize + 1 {
+                    keep.0.push(c.clone());
+                    keep.1.push(w);
+                }
+            }
+            Some(keep)
+        }
+    };
+    let train = kept.as_ref().map_or(train, |k| &k.0[..]);
     let mut data = ChatBatches::new(&tok, train, val, &tcfg)?;
+    if let Some((_, w)) = &kept {
+        data = data.with_weights(w.clone())?;
+    }
     if cfg.prose_fraction > 0.0 {
         let prose = train::prepare_data(&tcfg, Some(tok.vocab().clone()))
             .context("reading the prose for prose_fraction (the training split of `corpus`)")?;

@@ -461,11 +461,13 @@ pub(crate) fn remove_stale_temporaries(dir: &Path) {
 }
 
 /// One micro-batch: inputs and targets `[batch, time]` on the CPU (targets of -100 are not
-/// predicted), and the number of tokens it trains on (for the token counts and rates).
+/// predicted), the number of tokens it trains on (for the token counts and rates), and the
+/// rows' weights in the loss (`[batch]`; `None`: every row weighs 1).
 pub struct Batch {
     pub inputs: Tensor,
     pub targets: Tensor,
     pub tokens: u64,
+    pub weights: Option<Tensor>,
 }
 
 /// Where the training loop takes its data from: a corpus of text (`train`) or conversations
@@ -508,7 +510,7 @@ impl TextBatches {
 impl Batches for TextBatches {
     fn batch(&self, step: u64, micro: u32) -> Batch {
         let (inputs, targets) = get_batch(&self.data, self.n, self.block, self.batch, self.seed, step, micro);
-        Batch { inputs, targets, tokens: (self.batch * self.block) as u64 }
+        Batch { inputs, targets, tokens: (self.batch * self.block) as u64, weights: None }
     }
 
     fn val_loss(&self, model: &Gpt) -> f64 {
@@ -747,7 +749,11 @@ pub fn run_loop(
         for micro in 0..accum {
             let b = data.batch(it, micro);
             step_tokens += b.tokens;
-            let loss = model.loss(&b.inputs.to_device(device), &b.targets.to_device(device), true);
+            let (x, y) = (b.inputs.to_device(device), b.targets.to_device(device));
+            let loss = match &b.weights {
+                None => model.loss(&x, &y, true),
+                Some(w) => model.weighted_loss(&x, &y, w, true),
+            };
             let scaled = if accum > 1 { &loss / accum as f64 } else { loss.shallow_clone() };
             scaled.backward();
             let l = loss.detach().to_kind(Kind::Double);
