@@ -40,6 +40,9 @@ IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
 # Answers sampled per question in each RL round.
 RL_SAMPLES=${RL_SAMPLES:-4}
+# More flags for the RL stage, e.g. RL_FLAGS='--method reinforce --negative-weight 0 --idk-reward 0.3'
+# for policy-gradient rounds instead of rejection sampling.
+RL_FLAGS=${RL_FLAGS:-}
 for b in "$T" "$G"; do
     [[ -x $b ]] || { echo "error: $b is missing: run cargo build -p tinygpt-train -p tinygpt" >&2; exit 1; }
 done
@@ -119,7 +122,8 @@ evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 # "I do not know." where none of the K is right); the run stops when held-out pass@1 stops improving.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
-    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples "$RL_SAMPLES" --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 \
+    # shellcheck disable=SC2086 # RL_FLAGS is a list of flags
+    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples "$RL_SAMPLES" --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 $RL_FLAGS \
         --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
         --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
     # The policy after the last round (rl's best.pt is the round with the best held-out pass@1,
