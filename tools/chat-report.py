@@ -21,7 +21,7 @@ STAGES = [
     # An optional variant: RL trained on right answers only (`rl --no-idk`).
     ("rl-noidk", "RL, right answers only"),
 ]
-FAMILIES = ["alphabet", "backwards", "count", "arithmetic"]
+FAMILIES = ["alphabet", "backwards", "count", "arithmetic", "words"]
 
 
 def cell(r):
@@ -46,6 +46,7 @@ def main():
         if prose.exists():
             m = re.search(r"^loss\s+([0-9.]+)", prose.read_text(), re.M)
             loss = m.group(1) if m else "–"
+        # A family the run's tasks do not have (an older run without the words family) is "–".
         row = [label] + [cell(fam.get(f, {}).get("accuracy")) for f in FAMILIES]
         row += [cell(s["answerable"]), cell(fam.get("unknown", {}).get("accuracy")), cell(s["prudence"]), cell(s.get("over_conservative")), loss]
         print("| " + " | ".join(row) + " |")

@@ -30,16 +30,25 @@ CORPUS=../shared/data/tinyshakespeare.txt
 THREADS=${THREADS:-2}
 # libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
 TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
-# The questions (`tinygpt-train tasks`; add --worked for answers that show their working).
-TASK_FLAGS=${TASK_FLAGS:---train 6000 --val 600 --probe 2000 --seed 1}
-# Steps of the supervised fine-tuning stage.
-SFT_ITERS=${SFT_ITERS:-600}
+# The questions (`tinygpt-train tasks`; add --worked for answers that show their working): the
+# backwards, counting and words questions ask about Tiny Shakespeare's own 9,025 words.
+TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 1500 --probe 30000 --seed 1 --words $CORPUS}
+# Steps and peak learning rate of the supervised fine-tuning stage.
+SFT_ITERS=${SFT_ITERS:-12000}
+SFT_LR=${SFT_LR:-1e-3}
+# Probe questions the "I do not know" stage samples (the first ones of probe.jsonl), and the
+# training questions it mixes in with them.
+IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
 # Right samples a question needs to keep its answer: of the 8 of the "I do not know" stage
 # (IDK_MIN_RIGHT) and of the 4 of each RL round (RL_MIN_RIGHT); 1 relabels only what is never right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
-# Answers sampled per question in each RL round.
-RL_SAMPLES=${RL_SAMPLES:-4}
+# Answers sampled per question in each RL round, questions per round (fresh ones of the probe
+# split each round), most rounds, and fine-tuning steps a round.
+RL_SAMPLES=${RL_SAMPLES:-8}
+RL_QUESTIONS=${RL_QUESTIONS:-8000}
+RL_ROUNDS=${RL_ROUNDS:-8}
+RL_ITERS=${RL_ITERS:-300}
 # More flags for the RL stage, e.g. RL_FLAGS='--method reinforce --negative-weight 0 --idk-reward 0.3'
 # for policy-gradient rounds instead of rejection sampling.
 RL_FLAGS=${RL_FLAGS:-}
@@ -56,11 +65,22 @@ note() { echo "[$(stamp)] $*" | tee -a "$RUN/log.txt"; }
 # Shakespeare's validation text: the last 10 % of the corpus (nanoGPT's split).
 python3 -c "import sys; d=open(sys.argv[1]).read(); open(sys.argv[2],'w').write(d[int(len(d)*0.9):])" "$CORPUS" "$RUN/val.txt"
 
-# 1. Tasks: training, held-out and probe questions (probe items are in neither other split).
-if [[ ! -f $D/probe.jsonl ]]; then
+# 1. Tasks: training, held-out and probe questions (probe items are in neither other split). The
+# held-out split is cut in two by item: dev.jsonl, which RL watches to stop and to keep its best
+# round, and test.jsonl, which every stage is graded on (so no choice is made on the questions
+# the report card counts).
+if [[ ! -f $D/test.jsonl ]]; then
     note "tasks"
     # shellcheck disable=SC2086 # TASK_FLAGS is a list of flags
     "$T" tasks --out "$D" $TASK_FLAGS
+    python3 - "$D" <<'PY'
+import json, sys, zlib
+d = sys.argv[1]
+lines = open(f"{d}/val.jsonl").read().splitlines()
+half = lambda line: zlib.crc32(json.loads(line)["task"]["item"].encode()) % 2
+for name, h in (("dev", 0), ("test", 1)):
+    open(f"{d}/{name}.jsonl", "w").write("".join(l + "\n" for l in lines if half(l) == h))
+PY
 fi
 
 # A fine-tuning stage, continued where an earlier run of this script stopped.
@@ -80,7 +100,7 @@ evaluate() { # NAME MODEL [chat-eval flags...]
     shift 2
     if [[ ! -f $RUN/eval-$name.json ]]; then
         note "evaluate $name"
-        "$T" chat-eval --model "$model" --tasks "$D/val.jsonl" --threads "$THREADS" --samples 4 --out "$RUN/eval-$name.json" "$@" \
+        "$T" chat-eval --model "$model" --tasks "$D/test.jsonl" --threads "$THREADS" --samples 8 --out "$RUN/eval-$name.json" "$@" \
             | tee "$RUN/eval-$name.txt"
         "$G" eval -m "$model" -f "$RUN/val.txt" | tee "$RUN/prose-$name.txt"
     fi
@@ -95,7 +115,9 @@ export_model() { # CHECKPOINT OUT
     "$T" export --checkpoint "$1" --dtype "$DTYPE" --group-size "$GROUP_SIZE" --eval-tokens 20000 --out "$2"
 }
 
-SFT_SET=("${QAT_SET[@]}" --set max_iters="$SFT_ITERS" --set learning_rate=6e-4 --set min_lr=6e-5 --set warmup_iters=30 --set patience=3 --set threads="$TRAIN_THREADS")
+SFT_MIN_LR=$(python3 -c "print($SFT_LR / 10)")
+SFT_SET=("${QAT_SET[@]}" --set max_iters="$SFT_ITERS" --set learning_rate="$SFT_LR" --set min_lr="$SFT_MIN_LR" --set warmup_iters=100
+    --set val_fraction=0.02 --set eval_interval=2000 --set patience=0 --set threads="$TRAIN_THREADS")
 
 # 3. Supervised fine-tuning on the training split.
 if [[ ! -f $RUN/sft.tgpt ]]; then
@@ -105,12 +127,20 @@ if [[ ! -f $RUN/sft.tgpt ]]; then
 fi
 evaluate sft "$RUN/sft.tgpt"
 
-# 4. "I do not know": the SFT model samples each probe question 8 times; where it is never right
-# the target becomes "I do not know."; then fine-tune the SFT model on training + relabelled probe.
+# 4. "I do not know": the SFT model samples each of IDK_QUESTIONS probe questions 8 times; where it
+# is never right the target becomes "I do not know."; then fine-tune the SFT model on them and as
+# many training questions (a seeded draw), so that refusals are a good share of what it sees.
 if [[ ! -f $RUN/idk.tgpt ]]; then
     note "idk labels"
-    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" --threads "$THREADS" --out "$D/probe-idk.jsonl"
-    cat "$D/train.jsonl" "$D/probe-idk.jsonl" > "$D/train-idk.jsonl"
+    head -n "$IDK_QUESTIONS" "$D/probe.jsonl" > "$D/probe-idk-questions.jsonl"
+    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe-idk-questions.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" --threads "$THREADS" --out "$D/probe-idk.jsonl"
+    python3 - "$D/train.jsonl" "$IDK_QUESTIONS" > "$D/train-idk.jsonl" <<'PY'
+import random, sys
+lines = open(sys.argv[1]).read().splitlines()
+for line in random.Random(1).sample(lines, min(int(sys.argv[2]), len(lines))):
+    print(line)
+PY
+    cat "$D/probe-idk.jsonl" >> "$D/train-idk.jsonl"
     note "sft + idk"
     finetune "$RUN/idk" --checkpoint "$RUN/sft" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
         "${QAT_SET[@]}" --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
@@ -118,18 +148,17 @@ if [[ ! -f $RUN/idk.tgpt ]]; then
 fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 
-# 5. RL by re-sampling on the probe questions: K = RL_SAMPLES samples, fine-tune on the right ones (and
-# "I do not know." where none of the K is right); the run stops when held-out pass@1 stops improving.
+# 5. RL by re-sampling: each round RL_QUESTIONS fresh probe questions, K = RL_SAMPLES samples each,
+# fine-tune on the distinct right ones (and "I do not know." where none of the K is right); the run
+# stops when pass@1 on the dev half of the held-out split stops improving, and keeps its best round.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
     # shellcheck disable=SC2086 # RL_FLAGS is a list of flags
-    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/val.jsonl" --samples "$RL_SAMPLES" --min-right "$RL_MIN_RIGHT" --rounds 3 --patience 1 $RL_FLAGS \
-        --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters=150 --set learning_rate=2e-4 --set min_lr=2e-5 \
-        --set warmup_iters=10 --set eval_interval=50 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
-    # The policy after the last round (rl's best.pt is the round with the best held-out pass@1,
-    # which can be the start).
-    last=$(ls -d "$RUN"/rl/round-* | sort -V | tail -n 1)
-    export_model "$last" "$RUN/rl.tgpt"
+    "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/dev.jsonl" --samples "$RL_SAMPLES" --questions "$RL_QUESTIONS" \
+        --min-right "$RL_MIN_RIGHT" --rounds "$RL_ROUNDS" --patience 2 $RL_FLAGS \
+        --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters="$RL_ITERS" --set learning_rate=3e-4 --set min_lr=3e-5 \
+        --set warmup_iters=10 --set eval_interval=1000 --set patience=0 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
+    export_model "$RUN/rl/best.pt" "$RUN/rl.tgpt"
 fi
 evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
 

@@ -475,6 +475,20 @@ impl<'s, 'a> Session<'s, 'a> {
     pub fn reset(&mut self) {
         (self.len, self.pos, self.slot) = (0, 0, 0);
     }
+    /// Forgets every token after the first `len`, so that the next [`Session::step`] continues
+    /// from them: several continuations of one prompt then share its prefill. Only while the
+    /// cache's rows hold the context's tokens in order from the first row (not after a llama
+    /// context has rolled past its length); returns `false`, changing nothing, otherwise or when
+    /// fewer than `len` tokens are in the context. [`Session::logits`] are stale until the next
+    /// step: rewind to `len - 1` and feed the prompt's last token again to have them.
+    pub fn rewind(&mut self, len: usize) -> bool {
+        let unrolled = self.pos == self.len as u64 && self.slot == self.len;
+        if !unrolled || len > self.len {
+            return false;
+        }
+        (self.len, self.pos, self.slot) = (len, len as u64, len);
+        true
+    }
     /// Logits computed by the last [`Session::step`].
     pub fn logits(&self) -> &[f32] {
         self.logits

@@ -147,3 +147,49 @@ fn session_bytes_grow_by_the_kv_cost_per_position() {
         }
     }
 }
+
+/// A rewound session continues as a fresh one fed the same tokens, bit for bit: feeding a
+/// prompt once and rewinding to its last token for each continuation gives every continuation's
+/// logits exactly. A rewind past what the context holds, or after a llama context has rolled,
+/// changes nothing and says so.
+#[test]
+fn rewind_continues_exactly_as_a_fresh_prefill() {
+    for (name, bytes) in models() {
+        let model = Model::from_bytes(&bytes).unwrap();
+        let vocab = model.config().vocab_size;
+        for kv in KVS {
+            let ctx = 24;
+            let prompt: Vec<u32> = (0..10u32).map(|i| (i * 5 + 2) % vocab).collect();
+            let mut buf = vec![0u8; model.session_bytes(ctx, kv)];
+            let mut shared = Session::new(&model, &mut buf, ctx, kv).unwrap();
+            for &t in &prompt {
+                shared.step(t).unwrap();
+            }
+            for cont in 0..4u32 {
+                let tail: Vec<u32> = (0..6u32).map(|i| (i * 3 + cont * 11 + 1) % vocab).collect();
+                let mut fresh_buf = vec![0u8; model.session_bytes(ctx, kv)];
+                let mut fresh = Session::new(&model, &mut fresh_buf, ctx, kv).unwrap();
+                let want: Vec<Vec<f32>> = prompt.iter().chain(&tail).map(|&t| fresh.step(t).unwrap().to_vec()).collect();
+                assert!(shared.rewind(prompt.len() - 1), "{name} {kv:?}");
+                assert_eq!(shared.pos(), prompt.len() - 1);
+                let got = shared.step(prompt[prompt.len() - 1]).unwrap().to_vec();
+                assert_eq!(got, want[prompt.len() - 1], "{name} {kv:?} continuation {cont}: the prompt's last logits");
+                for (i, &t) in tail.iter().enumerate() {
+                    let got = shared.step(t).unwrap();
+                    assert_eq!(got, &want[prompt.len() + i][..], "{name} {kv:?} continuation {cont} step {i}");
+                }
+            }
+            // Past the end of what the context holds: refused, nothing changed.
+            let len = shared.pos();
+            assert!(!shared.rewind(len + 1), "{name} {kv:?}");
+            assert_eq!(shared.pos(), len);
+            // A context run past its length: a llama one has rolled and refuses; a gpt2 one has
+            // been halved, its rows still in order, and may rewind.
+            for i in 0..ctx as u32 {
+                shared.step(i % vocab).unwrap();
+            }
+            let rolled = model.config().arch == Arch::Llama;
+            assert_eq!(shared.rewind(3), !rolled, "{name} {kv:?}");
+        }
+    }
+}

@@ -88,15 +88,30 @@ impl Answerer for RuntimeAnswerer {
         let mut session = Session::new(&model, &mut buf, ctx, KvDType::F32).map_err(|e| anyhow!("{e}"))?;
         let mut prompt = vec![0u32; ctx];
         let mut out = Vec::with_capacity(jobs.len());
+        // The question whose prompt (`n` tokens) the session holds in its first rows: the next
+        // answer to the same question rewinds to it instead of feeding the prompt again (the
+        // cache's rows and the logits are the same either way, so is the answer).
+        let mut held: Option<(&str, usize)> = None;
         for job in jobs {
-            let n = template
-                .render(&[Message::user(job.question)], true, &mut prompt)
-                .map_err(|e| anyhow!("the question {:?} cannot be put to this model: {e}", job.question))?;
             let cfg = SamplerConfig { temperature: job.temperature, top_k: 0, top_p: 1.0 };
             let mut sampler = Sampler::new(cfg, job.seed);
             let mut text = String::new();
-            chat::reply(&mut session, &mut sampler, &template, &prompt[..n], MAX_REPLY_TOKENS, |p| text.push_str(p))
-                .map_err(|e| anyhow!("generating an answer to {:?}: {e}", job.question))?;
+            let err = |e| anyhow!("generating an answer to {:?}: {e}", job.question);
+            match held {
+                Some((q, n)) if q == job.question && session.rewind(n - 1) => {
+                    let room = ctx - n + 1;
+                    let stop = [template.tokens().im_end];
+                    generate_until(&mut session, &mut sampler, &prompt[n - 1..n], MAX_REPLY_TOKENS.min(room), &stop, false, |p| text.push_str(p))
+                        .map_err(err)?;
+                }
+                _ => {
+                    let n = template
+                        .render(&[Message::user(job.question)], true, &mut prompt)
+                        .map_err(|e| anyhow!("the question {:?} cannot be put to this model: {e}", job.question))?;
+                    chat::reply(&mut session, &mut sampler, &template, &prompt[..n], MAX_REPLY_TOKENS, |p| text.push_str(p)).map_err(err)?;
+                    held = Some((job.question, n));
+                }
+            }
             out.push(text);
         }
         Ok(out)

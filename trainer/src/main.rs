@@ -141,7 +141,8 @@ enum Cmd {
         seed: u64,
     },
     /// Generate checkable chat tasks (train.jsonl, val.jsonl in the SFT format): alphabet,
-    /// backwards spelling, letter counting, arithmetic in words, and unanswerable questions.
+    /// backwards spelling, letter counting, arithmetic in words, words that fit two letters and a
+    /// length (many right answers), and unanswerable questions.
     Tasks {
         /// Output directory.
         #[arg(long)]
@@ -163,9 +164,14 @@ enum Cmd {
         #[arg(long, default_value_t = 0.2, value_parser = parse_float, allow_negative_numbers = true)]
         unanswerable_frac: f32,
         /// A text whose words (runs of 3 to 8 letters, lower-cased) the backwards and counting
-        /// questions ask about, for example the corpus (default: a built-in list of 163 words)
+        /// questions ask about and the words questions accept, for example the corpus (default: a
+        /// built-in list of 163 words)
         #[arg(long)]
         words: Option<PathBuf>,
+        /// The answerable families to draw questions from, comma-separated (default: all of
+        /// alphabet, backwards, count, arithmetic, words)
+        #[arg(long, value_delimiter = ',')]
+        families: Option<Vec<String>>,
         /// Worked targets: alphabet and counting answers show their working before a colon
         /// ("ABCDEFGHIJK: L", "hoRse: R: one"); the checker grades what follows the last colon.
         /// The items and questions are those of the same seed without it.
@@ -504,7 +510,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
-        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words, worked } => {
+        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words, families, worked } => {
             if !(0.0..=1.0).contains(&unanswerable_frac) {
                 bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
             }
@@ -519,6 +525,18 @@ fn run(cli: Cli) -> Result<()> {
                     bail!("{}: {} words of 3 to 8 letters, the backwards and counting questions need at least 4", path.display(), cfg.words.len());
                 }
                 println!("words: {} distinct, from {}", cfg.words.len(), path.display());
+            }
+            if let Some(names) = families {
+                cfg.families = Vec::new();
+                for n in &names {
+                    match tasks::Family::from_name(n.trim()) {
+                        Some(f) if f.answerable() => cfg.families.push(f),
+                        _ => bail!(
+                            "--families: unknown answerable family {n:?} (expected some of {})",
+                            tasks::Family::ALL.iter().filter(|f| f.answerable()).map(|f| f.name()).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
             }
             tasks_cmd(&out, &cfg)
         }
@@ -739,6 +757,11 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
 const ERROR: &str = "tinygpt-train: error: ";
 
 fn main() -> ExitCode {
+    // A closed stdout (`tinygpt-train chat-eval ... | head`) ends the program quietly, as it does
+    // other Unix tools, instead of failing a print; files are written atomically, so nothing
+    // half-written is left behind.
+    // SAFETY: setting a signal's disposition to its default is always sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     report::install_panic_hook("tinygpt-train", ERROR);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -47,13 +47,16 @@ pub enum Family {
     Count,
     /// Sums and differences of small numbers, in words ("What is two plus three?" → "five").
     Arithmetic,
+    /// A word of a given length that begins or ends with two given letters ("Name a word of five
+    /// letters that begins with st."): many answers are right, any word of the word list that fits.
+    Words,
     /// Questions outside every family (the future, private facts): the answer is [`IDK`].
     Unknown,
 }
 
 impl Family {
     /// Every family, answerable ones first.
-    pub const ALL: [Family; 5] = [Family::Alphabet, Family::Backwards, Family::Count, Family::Arithmetic, Family::Unknown];
+    pub const ALL: [Family; 6] = [Family::Alphabet, Family::Backwards, Family::Count, Family::Arithmetic, Family::Words, Family::Unknown];
 
     /// The family's name in task files.
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Family {
             Family::Backwards => "backwards",
             Family::Count => "count",
             Family::Arithmetic => "arithmetic",
+            Family::Words => "words",
             Family::Unknown => "unknown",
         }
     }
@@ -78,12 +82,13 @@ impl Family {
 
     /// The family's checker: whether `reply` answers a question whose right answer is `expected`.
     /// Exact match after [`normalize`] of the reply's [`final_answer`] (a worked reply shows its
-    /// working before a colon); for answerable families a refusal is never right.
+    /// working before a colon); for answerable families a refusal is never right. A question with
+    /// several right answers ([`Task::accept`]) is graded by [`Task::check`] against each.
     pub fn check(self, expected: &str, reply: &str) -> bool {
         match self {
             Family::Unknown => normalize(reply) == normalize(IDK),
             // Letters in order: "A B D" (the separator is a single space after normalisation).
-            Family::Alphabet | Family::Backwards | Family::Count | Family::Arithmetic => {
+            Family::Alphabet | Family::Backwards | Family::Count | Family::Arithmetic | Family::Words => {
                 let reply = normalize(final_answer(reply));
                 !reply.is_empty() && reply == normalize(expected)
             }
@@ -169,16 +174,23 @@ pub struct Task {
     pub wording: String,
     /// The user's message.
     pub question: String,
-    /// The right answer.
+    /// The right answer (for a question with several, one of them).
     pub answer: String,
+    /// Every right answer of a question that has several (sorted; empty: only `answer`).
+    pub accept: Vec<String>,
     /// The training target: the answer, or [`IDK`] where `idk` relabelled it.
     pub target: String,
 }
 
 impl Task {
-    /// Whether `reply` is right for this question.
+    /// Whether `reply` is right for this question: the family's checker against the answer, or
+    /// against any of [`Task::accept`].
     pub fn check(&self, reply: &str) -> bool {
-        self.family.check(&self.answer, reply)
+        if self.accept.is_empty() {
+            return self.family.check(&self.answer, reply);
+        }
+        let r = normalize(final_answer(reply));
+        self.family.answerable() && self.accept.binary_search(&r).is_ok()
     }
 }
 
@@ -293,12 +305,14 @@ struct Kind {
     train_wordings: usize,
 }
 
-/// One underlying question: its key, the slots its wordings are filled with, the answer.
+/// One underlying question: its key, the slots its wordings are filled with, the answer (and
+/// every right answer, sorted, when there are several).
 #[derive(Debug, Clone)]
 struct Item {
     key: String,
     slots: Vec<String>,
     answer: String,
+    accept: Vec<String>,
 }
 
 const ALPHABET: &[u8; 26] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -328,6 +342,9 @@ fn kinds() -> Vec<Kind> {
         k(Unknown, "home", &["Where does {0} live?", "What street is {0}'s house on?", "In which town was {0} born?"], 2),
         k(Unknown, "secret", &["What secret is {0} keeping?", "What did {0} whisper yesterday?", "What is {0} thinking right now?"], 2),
         k(Unknown, "self", &["{0}", ], 1),
+        // Last, so that adding them left every other kind's split as it was.
+        k(Words, "begins", &["Name a word of {1} letters that begins with {0}.", "Give a {1}-letter word starting with {0}.", "Which word of {1} letters starts with {0}?", "Say a word that begins with {0} and has {1} letters."], 4),
+        k(Words, "ends", &["Name a word of {1} letters that ends in {0}.", "Give a {1}-letter word ending with {0}.", "Which word of {1} letters ends with {0}?", "Say a word that ends in {0} and has {1} letters."], 4),
     ]
 }
 
@@ -346,8 +363,11 @@ const SELF_QUESTIONS: [&str; 10] = [
     "What song am I humming?",
 ];
 
+/// Fewest words of the list a `begins` or `ends` item must fit (so that it has several answers).
+pub const MIN_FITTING_WORDS: usize = 2;
+
 fn items(kind: &Kind, words: &[String]) -> Vec<Item> {
-    let item = |key: String, slots: Vec<String>, answer: String| Item { key, slots, answer };
+    let item = |key: String, slots: Vec<String>, answer: String| Item { key, slots, answer, accept: Vec::new() };
     match kind.name {
         "after" => (0..25).map(|i| item(format!("after:{}", letter(i)), vec![letter(i)], letter(i + 1))).collect(),
         "before" => (1..26).map(|i| item(format!("before:{}", letter(i)), vec![letter(i)], letter(i - 1))).collect(),
@@ -421,6 +441,24 @@ fn items(kind: &Kind, words: &[String]) -> Vec<Item> {
             NAMES.iter().map(|n| item(format!("{}:{n}", kind.name), vec![n.to_string()], IDK.into())).collect()
         }
         "self" => SELF_QUESTIONS.iter().map(|q| item(format!("self:{q}"), vec![q.to_string()], IDK.into())).collect(),
+        "begins" | "ends" => {
+            // Two letters and a length that at least MIN_FITTING_WORDS words of the list share;
+            // every such word is right. The answer shown is the first; training targets are
+            // drawn among them per question.
+            let mut by: BTreeMap<(String, usize), Vec<String>> = BTreeMap::new();
+            for w in words {
+                let affix = if kind.name == "begins" { &w[..2] } else { &w[w.len() - 2..] };
+                by.entry((affix.to_string(), w.len())).or_default().push(w.clone());
+            }
+            by.into_iter()
+                .filter(|(_, ws)| ws.len() >= MIN_FITTING_WORDS)
+                .map(|((affix, len), mut ws)| {
+                    ws.sort();
+                    let key = format!("{}:{affix}:{len}", kind.name);
+                    Item { key, slots: vec![affix, NUMBERS[len].to_string()], answer: ws[0].clone(), accept: ws }
+                })
+                .collect()
+        }
         other => unreachable!("no items for kind {other}"),
     }
 }
@@ -460,6 +498,10 @@ pub struct TaskConfig {
     /// ([`worked_target`]); the checker grades what follows the last colon either way, and the
     /// items and questions are those of the same seed without it.
     pub worked: bool,
+    /// The answerable families questions are drawn from (in [`Family::ALL`] order; default: all
+    /// of them). Leaving one out leaves the others' questions as they would be without it only
+    /// when it is [`Family::Words`], the last added.
+    pub families: Vec<Family>,
 }
 
 impl Default for TaskConfig {
@@ -473,6 +515,7 @@ impl Default for TaskConfig {
             val_item_frac: 0.25,
             words: WORDS.iter().map(|w| w.to_string()).collect(),
             worked: false,
+            families: Family::ALL.into_iter().filter(|f| f.answerable()).collect(),
         }
     }
 }
@@ -512,22 +555,36 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
     if let Some(w) = cfg.words.iter().find(|w| !(3..=8).contains(&w.len()) || !w.bytes().all(|b| b.is_ascii_lowercase())) {
         bail!("word {w:?}: the backwards and counting questions take lower-case words of 3 to 8 letters");
     }
+    let answerable: Vec<Family> = Family::ALL.into_iter().filter(|f| f.answerable() && cfg.families.contains(f)).collect();
+    if answerable.is_empty() {
+        bail!("no answerable family to draw questions from");
+    }
     let kinds = kinds();
     let mut split_rng = Rng::new(mix_seed(&[cfg.seed, 1]));
-    // Per kind: (held-out items, training items).
     // Per kind: (held-out items, probe items, training items).
-    let pools: Vec<[Vec<Item>; 3]> = kinds
-        .iter()
-        .map(|k| {
-            let mut v = items(k, &cfg.words);
-            split_rng.shuffle(&mut v);
-            let parts = if cfg.probe > 0 { 2 } else { 1 };
-            let n_cut = ((v.len() as f64 * cfg.val_item_frac).ceil() as usize).clamp(1, (v.len() - 1) / parts);
-            let train = v.split_off(n_cut * parts);
-            let probe = v.split_off(n_cut);
-            [v, probe, train]
-        })
-        .collect();
+    let parts = if cfg.probe > 0 { 2 } else { 1 };
+    let mut pools: Vec<[Vec<Item>; 3]> = Vec::with_capacity(kinds.len());
+    for k in &kinds {
+        let mut v = items(k, &cfg.words);
+        split_rng.shuffle(&mut v);
+        if v.len() <= parts {
+            if answerable.contains(&k.family) {
+                bail!(
+                    "the {} questions ({}) have {} item(s) from {} words, too few to split (the list needs more words that share two letters and a length)",
+                    k.family,
+                    k.name,
+                    v.len(),
+                    cfg.words.len()
+                );
+            }
+            pools.push([Vec::new(), Vec::new(), Vec::new()]);
+            continue;
+        }
+        let n_cut = ((v.len() as f64 * cfg.val_item_frac).ceil() as usize).clamp(1, (v.len() - 1) / parts);
+        let train = v.split_off(n_cut * parts);
+        let probe = v.split_off(n_cut);
+        pools.push([v, probe, train]);
+    }
     let draw = |n: usize, split: Split, stream: u64| -> Result<Vec<Task>> {
         let part = match split {
             Split::Val => 0,
@@ -537,16 +594,23 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
         let held_out = split == Split::Val;
         let mut rng = Rng::new(mix_seed(&[cfg.seed, stream]));
         let mut next: Vec<usize> = vec![0; kinds.len()];
+        // The words kinds' first orders come from a stream of their own, so that the other
+        // families' questions are those drawn before the words family was added.
+        let mut words_rng = Rng::new(mix_seed(&[cfg.seed, stream, 5]));
         let mut order: Vec<Vec<usize>> = pools
             .iter()
-            .map(|p| {
+            .zip(&kinds)
+            .map(|(p, k)| {
                 let mut o: Vec<usize> = (0..p[part].len()).collect();
-                rng.shuffle(&mut o);
+                if k.family == Family::Words {
+                    words_rng.shuffle(&mut o);
+                } else {
+                    rng.shuffle(&mut o);
+                }
                 o
             })
             .collect();
         let mut out = Vec::with_capacity(n);
-        let answerable: Vec<Family> = Family::ALL.into_iter().filter(|f| f.answerable()).collect();
         for _ in 0..n {
             let family = if rng.unit() < cfg.unanswerable_frac { Family::Unknown } else { answerable[rng.below(answerable.len())] };
             let ks: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i].family == family).collect();
@@ -579,7 +643,9 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
             };
             let wording = if kind.name == "self" { it.key.clone() } else { format!("{}.{}.{}", family.name(), kind.name, wi) };
             let target = if cfg.worked { worked_target(&it.key, &it.answer) } else { None }.unwrap_or_else(|| it.answer.clone());
-            out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), target });
+            // A question with several right answers is trained on one of them, drawn per question.
+            let target = if it.accept.is_empty() { target } else { it.accept[rng.below(it.accept.len())].clone() };
+            out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), accept: it.accept.clone(), target });
         }
         Ok(out)
     };
@@ -632,6 +698,9 @@ pub struct RecordTask {
     pub item: String,
     #[serde(default)]
     pub wording: String,
+    /// Every right answer of a question that has several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
 }
 
 impl Task {
@@ -642,7 +711,13 @@ impl Task {
                 RecordMessage { role: "user".into(), content: self.question.clone() },
                 RecordMessage { role: "assistant".into(), content: self.target.clone() },
             ],
-            task: RecordTask { family: self.family.name().into(), answer: self.answer.clone(), item: self.item.clone(), wording: self.wording.clone() },
+            task: RecordTask {
+                family: self.family.name().into(),
+                answer: self.answer.clone(),
+                item: self.item.clone(),
+                wording: self.wording.clone(),
+                accept: self.accept.clone(),
+            },
         }
     }
 
@@ -656,12 +731,19 @@ impl Task {
         if user.role != "user" || assistant.role != "assistant" {
             bail!("a task's messages are {:?} then {:?}; expected user then assistant", user.role, assistant.role);
         }
+        let mut accept: Vec<String> = r.task.accept.iter().map(|a| normalize(a)).collect();
+        accept.sort();
+        accept.dedup();
+        if !accept.is_empty() && !accept.contains(&normalize(&r.task.answer)) {
+            bail!("the answer {:?} is not among the accepted answers", r.task.answer);
+        }
         Ok(Task {
             family,
             item: r.task.item,
             wording: r.task.wording,
             question: user.content.clone(),
             answer: r.task.answer,
+            accept,
             target: assistant.content.clone(),
         })
     }

@@ -20,7 +20,7 @@ fn letter_tasks() -> (Vec<Task>, Vec<Task>) {
     tasks::Rng::new(5).shuffle(&mut pairs);
     let task = |p: &String| {
         let rev: String = p.chars().rev().collect();
-        Task { family: Family::Backwards, item: format!("backwards:{p}"), wording: "bare".into(), question: p.clone(), answer: rev.clone(), target: rev }
+        Task { family: Family::Backwards, item: format!("backwards:{p}"), wording: "bare".into(), question: p.clone(), answer: rev.clone(), accept: Vec::new(), target: rev }
     };
     (pairs[40..240].iter().map(task).collect(), pairs[..40].iter().map(task).collect())
 }
@@ -135,7 +135,7 @@ fn reinforce_weighs_each_sample_by_its_reward_minus_its_questions_mean() {
     let (train, _) = letter_tasks();
     let mut t: Vec<Task> = train[..3].to_vec();
     // An unanswerable question: "I do not know." is its right answer.
-    t.push(Task { family: Family::Unknown, item: "unknown:x".into(), wording: "bare".into(), question: "who?".into(), answer: tasks::IDK.into(), target: tasks::IDK.into() });
+    t.push(Task { family: Family::Unknown, item: "unknown:x".into(), wording: "bare".into(), question: "who?".into(), answer: tasks::IDK.into(), accept: Vec::new(), target: tasks::IDK.into() });
     let a0 = t[0].answer.clone();
     let samples = vec![
         // right, right, wrong, "I do not know.": rewards 1, 1, 0, 0.25, mean 0.5625.

@@ -78,22 +78,65 @@ fn oracle(family: Family, q: &str) -> Option<(String, String)> {
                 Some((NUMBER_WORDS[a + b].into(), format!("{a} + {b}")))
             }
         }
+        Family::Words => {
+            let (affix, len, begins) = words_question(q);
+            let fit = fitting_words(tasks::WORDS.iter().copied(), &affix, len, begins);
+            Some((fit[0].clone(), format!("{} {affix} {len}", if begins { "begins" } else { "ends" })))
+        }
         Family::Unknown => None,
     }
+}
+
+/// The two letters, the length and whether the word begins (else ends) with them, read from a
+/// words question's text.
+fn words_question(q: &str) -> (String, usize, bool) {
+    let w = words(q);
+    let affix = w.iter().find(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_lowercase())).unwrap_or_else(|| panic!("{q}")).clone();
+    let len = w.iter().find_map(|t| NUMBER_WORDS.iter().position(|n| n == t)).unwrap_or_else(|| panic!("{q}"));
+    let begins = w.iter().any(|t| ["begins", "starting", "starts"].contains(&t.as_str()));
+    let ends = w.iter().any(|t| ["ends", "ending"].contains(&t.as_str()));
+    assert!(begins != ends, "{q}");
+    (affix, len, begins)
+}
+
+/// The words of `list` of `len` letters that begin (or end) with `affix`, sorted.
+fn fitting_words<'a>(list: impl Iterator<Item = &'a str>, affix: &str, len: usize, begins: bool) -> Vec<String> {
+    let mut v: Vec<String> =
+        list.filter(|w| w.len() == len && if begins { w.starts_with(affix) } else { w.ends_with(affix) }).map(str::to_string).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 #[test]
 fn every_family_is_generated_and_its_answers_match_an_independent_oracle() {
     let s = set(7);
     let fams: BTreeSet<Family> = s.train.iter().chain(&s.val).map(|t| t.family).collect();
-    assert_eq!(fams.len(), 5, "all five families appear: {fams:?}");
+    assert_eq!(fams.len(), 6, "all six families appear: {fams:?}");
     for t in s.train.iter().chain(&s.val) {
         match oracle(t.family, &t.question) {
             Some((a, _)) => assert_eq!(t.answer, a, "{t:?}"),
             None => assert_eq!(t.answer, IDK, "{t:?}"),
         }
-        assert_eq!(t.target, t.answer);
+        if t.family == Family::Words {
+            // Every fitting word of the list is right, and there are at least two; the target is
+            // one of them.
+            let (affix, len, begins) = words_question(&t.question);
+            let fit = fitting_words(tasks::WORDS.iter().copied(), &affix, len, begins);
+            assert!(fit.len() >= tasks::MIN_FITTING_WORDS, "{t:?}");
+            assert_eq!(t.accept, fit, "{t:?}");
+            assert!(t.accept.contains(&t.target), "{t:?}");
+        } else {
+            assert!(t.accept.is_empty(), "{t:?}");
+            assert_eq!(t.target, t.answer);
+        }
     }
+    // The words family's targets vary over the right answers of an item.
+    let mut targets: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for t in s.train.iter().filter(|t| t.family == Family::Words) {
+        targets.entry(t.item.as_str()).or_default().insert(t.target.as_str());
+    }
+    assert!(targets.values().any(|v| v.len() >= 2), "{targets:?}");
     // Several wordings per family.
     for f in Family::ALL {
         let w: HashSet<&str> = s.train.iter().filter(|t| t.family == f).map(|t| t.wording.as_str()).collect();
@@ -167,7 +210,8 @@ fn worked_targets_show_their_working_and_end_in_the_right_answer() {
                 n_worked += 1;
             }
             _ => {
-                assert_eq!(w.target, w.answer);
+                assert_eq!(w.target, p.target);
+                assert!(w.target == w.answer || w.accept.contains(&w.target), "{w:?}");
                 n_plain += 1;
             }
         }
@@ -208,9 +252,17 @@ fn checkers_accept_right_answers_in_any_case_and_reject_wrong_ones() {
             if f.answerable() {
                 assert!(!t.check(IDK), "a refusal is wrong for {t:?}");
                 assert!(!t.check(&format!("{} {}", t.answer, t.answer)), "{t:?}");
-                // Another question's different answer in the same family is wrong.
-                let other = ts.iter().find(|o| normalize(&o.answer) != normalize(&t.answer)).expect("another answer");
+                // Another question's different answer in the same family is wrong (unless it
+                // happens to fit this question too, as "stand" fits both st and nd).
+                let other = ts
+                    .iter()
+                    .find(|o| normalize(&o.answer) != normalize(&t.answer) && !t.accept.contains(&normalize(&o.answer)))
+                    .expect("another answer");
                 assert!(!t.check(&other.answer), "{t:?} accepted {:?}", other.answer);
+                // Every accepted answer is right, in any case.
+                for a in &t.accept {
+                    assert!(t.check(&a.to_uppercase()), "{t:?}: {a}");
+                }
             } else {
                 assert!(t.check("i do not know"), "{t:?}");
                 assert!(t.check("I do not know!"), "{t:?}");
@@ -430,6 +482,8 @@ impl Answerer for Rule<'_> {
                 let t = self.tasks.iter().find(|t| t.question == j.question).expect("a known question");
                 match t.family {
                     Family::Alphabet => t.answer.clone(),
+                    // A right word other than the one `answer` shows.
+                    Family::Words => t.accept.last().expect("several right words").to_uppercase(),
                     Family::Backwards if j.temperature > 0.0 && j.seed % 3 == 0 => t.answer.to_uppercase(),
                     Family::Unknown if j.temperature == 0.0 => IDK.into(),
                     _ => "nothing".into(),
@@ -451,6 +505,7 @@ fn evaluation_grades_replies_and_measures_pass_at_k_whatever_the_thread_count() 
     assert_eq!(sum1, sum3);
     let fam = |n: &str| sum1.families.iter().find(|f| f.family == n).unwrap().clone();
     assert_eq!(fam("alphabet").accuracy.value, 1.0);
+    assert_eq!(fam("words").accuracy.value, 1.0);
     assert_eq!(fam("backwards").accuracy.value, 0.0);
     // pass@6 with each sample right with probability about 1/3: 1 - (2/3)^6 = 0.91.
     let b = fam("backwards").pass_k.unwrap();
@@ -474,7 +529,7 @@ fn idk_relabelling_follows_the_samples() {
     for (a, b) in train.iter().zip(&out) {
         assert_eq!((&a.question, &a.answer, a.family), (&b.question, &b.answer, b.family));
         match a.family {
-            Family::Alphabet => assert_eq!(b.target, a.answer, "always right: kept"),
+            Family::Alphabet | Family::Words => assert_eq!(b.target, a.target, "always right: kept"),
             Family::Count | Family::Arithmetic => assert_eq!(b.target, IDK, "never right: relabelled"),
             Family::Unknown => assert_eq!(b.target, IDK),
             Family::Backwards => {}
@@ -532,6 +587,12 @@ fn tasks_and_chat_eval_commands() {
     assert!(stdout.contains("train: 300 questions") && stdout.contains("val: 60 questions"), "{stdout}");
     let val = tasks::read_tasks(&out.join("val.jsonl")).unwrap();
     assert_eq!(val.len(), 60);
+    // --families picks the answerable families; unanswerable questions stay.
+    let some = d.join("some");
+    let (ok, _, stderr) = run(&["tasks", "--out", some.to_str().unwrap(), "--train", "300", "--val", "60", "--families", "words,count"]);
+    assert!(ok, "{stderr}");
+    let fams: BTreeSet<Family> = tasks::read_tasks(&some.join("train.jsonl")).unwrap().iter().map(|t| t.family).collect();
+    assert_eq!(fams, BTreeSet::from([Family::Count, Family::Words, Family::Unknown]));
     let model = chat_model(d);
     let eval = d.join("e.json");
     let val_path = out.join("val.jsonl");
@@ -566,6 +627,8 @@ fn tasks_and_chat_eval_commands() {
         (vec!["chat-eval", "--model", model.to_str().unwrap(), "--tasks", d.join("none.jsonl").to_str().unwrap()], "cannot read task file"),
         (vec!["chat-eval", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--before", val_s.to_str().unwrap()], "not an evaluation"),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--unanswerable-frac", "2"], "unanswerable-frac"),
+        (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "count,poetry"], "unknown answerable family \"poetry\""),
+        (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "unknown"], "unknown answerable family \"unknown\""),
         (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "0", "--out", d.join("i.jsonl").to_str().unwrap()], "--samples"),
     ] {
         let (ok, _, stderr) = run(&args);
@@ -613,4 +676,53 @@ fn words_from_a_text_drive_the_backwards_and_counting_questions() {
     assert!(format!("{:#}", tasks::generate(&few).unwrap_err()).contains("at least 4 words"));
     let bad = TaskConfig { words: vec!["sea".into(), "lord".into(), "Rome".into(), "thee".into()], ..TaskConfig::default() };
     assert!(format!("{:#}", tasks::generate(&bad).unwrap_err()).contains("\"Rome\""));
+}
+
+/// Several answers to one question share its prompt's prefill (the session rewinds to it): the
+/// replies are exactly those of answering each sample alone, from a fresh context.
+#[test]
+fn sampled_answers_sharing_a_prefill_equal_answers_asked_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let answerer = RuntimeAnswerer::from_file(&chat_model(dir.path()), false).unwrap();
+    let questions = ["What letter comes after K?", "Spell horse backwards.", "What is two plus three?"];
+    let shared = evalchat::sample_replies(&answerer, &questions, 5, 1.0, 77, 1).unwrap();
+    for (i, q) in questions.iter().enumerate() {
+        for j in 0..5 {
+            let job = Job { question: q, temperature: 1.0, seed: evalchat::sample_seed(77, i, j) };
+            let alone = answerer.answer_all(&[job]).unwrap();
+            assert_eq!(shared[i][j], alone[0], "question {i}, sample {j}");
+        }
+    }
+    // The samples differ (so the test compares more than one repeated string).
+    let distinct: std::collections::HashSet<&String> = shared.iter().flatten().collect();
+    assert!(distinct.len() > 3, "{shared:?}");
+}
+
+/// Without the words family (the last one added), a seed draws the questions it drew before that
+/// family existed, so the earlier recipes' task files can be made again: the FNV-1a hash of the
+/// three files written for seed 1 (3,000 / 600 / 1,000 questions) by the generator of that time.
+#[test]
+fn leaving_out_the_words_family_draws_the_questions_drawn_before_it_existed() {
+    let cfg = TaskConfig {
+        seed: 1,
+        train: 3000,
+        val: 600,
+        probe: 1000,
+        families: vec![Family::Alphabet, Family::Backwards, Family::Count, Family::Arithmetic],
+        ..TaskConfig::default()
+    };
+    let s = tasks::generate(&cfg).unwrap();
+    let text = [tasks::to_jsonl(&s.train), tasks::to_jsonl(&s.val), tasks::to_jsonl(&s.probe)].concat();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    assert_eq!(h, 0x6cc2_ca7a_f0d5_7a15);
+    assert!(s.train.iter().all(|t| t.family != Family::Words));
+    // With it, the other families' held-out items are the same (its kinds are split last).
+    // (Every held-out item of the four families is asked about when the split is long enough.)
+    let all = tasks::generate(&TaskConfig { families: TaskConfig::default().families, ..cfg.clone() }).unwrap();
+    let four = tasks::generate(&TaskConfig { val: 20000, ..cfg }).unwrap();
+    let items = |v: &[Task]| v.iter().filter(|t| t.family != Family::Words).map(|t| t.item.clone()).collect::<BTreeSet<_>>();
+    assert!(items(&all.val).is_subset(&items(&four.val)));
 }
