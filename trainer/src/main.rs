@@ -296,6 +296,11 @@ enum Cmd {
         /// fewer, and it counts as never right (1: train on every right answer).
         #[arg(long, default_value_t = 1, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         min_right: usize,
+        /// rft: train on each question's most frequent right answer only (the first sampled of
+        /// those tied) instead of every distinct one: where several answers are right, the
+        /// model's most likely answer becomes one of them.
+        #[arg(long)]
+        one_right: bool,
         /// Fine-tuning configuration of each round (SFT TOML; default: the built-in SFT settings with
         /// max_iters = 200).
         #[arg(long)]
@@ -579,8 +584,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, method, idk_reward, negative_weight, questions, no_idk, min_right, config, set, threads, device } => {
-            let cfg = RlConfig { method, idk_reward, negative_weight, questions, samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, threads };
+        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, method, idk_reward, negative_weight, questions, no_idk, min_right, one_right, config, set, threads, device } => {
+            let cfg = RlConfig { method, idk_reward, negative_weight, questions, samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, one_right, threads };
             rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)
         }
     }
@@ -727,8 +732,11 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
                 cfg.idk_reward,
                 if cfg.idk { " and added to every question's samples" } else { "" }
             ),
-            rl::Method::Rft if cfg.idk => "rejection sampling, never-right questions trained to \"I do not know.\"".to_string(),
-            rl::Method::Rft => "rejection sampling, never-right questions left out".to_string(),
+            rl::Method::Rft => format!(
+                "rejection sampling on {}, never-right questions {}",
+                if cfg.one_right { "each question's most frequent right answer" } else { "every distinct right answer" },
+                if cfg.idk { "trained to \"I do not know.\"" } else { "left out" }
+            ),
         },
         start.display(),
         train_tasks.len(),

@@ -144,13 +144,16 @@ pub struct RlConfig {
     pub idk: bool,
     /// Right samples (of K) a question needs for its right answers to be trained on.
     pub min_right: usize,
+    /// [`Method::Rft`]: train on each question's most frequent right answer only, instead of every
+    /// distinct one.
+    pub one_right: bool,
     /// Sampling threads (results do not depend on it).
     pub threads: usize,
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
-        RlConfig { method: Method::Rft, idk_reward: 0.0, negative_weight: 1.0, questions: 0, samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, threads: 2 }
+        RlConfig { method: Method::Rft, idk_reward: 0.0, negative_weight: 1.0, questions: 0, samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, one_right: false, threads: 2 }
     }
 }
 
@@ -213,20 +216,31 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// The fine-tuning set of one round from `samples[i]` (the replies to `train[i]`): each distinct
-/// right answer of a question right in at least `min_right` samples; "I do not know." for the
-/// others when `idk`.
-pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool, min_right: usize) -> (Vec<Task>, usize, usize) {
+/// right answer of a question right in at least `min_right` samples (with `one_right`, only its
+/// most frequent right answer, the first sampled of those tied: for a question with several right
+/// answers, the one the model is surest of, so that its most likely answer becomes a right one);
+/// "I do not know." for the others when `idk`.
+pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool, min_right: usize, one_right: bool) -> (Vec<Task>, usize, usize) {
     let mut out = Vec::new();
     let (mut right, mut unknown) = (0, 0);
     for (t, s) in train.iter().zip(samples) {
-        let mut seen: Vec<&str> = Vec::new();
+        // Distinct right answers in order of first appearance, with how often each was sampled.
+        let mut seen: Vec<(&str, usize)> = Vec::new();
         let n_right = s.iter().filter(|r| t.check(r)).count();
         for r in s.iter().map(|r| r.trim()).filter(|r| n_right >= min_right && t.check(r)) {
-            if !seen.contains(&r) {
-                seen.push(r);
-                out.push(Task { target: r.to_string(), ..t.clone() });
-                right += 1;
+            match seen.iter_mut().find(|(x, _)| *x == r) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((r, 1)),
             }
+        }
+        if one_right && seen.len() > 1 {
+            let most = seen.iter().map(|&(_, n)| n).max().unwrap_or(0);
+            let first = seen.iter().position(|&(_, n)| n == most).unwrap_or(0);
+            seen = vec![seen[first]];
+        }
+        for &(r, _) in &seen {
+            out.push(Task { target: r.to_string(), ..t.clone() });
+            right += 1;
         }
         if seen.is_empty() && idk {
             out.push(Task { target: IDK.into(), ..t.clone() });
@@ -369,7 +383,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
         let total_reward: f64 = train.iter().zip(&samples).flat_map(|(t, s)| s.iter().map(move |r| reward(t, r, cfg.idk_reward) as f64)).sum();
         let (examples, weights, right_examples, idk_examples) = match cfg.method {
             Method::Rft => {
-                let (e, r, u) = round_examples(train, &samples, cfg.idk, cfg.min_right);
+                let (e, r, u) = round_examples(train, &samples, cfg.idk, cfg.min_right, cfg.one_right);
                 (e, None, r, u)
             }
             Method::Reinforce => {

@@ -257,22 +257,31 @@ fn a_round_trains_on_each_distinct_right_sample_and_idk_where_never_right() {
         vec!["zz".into(), "yy".into(), "xx".into(), "ww".into()],
         vec![a2.clone(), "q".into(), "q".into(), "q".into()],
     ];
-    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1);
+    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1, false);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     let up = a0.to_uppercase();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
     assert_eq!((right, idk), (3, 1));
-    let (ex, right, idk) = rl::round_examples(t, &samples, false, 1);
+    let (ex, right, idk) = rl::round_examples(t, &samples, false, 1, false);
     assert_eq!((ex.len(), right, idk), (3, 3, 0));
     assert!(ex.iter().all(|e| e.target != a1));
     // With a threshold of 2 right samples, the question right once counts as never right.
-    let (ex, right, idk) = rl::round_examples(t, &samples, true, 2);
+    let (ex, right, idk) = rl::round_examples(t, &samples, true, 2, false);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), tasks::IDK)]);
     assert_eq!((right, idk), (2, 2));
     // 4 of 4 right samples: only a question right every time would keep its answers (none here).
-    let (ex, right, idk) = rl::round_examples(t, &samples, false, 4);
+    let (ex, right, idk) = rl::round_examples(t, &samples, false, 4, false);
     assert_eq!((ex.len(), right, idk), (0, 0, 0));
+    // One right answer a question: the most frequent (a0 twice, its capitals once), the first of
+    // a tie otherwise.
+    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1, true);
+    let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
+    assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
+    assert_eq!((right, idk), (2, 1));
+    let tied = vec![vec![up.clone(), a0.clone(), "zz".into(), "yy".into()]];
+    let (ex, _, _) = rl::round_examples(&t[..1], &tied, true, 1, true);
+    assert_eq!(ex.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), [up.as_str()]);
 }
 
 #[test]

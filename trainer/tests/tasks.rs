@@ -91,7 +91,10 @@ fn oracle(family: Family, q: &str) -> Option<(String, String)> {
 /// words question's text.
 fn words_question(q: &str) -> (String, usize, bool) {
     let w = words(q);
-    let affix = w.iter().find(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_lowercase())).unwrap_or_else(|| panic!("{q}")).clone();
+    // The two letters follow "with" or "in" ("begins with st", "ends in ed").
+    let at = w.iter().position(|t| t == "with" || t == "in").unwrap_or_else(|| panic!("{q}"));
+    let affix = w[at + 1].clone();
+    assert!(affix.len() == 2 && affix.chars().all(|c| c.is_ascii_lowercase()), "{q}");
     let len = w.iter().find_map(|t| NUMBER_WORDS.iter().position(|n| n == t)).unwrap_or_else(|| panic!("{q}"));
     let begins = w.iter().any(|t| ["begins", "starting", "starts"].contains(&t.as_str()));
     let ends = w.iter().any(|t| ["ends", "ending"].contains(&t.as_str()));
