@@ -32,7 +32,7 @@ THREADS=${THREADS:-2}
 TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
 # The questions (`tinygpt-train tasks`; add --worked for answers that show their working): the
 # backwards, counting and words questions ask about Tiny Shakespeare's own 9,025 words.
-TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 1500 --probe 30000 --seed 1 --words $CORPUS}
+TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --words $CORPUS}
 # Steps and peak learning rate of the supervised fine-tuning stage.
 SFT_ITERS=${SFT_ITERS:-12000}
 SFT_LR=${SFT_LR:-1e-3}
@@ -49,6 +49,7 @@ RL_SAMPLES=${RL_SAMPLES:-8}
 RL_QUESTIONS=${RL_QUESTIONS:-8000}
 RL_ROUNDS=${RL_ROUNDS:-8}
 RL_ITERS=${RL_ITERS:-300}
+RL_LR=${RL_LR:-1e-4}
 # More flags for the RL stage, e.g. RL_FLAGS='--method reinforce --negative-weight 0 --idk-reward 0.3'
 # for policy-gradient rounds instead of rejection sampling.
 RL_FLAGS=${RL_FLAGS:-}
@@ -66,9 +67,9 @@ note() { echo "[$(stamp)] $*" | tee -a "$RUN/log.txt"; }
 python3 -c "import sys; d=open(sys.argv[1]).read(); open(sys.argv[2],'w').write(d[int(len(d)*0.9):])" "$CORPUS" "$RUN/val.txt"
 
 # 1. Tasks: training, held-out and probe questions (probe items are in neither other split). The
-# held-out split is cut in two by item: dev.jsonl, which RL watches to stop and to keep its best
-# round, and test.jsonl, which every stage is graded on (so no choice is made on the questions
-# the report card counts).
+# held-out split is cut in two by item: dev.jsonl, which RL watches to decide when to stop, and
+# test.jsonl, which every stage is graded on (so no choice is made on the questions the report
+# card counts). A question asked more than once (the same item in the same wording) is kept once.
 if [[ ! -f $D/test.jsonl ]]; then
     note "tasks"
     # shellcheck disable=SC2086 # TASK_FLAGS is a list of flags
@@ -76,10 +77,15 @@ if [[ ! -f $D/test.jsonl ]]; then
     python3 - "$D" <<'PY'
 import json, sys, zlib
 d = sys.argv[1]
-lines = open(f"{d}/val.jsonl").read().splitlines()
-half = lambda line: zlib.crc32(json.loads(line)["task"]["item"].encode()) % 2
-for name, h in (("dev", 0), ("test", 1)):
-    open(f"{d}/{name}.jsonl", "w").write("".join(l + "\n" for l in lines if half(l) == h))
+seen, halves = set(), ([], [])
+for line in open(f"{d}/val.jsonl").read().splitlines():
+    rec = json.loads(line)
+    question = rec["messages"][0]["content"]
+    if question not in seen:
+        seen.add(question)
+        halves[zlib.crc32(rec["task"]["item"].encode()) % 2].append(line + "\n")
+for name, lines in zip(("dev", "test"), halves):
+    open(f"{d}/{name}.jsonl", "w").write("".join(lines))
 PY
 fi
 
@@ -149,16 +155,20 @@ fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 
 # 5. RL by re-sampling: each round RL_QUESTIONS fresh probe questions, K = RL_SAMPLES samples each,
-# fine-tune on the distinct right ones (and "I do not know." where none of the K is right); the run
-# stops when pass@1 on the dev half of the held-out split stops improving, and keeps its best round.
+# fine-tune on each question's most frequent right answer (and "I do not know." where none of the
+# K is right); the run stops when pass@1 on the dev half of the held-out split stops improving.
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
+    RL_MIN_LR=$(python3 -c "print($RL_LR / 10)")
     # shellcheck disable=SC2086 # RL_FLAGS is a list of flags
     "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/dev.jsonl" --samples "$RL_SAMPLES" --questions "$RL_QUESTIONS" \
-        --min-right "$RL_MIN_RIGHT" --rounds "$RL_ROUNDS" --patience 2 $RL_FLAGS \
-        --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters="$RL_ITERS" --set learning_rate=3e-4 --set min_lr=3e-5 \
+        --min-right "$RL_MIN_RIGHT" --one-right --rounds "$RL_ROUNDS" --patience 1 $RL_FLAGS \
+        --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters="$RL_ITERS" --set learning_rate="$RL_LR" --set min_lr="$RL_MIN_LR" \
         --set warmup_iters=10 --set eval_interval=1000 --set patience=0 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
-    export_model "$RUN/rl/best.pt" "$RUN/rl.tgpt"
+    # The policy after the last round (rl's best.pt is the round with the best dev pass@1, which
+    # can be the start).
+    last=$(ls -d "$RUN"/rl/round-* | sort -V | tail -n 1)
+    export_model "$last" "$RUN/rl.tgpt"
 fi
 evaluate rl "$RUN/rl.tgpt" --before "$RUN/eval-sft.json"
 
