@@ -45,7 +45,7 @@ chat=models/shakespeare-chat.tgpt
 if [ -f "$chat" ]; then
     echo
     echo "==> tinygpt chat -m $chat --temp 0 -p QUESTION (the chat model says what it does not know)" >&2
-    for q in "How many letters a are in the word dream?" "What letter comes after K?" "What will the weather be tomorrow?"; do
+    for q in "Spell pillow backwards." "What letter comes after K?" "What will the weather be tomorrow?"; do
         printf '%s\n  ' "$q"
         "$cli" chat -m "$chat" --temp 0 -p "$q"
     done

@@ -2,7 +2,8 @@
 # The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
 # evaluation of the model card's report card:
 #
-#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores; the
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores with the
+#                                        release build (TINYGPT_BIN_DIR=target/release); the
 #                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
 # From another base: BASE=models/shakespeare-board-int4-fast.tgpt DTYPE=int4 GROUP_SIZE=128
@@ -40,7 +41,8 @@ SFT_LR=${SFT_LR:-1e-3}
 # training questions it mixes in with them.
 IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
 # Right samples a question needs to keep its answer: of the 8 of the "I do not know" stage
-# (IDK_MIN_RIGHT) and of the 4 of each RL round (RL_MIN_RIGHT); 1 relabels only what is never right.
+# (IDK_MIN_RIGHT) and of the RL_SAMPLES of each RL round (RL_MIN_RIGHT); 1 relabels only what is never
+# right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
 # Answers sampled per question in each RL round, questions per round (fresh ones of the probe
