@@ -6,7 +6,8 @@
 Reads RUN_DIR/eval-{base,sft,idk,rl,rl-noidk}.json (those that exist) (`tinygpt-train chat-eval --out`) and
 RUN_DIR/prose-*.txt (`tinygpt eval` on Shakespeare's validation text). Each cell is the share,
 then the count over the number of questions and the 95 % Wilson interval, as chat-eval computed
-them.
+them. Then sampled pass@1, each stage against the SFT model question by question, and the
+answers by kind of question (from evaluations that recorded them).
 """
 import json
 import pathlib
@@ -59,6 +60,38 @@ def main():
             j = json.loads(p.read_text())
             parts.append(f"{label} {cell(j['summary'].get('answerable_pass_k'))} (K = {j['samples']})")
     print("; ".join(parts) + ".")
+    reports = [(label, json.loads((run / f"eval-{stage}.json").read_text())) for stage, label in STAGES if (run / f"eval-{stage}.json").exists()]
+    sampled = [f"{label} {mean(j['summary']['answerable_sampled'])}" for label, j in reports if j["summary"].get("answerable_sampled")]
+    if sampled:
+        print()
+        print("Sampled pass@1 (the mean share of right samples over the answerable questions, 95 % normal interval):", "; ".join(sampled) + ".")
+    paired = [(label, j["summary"]["paired"]) for label, j in reports if j["summary"].get("paired")]
+    if paired:
+        print()
+        print("Against the SFT model (`chat-eval --before`), question by question on the answerable questions:", end=" ")
+        print("; ".join(f"{label} {points(p['diff'])} points ({p['gained']} gained, {p['lost']} lost of {p['n']})" for label, p in paired) + ".")
+    kinds = [(label, {k["kind"]: k for k in j["summary"].get("kinds", [])}) for label, j in reports if j["summary"].get("kinds")]
+    if kinds:
+        print()
+        print("By kind of question (greedy: right / refused of n):")
+        print()
+        print("| kind | " + " | ".join(label for label, _ in kinds) + " |")
+        print("|" + "---|" * (len(kinds) + 1))
+        order = list(dict.fromkeys(k for _, ks in kinds for k in ks))
+        for kind in order:
+            row = [kind]
+            for _, ks in kinds:
+                k = ks.get(kind)
+                row.append("–" if k is None else f"{k['accuracy']['k']} / {k['refused']['k']} of {k['accuracy']['n']}")
+            print("| " + " | ".join(row) + " |")
+
+
+def mean(m):
+    return f"{100 * m['value']:.1f} % [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
+
+
+def points(m):
+    return f"{100 * m['value']:+.1f} [{100 * m['lo']:+.1f}, {100 * m['hi']:+.1f}]"
 
 
 if __name__ == "__main__":

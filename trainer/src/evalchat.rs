@@ -224,6 +224,10 @@ impl Ratio {
 pub struct QuestionResult {
     pub question: String,
     pub family: String,
+    /// The kind of question within the family ([`kind_of`]: `alphabet.after`, `words.ends`);
+    /// empty in evaluations written before kinds were recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
     /// The right answer.
     pub answer: String,
     /// The greedy reply.
@@ -251,6 +255,15 @@ impl QuestionResult {
     }
 }
 
+/// The kind of a question: its wording without the wording's number (`alphabet.after.2` →
+/// `alphabet.after`), or the family's name for a wording of another shape.
+pub fn kind_of(task: &Task) -> String {
+    match task.wording.rsplit_once('.') {
+        Some((kind, n)) if kind.contains('.') && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => kind.to_string(),
+        _ => task.family.name().to_string(),
+    }
+}
+
 /// Grades replies: `greedy[i]` (and `samples[i]`, possibly empty) answer `tasks[i]`.
 pub fn grade(tasks: &[Task], greedy: &[String], samples: &[Vec<String>]) -> Vec<QuestionResult> {
     tasks
@@ -261,6 +274,7 @@ pub fn grade(tasks: &[Task], greedy: &[String], samples: &[Vec<String>]) -> Vec<
             QuestionResult {
                 question: t.question.clone(),
                 family: t.family.name().into(),
+                kind: kind_of(t),
                 answer: t.answer.clone(),
                 reply: greedy[i].clone(),
                 correct: t.check(&greedy[i]),
@@ -282,6 +296,71 @@ pub struct FamilyStats {
     pub pass_k: Option<Ratio>,
 }
 
+/// Per-kind figures: greedy accuracy and the share refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindStats {
+    pub kind: String,
+    pub accuracy: Ratio,
+    pub refused: Ratio,
+}
+
+/// A mean over questions with its 95 % normal interval (± 1.96 standard errors).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Mean {
+    pub n: usize,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Mean {
+    /// The mean of `xs` and its interval (a zero-width interval for fewer than two values).
+    pub fn of(xs: &[f64]) -> Self {
+        let n = xs.len();
+        if n == 0 {
+            return Mean { n, value: 0.0, lo: 0.0, hi: 0.0 };
+        }
+        let m = xs.iter().sum::<f64>() / n as f64;
+        let half = if n < 2 {
+            0.0
+        } else {
+            let var = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64;
+            1.959_963_984_540_054 * (var / n as f64).sqrt()
+        };
+        Mean { n, value: m, lo: m - half, hi: m + half }
+    }
+}
+
+/// Greedy accuracy now against an earlier evaluation, question by question (the answerable
+/// questions both asked).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// Questions compared.
+    pub n: usize,
+    /// Right before, not now.
+    pub lost: usize,
+    /// Right now, not before.
+    pub gained: usize,
+    /// Accuracy now minus accuracy before, with the 95 % normal interval of the mean of the
+    /// per-question differences (each -1, 0 or +1).
+    pub diff: Mean,
+}
+
+/// Compares the greedy answers of `now` with those of `before` on the answerable questions
+/// both ask (matched by question text). `None` when none is shared.
+pub fn paired(before: &[QuestionResult], now: &[QuestionResult]) -> Option<Paired> {
+    let now_by_q: HashMap<&str, &QuestionResult> = now.iter().map(|r| (r.question.as_str(), r)).collect();
+    let mut diffs = Vec::new();
+    let (mut lost, mut gained) = (0usize, 0usize);
+    for b in before.iter().filter(|b| b.answerable()) {
+        let Some(r) = now_by_q.get(b.question.as_str()) else { continue };
+        lost += (b.correct && !r.correct) as usize;
+        gained += (!b.correct && r.correct) as usize;
+        diffs.push(r.correct as i32 as f64 - b.correct as i32 as f64);
+    }
+    (!diffs.is_empty()).then(|| Paired { n: diffs.len(), lost, gained, diff: Mean::of(&diffs) })
+}
+
 /// The evaluation's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -291,12 +370,22 @@ pub struct Summary {
     pub answerable: Ratio,
     /// pass@K over all answerable questions (with `--samples`).
     pub answerable_pass_k: Option<Ratio>,
+    /// Sampled pass@1 over all answerable questions: the mean share of right samples (with
+    /// `--samples`).
+    #[serde(default)]
+    pub answerable_sampled: Option<Mean>,
     /// Greedy accuracy over every question, unanswerable ones included (right = "I do not know.").
     pub overall: Ratio,
     /// Share of (unanswerable + wrongly answered answerable questions) answered "I do not know.".
     pub prudence: Ratio,
     /// Share of the questions the earlier evaluation answered right that are now refused.
     pub over_conservative: Option<Ratio>,
+    /// Greedy accuracy against the earlier evaluation, question by question.
+    #[serde(default)]
+    pub paired: Option<Paired>,
+    /// One row per kind of question, in family order, then by name.
+    #[serde(default)]
+    pub kinds: Vec<KindStats>,
 }
 
 /// Prudence: among the unanswerable questions and the answerable questions answered wrong, the
@@ -340,13 +429,28 @@ pub fn summarize(results: &[QuestionResult], sampled: bool, before: Option<&[Que
         .collect();
     let answerable: Vec<&QuestionResult> = results.iter().filter(|r| r.answerable()).collect();
     let all: Vec<&QuestionResult> = results.iter().collect();
+    let sampled_pass1 = || {
+        let share = |r: &&QuestionResult| if r.samples.is_empty() { 0.0 } else { r.samples_correct as f64 / r.samples.len() as f64 };
+        Mean::of(&answerable.iter().map(share).collect::<Vec<f64>>())
+    };
+    let mut by_kind: BTreeMap<(Option<Family>, &str), Vec<&QuestionResult>> = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.kind.is_empty()) {
+        by_kind.entry((r.family(), r.kind.as_str())).or_default().push(r);
+    }
+    let kinds = by_kind
+        .into_iter()
+        .map(|((_, kind), v)| KindStats { kind: kind.to_string(), accuracy: ratio(&v), refused: Ratio::new(v.iter().filter(|r| r.refused).count(), v.len()) })
+        .collect();
     Summary {
         families,
         answerable: ratio(&answerable),
         answerable_pass_k: sampled.then(|| pass(&answerable)),
+        answerable_sampled: sampled.then(sampled_pass1),
         overall: ratio(&all),
         prudence: prudence(results),
         over_conservative: before.and_then(|b| over_conservativeness(b, results)),
+        paired: before.and_then(|b| paired(b, results)),
+        kinds,
     }
 }
 
@@ -435,5 +539,31 @@ pub fn table(s: &Summary, samples: usize) -> String {
     if let Some(o) = &s.over_conservative {
         out += &format!("\nover-conservativeness: {} ({} of {} answerable questions answered right before are now refused)", ratio_cell(o), o.k, o.n);
     }
+    if let Some(m) = &s.answerable_sampled {
+        out += &format!("\nsampled pass@1: {} (the mean share of right samples, answerable questions)", mean_cell(m));
+    }
+    if let Some(p) = &s.paired {
+        out += &format!(
+            "\nagainst --before: {} points (answerable greedy accuracy now minus before; of {} questions {} gained, {} lost)",
+            points_cell(&p.diff),
+            p.n,
+            p.gained,
+            p.lost
+        );
+    }
+    if !s.kinds.is_empty() {
+        out += &format!("\n{:<22} {:>5}  {:<22}  {:<22}", "kind", "n", "greedy (95% CI)", "refused");
+        for k in &s.kinds {
+            out += &format!("\n{:<22} {:>5}  {:<22}  {:<22}", k.kind, k.accuracy.n, ratio_cell(&k.accuracy), ratio_cell(&k.refused));
+        }
+    }
     out
+}
+
+fn mean_cell(m: &Mean) -> String {
+    format!("{:5.1}% [{:5.1}, {:5.1}]", 100.0 * m.value, 100.0 * m.lo, 100.0 * m.hi)
+}
+
+fn points_cell(m: &Mean) -> String {
+    format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * m.value, 100.0 * m.lo, 100.0 * m.hi)
 }

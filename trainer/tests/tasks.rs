@@ -425,6 +425,7 @@ fn result(q: &str, family: Family, correct: bool, refused: bool) -> QuestionResu
     QuestionResult {
         question: q.into(),
         family: family.name().into(),
+        kind: String::new(),
         answer: if family.answerable() { "x".into() } else { IDK.into() },
         reply: if refused { IDK.into() } else { "y".into() },
         correct,
@@ -469,6 +470,83 @@ fn prudence_and_over_conservativeness_count_what_they_should() {
     assert_eq!(s.over_conservative.map(|r| (r.k, r.n)), Some((1, 3)));
     let fams: Vec<&str> = s.families.iter().map(|f| f.family.as_str()).collect();
     assert_eq!(fams, ["alphabet", "count", "unknown"]);
+}
+
+#[test]
+fn paired_difference_counts_questions_gained_and_lost() {
+    use Family::*;
+    let before = vec![
+        result("a1", Alphabet, true, false),
+        result("a2", Alphabet, true, false),
+        result("a3", Count, false, false),
+        result("a4", Count, false, false),
+        result("a5", Count, true, false),
+        result("gone", Count, true, false),
+        // Unanswerable questions are not compared.
+        result("u1", Unknown, false, false),
+    ];
+    let now = vec![
+        result("a1", Alphabet, false, true),
+        result("a2", Alphabet, true, false),
+        result("a3", Count, true, false),
+        result("a4", Count, false, false),
+        result("a5", Count, false, false),
+        result("u1", Unknown, true, true),
+    ];
+    let p = evalchat::paired(&before, &now).unwrap();
+    assert_eq!((p.n, p.lost, p.gained), (5, 2, 1));
+    // Differences per question: -1, 0, +1, 0, -1: mean -0.2, sample variance 0.7.
+    assert!((p.diff.value + 0.2).abs() < 1e-12);
+    let half = 1.959_963_984_540_054 * (0.7f64 / 5.0).sqrt();
+    assert!((p.diff.hi - (-0.2 + half)).abs() < 1e-12 && (p.diff.lo - (-0.2 - half)).abs() < 1e-12);
+    assert!(evalchat::paired(&[result("zz", Count, true, false)], &now).is_none());
+    // The same answers: no difference, a zero-width interval.
+    let same = evalchat::paired(&now, &now).unwrap();
+    assert_eq!((same.lost, same.gained, same.diff.value, same.diff.lo, same.diff.hi), (0, 0, 0.0, 0.0, 0.0));
+    let s = evalchat::summarize(&now, false, Some(&before));
+    assert_eq!(s.paired, Some(p));
+}
+
+#[test]
+fn kinds_and_sampled_pass1_are_summarised() {
+    use Family::*;
+    let task = |family: Family, wording: &str| Task {
+        family,
+        item: "i".into(),
+        wording: wording.into(),
+        question: "q".into(),
+        answer: "a".into(),
+        accept: vec![],
+        target: "a".into(),
+    };
+    assert_eq!(evalchat::kind_of(&task(Alphabet, "alphabet.after.2")), "alphabet.after");
+    assert_eq!(evalchat::kind_of(&task(Words, "words.ends.10")), "words.ends");
+    // Wordings of another shape fall back to the family.
+    assert_eq!(evalchat::kind_of(&task(Unknown, "self:Tell me my name.")), "unknown");
+    assert_eq!(evalchat::kind_of(&task(Count, "count")), "count");
+    let with = |q: &str, f: Family, kind: &str, correct: bool, refused: bool, right_samples: usize| QuestionResult {
+        kind: kind.into(),
+        samples: vec!["s".into(); 4],
+        samples_correct: right_samples,
+        ..result(q, f, correct, refused)
+    };
+    let now = vec![
+        with("a", Alphabet, "alphabet.order", true, false, 4),
+        with("b", Alphabet, "alphabet.after", false, true, 0),
+        with("c", Alphabet, "alphabet.after", true, false, 2),
+        with("d", Count, "count.count", false, false, 1),
+        with("u", Unknown, "unknown.age", true, true, 4),
+    ];
+    let s = evalchat::summarize(&now, true, None);
+    let kinds: Vec<(&str, usize, usize, usize)> = s.kinds.iter().map(|k| (k.kind.as_str(), k.accuracy.k, k.refused.k, k.accuracy.n)).collect();
+    assert_eq!(kinds, [("alphabet.after", 1, 1, 2), ("alphabet.order", 1, 0, 1), ("count.count", 0, 0, 1), ("unknown.age", 1, 1, 1)]);
+    // Sampled pass@1 over the four answerable questions: (1 + 0 + 0.5 + 0.25) / 4.
+    let m = s.answerable_sampled.unwrap();
+    assert_eq!(m.n, 4);
+    assert!((m.value - 0.4375).abs() < 1e-12 && m.lo < m.value && m.hi > m.value);
+    assert!(evalchat::summarize(&now, false, None).answerable_sampled.is_none());
+    let table = evalchat::table(&s, 4);
+    assert!(table.contains("alphabet.after") && table.contains("sampled pass@1:  43.8%"), "{table}");
 }
 
 /// Answers by rule: the alphabet questions right, backwards right in about a third of samples
