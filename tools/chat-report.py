@@ -6,8 +6,8 @@
 Reads RUN_DIR/eval-{base,sft,idk,rl,rl-noidk}.json (those that exist) (`tinygpt-train chat-eval --out`) and
 RUN_DIR/prose-*.txt (`tinygpt eval` on Shakespeare's validation text). Each cell is the share,
 then the count over the number of questions and the 95 % Wilson interval, as chat-eval computed
-them. Then sampled pass@1, each stage against the SFT model question by question, and the
-answers by kind of question (from evaluations that recorded them).
+them. Then sampled pass@1, each stage against the SFT model question by question, the refusal
+ceiling, and the answers by kind of question (from evaluations that recorded them).
 """
 import json
 import pathlib
@@ -70,6 +70,16 @@ def main():
         print()
         print("Against the SFT model (`chat-eval --before`), question by question on the answerable questions:", end=" ")
         print("; ".join(f"{label} {points(p['diff'])} points ({p['gained']} gained, {p['lost']} lost of {p['n']})" for label, p in paired) + ".")
+    ceilings = [(label, j["summary"]["refusal_ceiling"]) for label, j in reports if j["summary"].get("refusal_ceiling")]
+    if ceilings:
+        print()
+        print(
+            "Refusal ceiling (`chat-eval`: the most prudence a rule refusing by the kind of question and by how many of the",
+            "8 samples agree with the greedy answer can reach while giving up at most 10 % of the right answers; fitted on",
+            "the test questions themselves, so an upper bound for such rules):",
+            end=" ",
+        )
+        print("; ".join(f"{label} prudence {100 * c['prudence']:.1f} % at accuracy {100 * c['accuracy']:.1f} %" for label, c in ceilings) + ".")
     kinds = [(label, {k["kind"]: k for k in j["summary"].get("kinds", [])}) for label, j in reports if j["summary"].get("kinds")]
     if kinds:
         print()

@@ -15,7 +15,7 @@ use tinygpt_runtime::chat::{self, Message, Template};
 use tinygpt_runtime::writer::AlignedBytes;
 use tinygpt_runtime::{generate_until, Error as RtError, KvDType, Model, Sampler, SamplerConfig, Session};
 
-use crate::tasks::{is_refusal, mix_seed, Family, Task};
+use crate::tasks::{final_answer, is_refusal, mix_seed, normalize, Family, Task};
 
 /// Most tokens generated for one answer (answers are at most 30 characters).
 pub const MAX_REPLY_TOKENS: usize = 48;
@@ -386,6 +386,79 @@ pub struct Summary {
     /// One row per kind of question, in family order, then by name.
     #[serde(default)]
     pub kinds: Vec<KindStats>,
+    /// The most prudence a refusal rule on the question's kind and its samples' agreement can
+    /// reach (with `--samples`; see [`refusal_ceiling`]).
+    #[serde(default)]
+    pub refusal_ceiling: Option<Ceiling>,
+}
+
+/// Share of the right greedy answers a refusal rule may give up in [`refusal_ceiling`] (the
+/// over-conservativeness goal).
+pub const CEILING_BUDGET: f64 = 0.1;
+
+/// What the best refusal rule of [`refusal_ceiling`] reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    /// The share of the right greedy answers it may refuse.
+    pub budget: f64,
+    /// Its prudence.
+    pub prudence: f64,
+    /// Its answerable accuracy (the right answers it keeps).
+    pub accuracy: f64,
+}
+
+/// How many of a question's samples give the greedy reply's answer (after normalisation).
+pub fn agreement(r: &QuestionResult) -> usize {
+    let greedy = normalize(final_answer(&r.reply));
+    r.samples.iter().filter(|s| normalize(final_answer(s)) == greedy).count()
+}
+
+/// The highest prudence any rule can reach that decides to refuse from the question's kind and
+/// [`agreement`] alone (one cell per pair; a rule may refuse a share of a cell) while refusing at
+/// most `budget` of the right greedy answers. Fitted on these very results, it bounds what
+/// "I do not know." training that keys on those two things can give this model: refusing
+/// more of the wrong answers needs them told apart from the right ones by something else.
+/// Questions the model already refuses stay refused; cells are taken best ratio of wrong to
+/// right first (the fractional knapsack, whose greedy order is optimal). `None` without samples.
+pub fn refusal_ceiling(results: &[QuestionResult], budget: f64) -> Option<Ceiling> {
+    if results.is_empty() || results.iter().any(|r| r.samples.is_empty()) {
+        return None;
+    }
+    // Per cell: right greedy answers (the cost of refusing it) and unrefused questions of the
+    // prudence pool (what refusing it gains).
+    let mut cells: BTreeMap<(&str, usize), (usize, usize)> = BTreeMap::new();
+    let (mut pool, mut refused, mut right, mut answerable) = (0usize, 0usize, 0usize, 0usize);
+    for r in results {
+        answerable += r.answerable() as usize;
+        let c = cells.entry((r.kind.as_str(), agreement(r))).or_default();
+        if r.answerable() && r.correct {
+            right += 1;
+            c.0 += 1;
+        } else {
+            pool += 1;
+            if r.refused {
+                refused += 1;
+            } else {
+                c.1 += 1;
+            }
+        }
+    }
+    let mut order: Vec<(usize, usize)> = cells.into_values().filter(|&(_, w)| w > 0).collect();
+    // Descending wrong / right, compared as w1 * r2 > w2 * r1 (free cells, r = 0, first).
+    order.sort_by(|a, b| (b.1 * a.0).cmp(&(a.1 * b.0)));
+    let mut left = budget * right as f64;
+    let (mut gained, mut spent) = (0.0f64, 0.0f64);
+    for (r, w) in order {
+        let take = if r == 0 { 1.0 } else { (left / r as f64).min(1.0) };
+        if take <= 0.0 {
+            break;
+        }
+        gained += take * w as f64;
+        spent += take * r as f64;
+        left -= take * r as f64;
+    }
+    let share = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
+    Some(Ceiling { budget, prudence: share(refused as f64 + gained, pool), accuracy: share(right as f64 - spent, answerable) })
 }
 
 /// Prudence: among the unanswerable questions and the answerable questions answered wrong, the
@@ -451,6 +524,7 @@ pub fn summarize(results: &[QuestionResult], sampled: bool, before: Option<&[Que
         over_conservative: before.and_then(|b| over_conservativeness(b, results)),
         paired: before.and_then(|b| paired(b, results)),
         kinds,
+        refusal_ceiling: if sampled { refusal_ceiling(results, CEILING_BUDGET) } else { None },
     }
 }
 
@@ -549,6 +623,14 @@ pub fn table(s: &Summary, samples: usize) -> String {
             p.n,
             p.gained,
             p.lost
+        );
+    }
+    if let Some(c) = &s.refusal_ceiling {
+        out += &format!(
+            "\nrefusal ceiling: prudence {:.1}% at most, answerable accuracy {:.1}%, for a rule refusing by kind and sample agreement that gives up {:.0}% of the right answers",
+            100.0 * c.prudence,
+            100.0 * c.accuracy,
+            100.0 * c.budget
         );
     }
     if !s.kinds.is_empty() {

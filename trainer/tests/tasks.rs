@@ -549,6 +549,54 @@ fn kinds_and_sampled_pass1_are_summarised() {
     assert!(table.contains("alphabet.after") && table.contains("sampled pass@1:  43.8%"), "{table}");
 }
 
+#[test]
+fn refusal_ceiling_takes_the_cells_with_most_wrong_answers_per_right_one_first() {
+    use Family::*;
+    // `agree` of the 8 samples give the greedy reply's answer ("y"; a worked sample counts by what
+    // follows its last colon), the others something else.
+    let q = |name: String, f: Family, kind: &str, correct: bool, refused: bool, agree: usize| {
+        let reply = if refused { IDK.to_string() } else { "y".to_string() };
+        let mut samples = vec!["Work: Y.".to_string(); agree];
+        samples.resize(8, "z".into());
+        QuestionResult { kind: kind.into(), reply, samples, ..result(&name, f, correct, refused) }
+    };
+    let mut rs = Vec::new();
+    let mut add = |n: usize, f: Family, kind: &str, correct: bool, refused: bool, agree: usize| {
+        for i in 0..n {
+            let name = format!("{kind}/{agree}/{correct}/{refused}/{i}");
+            rs.push(q(name, f, kind, correct, refused, agree));
+        }
+    };
+    // Count, agreement 8: 10 right, no wrong (refusing it gains nothing).
+    add(10, Count, "count.count", true, false, 8);
+    // Count, agreement 2: 1 right, 4 wrong (4 wrong per right answer given up).
+    add(1, Count, "count.count", true, false, 2);
+    add(4, Count, "count.count", false, false, 2);
+    // Alphabet, agreement 3: 2 right, 2 wrong (1 per right answer).
+    add(2, Alphabet, "alphabet.after", true, false, 3);
+    add(2, Alphabet, "alphabet.after", false, false, 3);
+    // Two unanswerable questions, one refused already: refusing the other costs nothing.
+    add(1, Unknown, "unknown.age", true, true, 0);
+    add(1, Unknown, "unknown.age", false, false, 8);
+    assert_eq!(evalchat::agreement(&rs[0]), 8);
+    // A budget of 10 % of the 13 right answers, 1.3: the free cell (1), all of the 4:1 cell (its
+    // right answer spends 1), then 0.3 of the 2:2 cell's two right answers gains 0.3 of its two
+    // wrong ones. The prudence pool is the 6 wrong answers and the 2 unanswerable questions.
+    let c = evalchat::refusal_ceiling(&rs, 0.1).expect("samples were taken");
+    assert!((c.prudence - (1.0 + 1.0 + 4.0 + 0.3) / 8.0).abs() < 1e-12, "{c:?}");
+    assert!((c.accuracy - (13.0 - 1.3) / 19.0).abs() < 1e-12, "{c:?}");
+    // With no budget only the free cell is taken; with all of it every wrong answer is refused.
+    assert!((evalchat::refusal_ceiling(&rs, 0.0).unwrap().prudence - 2.0 / 8.0).abs() < 1e-12);
+    let all = evalchat::refusal_ceiling(&rs, 1.0).unwrap();
+    assert!((all.prudence - 1.0).abs() < 1e-12 && (all.accuracy - 10.0 / 19.0).abs() < 1e-12, "{all:?}");
+    // The summary carries it when samples were taken, and the table prints it.
+    let s = evalchat::summarize(&rs, true, None);
+    assert_eq!(s.refusal_ceiling, Some(c));
+    assert!(evalchat::table(&s, 8).contains("refusal ceiling: prudence 78.8% at most"), "{}", evalchat::table(&s, 8));
+    let no_samples: Vec<QuestionResult> = rs.iter().map(|r| QuestionResult { samples: vec![], ..r.clone() }).collect();
+    assert!(evalchat::refusal_ceiling(&no_samples, 0.1).is_none());
+}
+
 /// Answers by rule: the alphabet questions right, backwards right in about a third of samples
 /// (greedy: wrong), counting never, unanswerable questions with a refusal only when greedy.
 struct Rule<'a> {
