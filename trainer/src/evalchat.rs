@@ -627,7 +627,7 @@ pub fn table(s: &Summary, samples: usize) -> String {
     }
     if let Some(c) = &s.refusal_ceiling {
         out += &format!(
-            "\nrefusal ceiling: prudence {:.1}% at most, answerable accuracy {:.1}%, for a rule refusing by kind and sample agreement that gives up {:.0}% of the right answers",
+            "\nrefusal ceiling: prudence {:.1}% at most, answerable accuracy {:.1}%, for a rule refusing by kind and sample agreement that gives up at most {:.0}% of the right answers",
             100.0 * c.prudence,
             100.0 * c.accuracy,
             100.0 * c.budget
