@@ -2,7 +2,7 @@
 # The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
 # evaluation of the model card's report card:
 #
-#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about an hour on 2 CPU cores with the
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about 75 minutes on 2 CPU cores with the
 #                                        release build (TINYGPT_BIN_DIR=target/release); the
 #                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
@@ -37,6 +37,9 @@ TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --word
 # Steps and peak learning rate of the supervised fine-tuning stage.
 SFT_ITERS=${SFT_ITERS:-12000}
 SFT_LR=${SFT_LR:-1e-3}
+# A second supervised pass of SFT2_ITERS steps on the same questions, the learning rate warmed
+# back up to SFT_LR (0: none). The later stages start from it, and it is the report card's SFT row.
+SFT2_ITERS=${SFT2_ITERS:-4000}
 # Probe questions the "I do not know" stage samples (the first ones of probe.jsonl), and the
 # training questions it mixes in with them.
 IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
@@ -127,11 +130,18 @@ SFT_MIN_LR=$(python3 -c "print($SFT_LR / 10)")
 SFT_SET=("${QAT_SET[@]}" --set max_iters="$SFT_ITERS" --set learning_rate="$SFT_LR" --set min_lr="$SFT_MIN_LR" --set warmup_iters=100
     --set val_fraction=0.02 --set eval_interval=2000 --set patience=0 --set threads="$TRAIN_THREADS")
 
-# 3. Supervised fine-tuning on the training split.
+# 3. Supervised fine-tuning on the training split (and the second pass, when asked for).
+SFT_RUN=$RUN/sft
+if [[ $SFT2_ITERS -gt 0 ]]; then SFT_RUN=$RUN/sft2; fi
 if [[ ! -f $RUN/sft.tgpt ]]; then
     note "sft"
     finetune "$RUN/sft" --checkpoint "$BASE" --data "$D/train.jsonl" --config trainer/configs/sft-board.toml "${SFT_SET[@]}"
-    export_model "$RUN/sft" "$RUN/sft.tgpt"
+    if [[ $SFT2_ITERS -gt 0 ]]; then
+        note "sft, second pass"
+        finetune "$RUN/sft2" --checkpoint "$RUN/sft" --data "$D/train.jsonl" --config trainer/configs/sft-board.toml "${SFT_SET[@]}" \
+            --set max_iters="$SFT2_ITERS" --set warmup_iters=50 --set eval_interval=1000
+    fi
+    export_model "$SFT_RUN" "$RUN/sft.tgpt"
 fi
 evaluate sft "$RUN/sft.tgpt"
 
@@ -150,7 +160,7 @@ for line in random.Random(1).sample(lines, min(int(sys.argv[2]), len(lines))):
 PY
     cat "$D/probe-idk.jsonl" >> "$D/train-idk.jsonl"
     note "sft + idk"
-    finetune "$RUN/idk" --checkpoint "$RUN/sft" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
+    finetune "$RUN/idk" --checkpoint "$SFT_RUN" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
         "${QAT_SET[@]}" --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
     export_model "$RUN/idk" "$RUN/idk.tgpt"
 fi
