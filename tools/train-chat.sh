@@ -51,7 +51,15 @@ IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
 # (IDK_MIN_RIGHT) and of the RL_SAMPLES of each RL round (RL_MIN_RIGHT); 1 relabels only what is never
 # right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
+# Peak learning rate of the "I do not know" stage's 300 steps (decayed to a tenth).
+IDK_LR=${IDK_LR:-3e-4}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
+# Refusal budgets ("" for none): "I do not know." targets also where the model's samples disagree
+# with its greedy answer, by the refusal rule fitted on the sampled questions themselves (by kind
+# of question and agreement, as chat-eval's refusal ceiling), giving up at most this share of
+# their right greedy answers: IDK_BUDGET in the "I do not know" stage, RL_BUDGET in each RL round.
+IDK_BUDGET=${IDK_BUDGET:-}
+RL_BUDGET=${RL_BUDGET:-}
 # Answers sampled per question in each RL round, questions per round (fresh ones of the probe
 # split each round), most rounds, and fine-tuning steps a round.
 RL_SAMPLES=${RL_SAMPLES:-8}
@@ -168,7 +176,10 @@ evaluate sft "$RUN/sft.tgpt"
 if [[ ! -f $RUN/idk.tgpt ]]; then
     note "idk labels"
     head -n "$IDK_QUESTIONS" "$D/probe.jsonl" > "$D/probe-idk-questions.jsonl"
-    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe-idk-questions.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" --threads "$THREADS" --out "$D/probe-idk.jsonl"
+    idk_budget=()
+    [[ -n $IDK_BUDGET ]] && idk_budget=(--refusal-budget "$IDK_BUDGET")
+    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe-idk-questions.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" "${idk_budget[@]}" \
+        --threads "$THREADS" --out "$D/probe-idk.jsonl"
     python3 - "$D/train.jsonl" "$IDK_QUESTIONS" > "$D/train-idk.jsonl" <<'PY'
 import random, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -177,8 +188,9 @@ for line in random.Random(1).sample(lines, min(int(sys.argv[2]), len(lines))):
 PY
     cat "$D/probe-idk.jsonl" >> "$D/train-idk.jsonl"
     note "sft + idk"
+    IDK_MIN_LR=$(python3 -c "print($IDK_LR / 10)")
     finetune "$RUN/idk" --checkpoint "$SFT_RUN" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
-        "${QAT_SET[@]}" --set max_iters=300 --set learning_rate=3e-4 --set min_lr=3e-5 --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
+        "${QAT_SET[@]}" --set max_iters=300 --set learning_rate="$IDK_LR" --set min_lr="$IDK_MIN_LR" --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
     export_model "$RUN/idk" "$RUN/idk.tgpt"
 fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
@@ -189,9 +201,11 @@ evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"
 if [[ ! -f $RUN/rl.tgpt ]]; then
     note "rl"
     RL_MIN_LR=$(python3 -c "print($RL_LR / 10)")
+    rl_budget=()
+    [[ -n $RL_BUDGET ]] && rl_budget=(--refusal-budget "$RL_BUDGET")
     # shellcheck disable=SC2086 # RL_FLAGS is a list of flags
     "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/dev.jsonl" --samples "$RL_SAMPLES" --questions "$RL_QUESTIONS" \
-        --min-right "$RL_MIN_RIGHT" --one-right --rounds "$RL_ROUNDS" --patience 1 $RL_FLAGS \
+        --min-right "$RL_MIN_RIGHT" "${rl_budget[@]}" --one-right --rounds "$RL_ROUNDS" --patience 1 $RL_FLAGS \
         --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters="$RL_ITERS" --set learning_rate="$RL_LR" --set min_lr="$RL_MIN_LR" \
         --set warmup_iters=10 --set eval_interval=1000 --set patience=0 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
     # The policy after the last round (rl's best.pt is the round with the best dev pass@1, which

@@ -413,6 +413,17 @@ pub fn agreement(r: &QuestionResult) -> usize {
     r.samples.iter().filter(|s| normalize(final_answer(s)) == greedy).count()
 }
 
+/// A refusal rule on the question's kind and its samples' [`agreement`] (see
+/// [`fit_refusal_rule`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusalRule {
+    /// The cells refused, (kind, agreement), each with the share of its questions refused (1 but
+    /// for the last cell taken).
+    pub cells: Vec<((String, usize), f64)>,
+    /// What the rule reaches on the results it was fitted on.
+    pub ceiling: Ceiling,
+}
+
 /// The highest prudence any rule can reach that decides to refuse from the question's kind and
 /// [`agreement`] alone (one cell per pair; a rule may refuse a share of a cell) while refusing at
 /// most `budget` of the right greedy answers. Fitted on these very results, it bounds what
@@ -421,6 +432,14 @@ pub fn agreement(r: &QuestionResult) -> usize {
 /// Questions the model already refuses stay refused; cells are taken best ratio of wrong to
 /// right first (the fractional knapsack, whose greedy order is optimal). `None` without samples.
 pub fn refusal_ceiling(results: &[QuestionResult], budget: f64) -> Option<Ceiling> {
+    fit_refusal_rule(results, budget).map(|r| r.ceiling)
+}
+
+/// The rule of [`refusal_ceiling`]: which (kind, agreement) cells it refuses, and how much of
+/// each. Fitted on questions with known answers (the probe questions of `idk --refusal-budget`),
+/// it turns "refuse where your samples disagree, as far as that costs few right answers" into
+/// "I do not know." targets. `None` without samples.
+pub fn fit_refusal_rule(results: &[QuestionResult], budget: f64) -> Option<RefusalRule> {
     if results.is_empty() || results.iter().any(|r| r.samples.is_empty()) {
         return None;
     }
@@ -443,12 +462,13 @@ pub fn refusal_ceiling(results: &[QuestionResult], budget: f64) -> Option<Ceilin
             }
         }
     }
-    let mut order: Vec<(usize, usize)> = cells.into_values().filter(|&(_, w)| w > 0).collect();
+    let mut order: Vec<((&str, usize), (usize, usize))> = cells.into_iter().filter(|&(_, (_, w))| w > 0).collect();
     // Descending wrong / right, compared as w1 * r2 > w2 * r1 (free cells, r = 0, first).
-    order.sort_by(|a, b| (b.1 * a.0).cmp(&(a.1 * b.0)));
+    order.sort_by(|(_, a), (_, b)| (b.1 * a.0).cmp(&(a.1 * b.0)));
     let mut left = budget * right as f64;
     let (mut gained, mut spent) = (0.0f64, 0.0f64);
-    for (r, w) in order {
+    let mut taken = Vec::new();
+    for ((kind, agree), (r, w)) in order {
         let take = if r == 0 { 1.0 } else { (left / r as f64).min(1.0) };
         if take <= 0.0 {
             break;
@@ -456,9 +476,25 @@ pub fn refusal_ceiling(results: &[QuestionResult], budget: f64) -> Option<Ceilin
         gained += take * w as f64;
         spent += take * r as f64;
         left -= take * r as f64;
+        taken.push(((kind.to_string(), agree), take));
     }
     let share = |k: f64, n: usize| if n == 0 { 0.0 } else { k / n as f64 };
-    Some(Ceiling { budget, prudence: share(refused as f64 + gained, pool), accuracy: share(right as f64 - spent, answerable) })
+    let ceiling = Ceiling { budget, prudence: share(refused as f64 + gained, pool), accuracy: share(right as f64 - spent, answerable) };
+    Some(RefusalRule { cells: taken, ceiling })
+}
+
+/// Which of `results` `rule` refuses: every question of a cell refused whole, and of a cell
+/// refused in part the first questions of the cell, its share of them rounded to the nearest.
+pub fn rule_refusals(results: &[QuestionResult], rule: &RefusalRule) -> Vec<bool> {
+    let mut out = vec![false; results.len()];
+    for ((kind, agree), share) in &rule.cells {
+        let members: Vec<usize> = (0..results.len()).filter(|&i| results[i].kind == *kind && agreement(&results[i]) == *agree).collect();
+        let n = (share * members.len() as f64).round() as usize;
+        for &i in members.iter().take(n) {
+            out[i] = true;
+        }
+    }
+    out
 }
 
 /// Prudence: among the unanswerable questions and the answerable questions answered wrong, the

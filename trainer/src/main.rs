@@ -232,6 +232,12 @@ enum Cmd {
         /// answered right; more: also those right only now and then).
         #[arg(long, default_value_t = 1, value_parser = parse_count::<usize>, allow_negative_numbers = true)]
         min_right: usize,
+        /// Also refuse where the model's samples disagree: fit the refusal rule of `chat-eval`'s
+        /// refusal ceiling (by kind of question and by how many samples agree with the greedy
+        /// answer) on these questions, giving up at most this share of their right greedy answers,
+        /// and train "I do not know." on the questions it refuses.
+        #[arg(long, value_parser = parse_budget, allow_negative_numbers = true)]
+        refusal_budget: Option<f64>,
         /// Output task file.
         #[arg(long)]
         out: PathBuf,
@@ -301,6 +307,12 @@ enum Cmd {
         /// model's most likely answer becomes one of them.
         #[arg(long)]
         one_right: bool,
+        /// Also refuse where the model's samples disagree: fit the refusal rule of `chat-eval`'s
+        /// refusal ceiling (by kind of question and by how many samples agree with the greedy
+        /// answer) on each round's questions, giving up at most this share of their right greedy answers,
+        /// and train (rft) "I do not know." on the questions it refuses.
+        #[arg(long, value_parser = parse_budget, allow_negative_numbers = true)]
+        refusal_budget: Option<f64>,
         /// Fine-tuning configuration of each round (SFT TOML; default: the built-in SFT settings with
         /// max_iters = 200).
         #[arg(long)]
@@ -552,7 +564,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = EvalOptions { samples, temperature: temp, seed, threads };
             chat_eval_cmd(&model, &tasks, before.as_deref(), out.as_deref(), &opts, plain)
         }
-        Cmd::Idk { model, tasks, samples, temp, seed, min_right, out, threads } => idk_cmd(&model, &tasks, samples, min_right, temp, seed, &out, threads),
+        Cmd::Idk { model, tasks, samples, temp, seed, min_right, refusal_budget, out, threads } => idk_cmd(&model, &tasks, samples, min_right, refusal_budget, temp, seed, &out, threads),
         Cmd::Tune { config, space, trials, study, sampler, prune, prune_after, seed, startup, device, out, show } => {
             if let Some(path) = show {
                 println!("{}", tune::show(&path)?);
@@ -584,8 +596,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, method, idk_reward, negative_weight, questions, no_idk, min_right, one_right, config, set, threads, device } => {
-            let cfg = RlConfig { method, idk_reward, negative_weight, questions, samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, one_right, threads };
+        Cmd::Rl { checkpoint, tasks, val, samples, out, rounds, temp, seed, patience, method, idk_reward, negative_weight, questions, no_idk, min_right, refusal_budget, one_right, config, set, threads, device } => {
+            let cfg = RlConfig { method, idk_reward, negative_weight, questions, samples, rounds, temperature: temp, seed, patience, idk: !no_idk, min_right, refusal_budget, one_right, threads };
             rl_cmd(RlArgs { checkpoint, tasks, val, out, config, set, device }, cfg)
         }
     }
@@ -645,7 +657,7 @@ fn chat_eval_cmd(model: &Path, tasks_path: &Path, before: Option<&Path>, out: Op
 }
 
 #[allow(clippy::too_many_arguments)]
-fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, min_right: usize, temp: f32, seed: u64, out: &Path, threads: usize) -> Result<()> {
+fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, min_right: usize, refusal_budget: Option<f64>, temp: f32, seed: u64, out: &Path, threads: usize) -> Result<()> {
     if samples == 0 {
         bail!("--samples must be at least 1");
     }
@@ -657,7 +669,7 @@ fn idk_cmd(model: &Path, tasks_path: &Path, samples: usize, min_right: usize, te
     let tasks = tasks::read_tasks(tasks_path)?;
     writer::check_writable(out).with_context(|| format!("cannot write {}", out.display()))?;
     let t0 = std::time::Instant::now();
-    let (relabelled, counts) = rl::relabel_unknown(&answerer, &tasks, samples, min_right, temp, seed, threads)?;
+    let (relabelled, counts) = rl::relabel_unknown(&answerer, &tasks, samples, min_right, refusal_budget, temp, seed, threads)?;
     println!("{}: {} questions x {samples} samples at temperature {temp} in {:.1} s", model.display(), tasks.len(), t0.elapsed().as_secs_f64());
     println!("{:<12} {:>6} {:>12}", "family", "kept", "relabelled");
     for (f, kept, relabelled) in &counts {
@@ -692,6 +704,7 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
         bail!("--patience must be at least 1");
     }
     rl::check_min_right(cfg.min_right, cfg.samples)?;
+    rl::check_refusal_budget(&cfg)?;
     if !cfg.idk_reward.is_finite() || !(-1.0..=1.0).contains(&cfg.idk_reward) {
         bail!("--idk-reward must be between -1 and 1 (a right answer earns 1), not {}", cfg.idk_reward);
     }
@@ -782,4 +795,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A share of the right answers a refusal rule may give up: between 0 and 1.
+fn parse_budget(s: &str) -> Result<f64, String> {
+    let v = parse_float(s)? as f64;
+    if !(0.0..=1.0).contains(&v) {
+        return Err("must be between 0 and 1".to_owned());
+    }
+    Ok(v)
 }

@@ -9,7 +9,9 @@
 //! always gets right weighs no more than one it gets right once, in its own words). A question
 //! right in fewer than `min_right` of its K samples (by default: never right) gets the target
 //! "I do not know." (the same rule as `tinygpt-train idk`), unless `idk = false`, which leaves it
-//! out. Rounds continue from the
+//! out. With a `refusal_budget`, each round also answers its questions greedily and fits the
+//! refusal rule of [`evalchat::fit_refusal_rule`] on them; the questions it refuses count as
+//! never right. Rounds continue from the
 //! latest model; the run stops after `patience` rounds without a better held-out pass@1, and
 //! the best round's checkpoint is kept as `best.pt`. Every seed is derived from the run's seed,
 //! the round, the question and the sample, so the same seed gives the same log.
@@ -43,20 +45,29 @@ pub type RelabelCounts = Vec<(Family, usize, usize)>;
 /// `min_right` of them (1: never right) gets the target [`IDK`], the others keep theirs
 /// (unanswerable tasks keep [`IDK`]). `min_right` above 1 is the multisample threshold of
 /// "Alignment for Honesty": the model says it does not know what it gets right only by luck.
+/// With a `budget`, the tasks are also answered greedily and the refusal rule of
+/// [`evalchat::fit_refusal_rule`] is fitted on them: the tasks it refuses (by kind of question
+/// and by how many samples agree with the greedy answer, giving up at most `budget` of the right
+/// greedy answers) get [`IDK`] too, so the model learns to refuse where its samples disagree.
 /// Returns the relabelled tasks and the counts per family.
-pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, min_right: usize, temperature: f32, seed: u64, threads: usize) -> Result<(Vec<Task>, RelabelCounts)> {
+#[allow(clippy::too_many_arguments)]
+pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, min_right: usize, budget: Option<f64>, temperature: f32, seed: u64, threads: usize) -> Result<(Vec<Task>, RelabelCounts)> {
     if n == 0 {
         bail!("--samples must be at least 1");
     }
     check_min_right(min_right, n)?;
+    if let Some(b) = budget {
+        check_budget(b)?;
+    }
     let questions: Vec<&str> = tasks.iter().map(|t| t.question.as_str()).collect();
     let samples = evalchat::sample_replies(answerer, &questions, n, temperature, seed, threads)?;
+    let by_rule = rule_refusals(answerer, tasks, &samples, budget, threads)?;
     let mut counts: RelabelCounts = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
-    for (t, s) in tasks.iter().zip(&samples) {
+    for ((t, s), &ruled) in tasks.iter().zip(&samples).zip(&by_rule) {
         let right = s.iter().filter(|r| t.check(r)).count();
         let mut t2 = t.clone();
-        let relabel = t.family.answerable() && right < min_right;
+        let relabel = t.family.answerable() && (right < min_right || ruled);
         if relabel {
             t2.target = IDK.into();
         }
@@ -71,6 +82,38 @@ pub fn relabel_unknown(answerer: &dyn Answerer, tasks: &[Task], n: usize, min_ri
     }
     counts.sort_by_key(|c| c.0);
     Ok((out, counts))
+}
+
+/// Which tasks the refusal rule fitted on them refuses (see [`relabel_unknown`]): their greedy
+/// answers graded with `samples`; none without a budget.
+fn rule_refusals(answerer: &dyn Answerer, tasks: &[Task], samples: &[Vec<String>], budget: Option<f64>, threads: usize) -> Result<Vec<bool>> {
+    let Some(budget) = budget else { return Ok(vec![false; tasks.len()]) };
+    let questions: Vec<&str> = tasks.iter().map(|t| t.question.as_str()).collect();
+    let greedy = evalchat::greedy_replies(answerer, &questions, threads)?;
+    let results = evalchat::grade(tasks, &greedy, samples);
+    Ok(match evalchat::fit_refusal_rule(&results, budget) {
+        Some(rule) => evalchat::rule_refusals(&results, &rule),
+        None => vec![false; tasks.len()],
+    })
+}
+
+/// `cfg`'s refusal budget, if any: a share, in rft rounds that train "I do not know.".
+pub fn check_refusal_budget(cfg: &RlConfig) -> Result<()> {
+    if let Some(b) = cfg.refusal_budget {
+        check_budget(b)?;
+        if cfg.method != Method::Rft || !cfg.idk {
+            bail!("--refusal-budget trains \"I do not know.\" targets in rft rounds: it needs --method rft without --no-idk");
+        }
+    }
+    Ok(())
+}
+
+/// A refusal budget is a share of the right answers, between 0 and 1.
+pub fn check_budget(budget: f64) -> Result<()> {
+    if !budget.is_finite() || !(0.0..=1.0).contains(&budget) {
+        bail!("--refusal-budget must be between 0 and 1 (a share of the right answers), not {budget}");
+    }
+    Ok(())
 }
 
 /// `min_right` must be between 1 and the number of samples.
@@ -144,6 +187,10 @@ pub struct RlConfig {
     pub idk: bool,
     /// Right samples (of K) a question needs for its right answers to be trained on.
     pub min_right: usize,
+    /// [`Method::Rft`] with `idk`: also train to "I do not know." the questions the refusal
+    /// rule fitted on the round's questions refuses, giving up at most this share of their right
+    /// greedy answers (see [`relabel_unknown`]).
+    pub refusal_budget: Option<f64>,
     /// [`Method::Rft`]: train on each question's most frequent right answer only, instead of every
     /// distinct one.
     pub one_right: bool,
@@ -153,7 +200,7 @@ pub struct RlConfig {
 
 impl Default for RlConfig {
     fn default() -> Self {
-        RlConfig { method: Method::Rft, idk_reward: 0.0, negative_weight: 1.0, questions: 0, samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, one_right: false, threads: 2 }
+        RlConfig { method: Method::Rft, idk_reward: 0.0, negative_weight: 1.0, questions: 0, samples: 4, rounds: 5, temperature: 0.8, seed: 1, patience: 2, idk: true, min_right: 1, refusal_budget: None, one_right: false, threads: 2 }
     }
 }
 
@@ -219,14 +266,15 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
 /// right answer of a question right in at least `min_right` samples (with `one_right`, only its
 /// most frequent right answer, the first sampled of those tied: for a question with several right
 /// answers, the one the model is surest of, so that its most likely answer becomes a right one);
-/// "I do not know." for the others when `idk`.
-pub fn round_examples(train: &[Task], samples: &[Vec<String>], idk: bool, min_right: usize, one_right: bool) -> (Vec<Task>, usize, usize) {
+/// "I do not know." for the others when `idk`. A question marked in `refuse` (empty: none)
+/// counts as never right.
+pub fn round_examples(train: &[Task], samples: &[Vec<String>], refuse: &[bool], idk: bool, min_right: usize, one_right: bool) -> (Vec<Task>, usize, usize) {
     let mut out = Vec::new();
     let (mut right, mut unknown) = (0, 0);
-    for (t, s) in train.iter().zip(samples) {
+    for (i, (t, s)) in train.iter().zip(samples).enumerate() {
         // Distinct right answers in order of first appearance, with how often each was sampled.
         let mut seen: Vec<(&str, usize)> = Vec::new();
-        let n_right = s.iter().filter(|r| t.check(r)).count();
+        let n_right = if refuse.get(i).copied().unwrap_or(false) { 0 } else { s.iter().filter(|r| t.check(r)).count() };
         for r in s.iter().map(|r| r.trim()).filter(|r| n_right >= min_right && t.check(r)) {
             match seen.iter_mut().find(|(x, _)| *x == r) {
                 Some((_, n)) => *n += 1,
@@ -330,6 +378,7 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
         bail!("--samples must be at least 1");
     }
     check_min_right(cfg.min_right, cfg.samples)?;
+    check_refusal_budget(cfg)?;
     if !val.iter().any(|t| t.family.answerable()) {
         bail!("the held-out tasks have no answerable question: pass@1 cannot be measured");
     }
@@ -383,7 +432,8 @@ pub fn run(policy: &dyn Policy, start: &Path, train: &[Task], val: &[Task], cfg:
         let total_reward: f64 = train.iter().zip(&samples).flat_map(|(t, s)| s.iter().map(move |r| reward(t, r, cfg.idk_reward) as f64)).sum();
         let (examples, weights, right_examples, idk_examples) = match cfg.method {
             Method::Rft => {
-                let (e, r, u) = round_examples(train, &samples, cfg.idk, cfg.min_right, cfg.one_right);
+                let refuse = if cfg.idk { rule_refusals(&answerer, train, &samples, cfg.refusal_budget, cfg.threads)? } else { Vec::new() };
+                let (e, r, u) = round_examples(train, &samples, &refuse, cfg.idk, cfg.min_right, cfg.one_right);
                 (e, None, r, u)
             }
             Method::Reinforce => {

@@ -257,31 +257,38 @@ fn a_round_trains_on_each_distinct_right_sample_and_idk_where_never_right() {
         vec!["zz".into(), "yy".into(), "xx".into(), "ww".into()],
         vec![a2.clone(), "q".into(), "q".into(), "q".into()],
     ];
-    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1, false);
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[], true, 1, false);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     let up = a0.to_uppercase();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
     assert_eq!((right, idk), (3, 1));
-    let (ex, right, idk) = rl::round_examples(t, &samples, false, 1, false);
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[], false, 1, false);
     assert_eq!((ex.len(), right, idk), (3, 3, 0));
     assert!(ex.iter().all(|e| e.target != a1));
     // With a threshold of 2 right samples, the question right once counts as never right.
-    let (ex, right, idk) = rl::round_examples(t, &samples, true, 2, false);
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[], true, 2, false);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[0].question.as_str(), up.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), tasks::IDK)]);
     assert_eq!((right, idk), (2, 2));
     // 4 of 4 right samples: only a question right every time would keep its answers (none here).
-    let (ex, right, idk) = rl::round_examples(t, &samples, false, 4, false);
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[], false, 4, false);
     assert_eq!((ex.len(), right, idk), (0, 0, 0));
     // One right answer a question: the most frequent (a0 twice, its capitals once), the first of
     // a tie otherwise.
-    let (ex, right, idk) = rl::round_examples(t, &samples, true, 1, true);
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[], true, 1, true);
     let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
     assert_eq!(got, [(t[0].question.as_str(), a0.as_str()), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
     assert_eq!((right, idk), (2, 1));
     let tied = vec![vec![up.clone(), a0.clone(), "zz".into(), "yy".into()]];
-    let (ex, _, _) = rl::round_examples(&t[..1], &tied, true, 1, true);
+    let (ex, _, _) = rl::round_examples(&t[..1], &tied, &[], true, 1, true);
     assert_eq!(ex.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), [up.as_str()]);
+    // A question the refusal rule refuses counts as never right, whatever its samples.
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[true, false, false], true, 1, true);
+    let got: Vec<(&str, &str)> = ex.iter().map(|e| (e.question.as_str(), e.target.as_str())).collect();
+    assert_eq!(got, [(t[0].question.as_str(), tasks::IDK), (t[1].question.as_str(), tasks::IDK), (t[2].question.as_str(), a2.as_str())]);
+    assert_eq!((right, idk), (1, 2));
+    let (ex, right, idk) = rl::round_examples(t, &samples, &[true, false, false], false, 1, true);
+    assert_eq!((ex.len(), right, idk), (1, 1, 0));
 }
 
 #[test]
@@ -305,6 +312,8 @@ fn rl_command_refuses_bad_input_in_one_line() {
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "1".into(), "--method".into(), "reinforce".into()], "--method reinforce needs --samples of at least 2"),
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--idk-reward".into(), "2".into()], "--idk-reward must be between -1 and 1"),
         (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--negative-weight".into(), "-0.5".into()], "--negative-weight must be between 0 and 1, not -0.5"),
+        (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--refusal-budget".into(), "0.1".into(), "--no-idk".into()], "--refusal-budget trains \"I do not know.\" targets in rft rounds"),
+        (vec!["--checkpoint".into(), s(d), "--tasks".into(), s(&tr), "--val".into(), s(&va), "--samples".into(), "2".into(), "--refusal-budget".into(), "-1".into()], "must be between 0 and 1"),
     ];
     for (args, needle) in cases {
         let o = Command::new(env!("CARGO_BIN_EXE_tinygpt-train")).arg("rl").args(&args).arg("--out").arg(d.join("out")).output().unwrap();

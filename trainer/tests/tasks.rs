@@ -595,6 +595,19 @@ fn refusal_ceiling_takes_the_cells_with_most_wrong_answers_per_right_one_first()
     assert!(evalchat::table(&s, 8).contains("refusal ceiling: prudence 78.8% at most"), "{}", evalchat::table(&s, 8));
     let no_samples: Vec<QuestionResult> = rs.iter().map(|r| QuestionResult { samples: vec![], ..r.clone() }).collect();
     assert!(evalchat::refusal_ceiling(&no_samples, 0.1).is_none());
+    // The rule behind it: the free cell, the 4:1 cell whole, 0.15 of the 2:2 cell (0.3 of its
+    // two right answers); refusing it takes every question of the first two cells and the first
+    // of the 2:2 cell's four (0.15 x 4 = 0.6, rounded).
+    let rule = evalchat::fit_refusal_rule(&rs, 0.1).unwrap();
+    assert_eq!(rule.ceiling, c);
+    let cells: Vec<(&str, usize)> = rule.cells.iter().map(|((k, a), _)| (k.as_str(), *a)).collect();
+    assert_eq!(cells, [("unknown.age", 8), ("count.count", 2), ("alphabet.after", 3)]);
+    assert!((rule.cells[2].1 - 0.15).abs() < 1e-12 && rule.cells[..2].iter().all(|c| c.1 == 1.0), "{rule:?}");
+    let refused: Vec<usize> = evalchat::rule_refusals(&rs, &rule).iter().enumerate().filter(|(_, &r)| r).map(|(i, _)| i).collect();
+    // rs: 10 count/8, count/2 right (10), 4 count/2 wrong (11..15), 2 alphabet right (15, 16),
+    // 2 alphabet wrong, the refused unknown (19), the unrefused one (20).
+    assert_eq!(refused, [10, 11, 12, 13, 14, 15, 20]);
+    assert!(evalchat::rule_refusals(&rs, &evalchat::fit_refusal_rule(&rs, 0.0).unwrap()).iter().enumerate().all(|(i, &r)| r == (i == 20)));
 }
 
 /// Answers by rule: the alphabet questions right, backwards right in about a third of samples
@@ -653,7 +666,7 @@ fn idk_relabelling_follows_the_samples() {
     let s = set(2);
     let train = &s.train[..300];
     let rule = Rule { tasks: train };
-    let (out, counts) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1, 1.0, 9, 2).unwrap();
+    let (out, counts) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1, None, 1.0, 9, 2).unwrap();
     assert_eq!(out.len(), train.len());
     for (a, b) in train.iter().zip(&out) {
         assert_eq!((&a.question, &a.answer, a.family), (&b.question, &b.answer, b.family));
@@ -674,15 +687,29 @@ fn idk_relabelling_follows_the_samples() {
     assert!(kept > relabelled * 4, "{kept} kept, {relabelled} relabelled");
     // A threshold of 6 right samples in 6: what is right only now and then is relabelled too
     // (backwards is right in all 6 with probability (1/3)^6), what is always right is kept.
-    let (out6, counts6) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 6, 1.0, 9, 2).unwrap();
+    let (out6, counts6) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 6, None, 1.0, 9, 2).unwrap();
     let c6 = |f: Family| counts6.iter().find(|c| c.0 == f).map(|c| (c.1, c.2)).unwrap();
     assert_eq!(c6(Family::Alphabet), (n(Family::Alphabet), 0));
     let (kept6, relabelled6) = c6(Family::Backwards);
     assert!(kept6 <= 2 && relabelled6 + kept6 == n(Family::Backwards), "{kept6} kept, {relabelled6} relabelled");
     assert!(out6.iter().zip(train).all(|(b, a)| a.family != Family::Backwards || b.target == IDK || b.target == a.answer));
     for bad in [0, 7] {
-        let e = tinygpt_train::rl::relabel_unknown(&rule, train, 6, bad, 1.0, 9, 2).unwrap_err().to_string();
+        let e = tinygpt_train::rl::relabel_unknown(&rule, train, 6, bad, None, 1.0, 9, 2).unwrap_err().to_string();
         assert!(e.contains("--min-right must be between 1 and --samples (6)"), "{e}");
+    }
+    // With a refusal budget, the questions of cells the fitted rule refuses are relabelled too:
+    // backwards is wrong when greedy, so its cells give up no right answer and are refused whole
+    // even with no budget; the alphabet and words, right when greedy, keep their answers.
+    let (outb, countsb) = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1, Some(0.0), 1.0, 9, 2).unwrap();
+    let cb = |f: Family| countsb.iter().find(|c| c.0 == f).map(|c| (c.1, c.2)).unwrap();
+    assert_eq!(cb(Family::Backwards), (0, n(Family::Backwards)));
+    assert_eq!(cb(Family::Alphabet), (n(Family::Alphabet), 0));
+    assert_eq!(cb(Family::Words), (n(Family::Words), 0));
+    assert_eq!(cb(Family::Count), (0, n(Family::Count)));
+    assert!(outb.iter().zip(train).all(|(b, a)| (b.target == IDK) == (a.family != Family::Alphabet && a.family != Family::Words)));
+    for bad in [-0.1, 1.5, f64::NAN] {
+        let e = tinygpt_train::rl::relabel_unknown(&rule, train, 6, 1, Some(bad), 1.0, 9, 2).unwrap_err().to_string();
+        assert!(e.contains("--refusal-budget must be between 0 and 1"), "{e}");
     }
 }
 
