@@ -746,8 +746,12 @@ fn rl_cmd(a: RlArgs, cfg: RlConfig) -> Result<()> {
                 if cfg.idk { " and added to every question's samples" } else { "" }
             ),
             rl::Method::Rft => format!(
-                "rejection sampling on {}, never-right questions {}",
+                "rejection sampling on {}, never-right questions{} {}",
                 if cfg.one_right { "each question's most frequent right answer" } else { "every distinct right answer" },
+                match cfg.refusal_budget {
+                    Some(b) => format!(" and those the refusal rule refuses (budget {b})"),
+                    None => String::new(),
+                },
                 if cfg.idk { "trained to \"I do not know.\"" } else { "left out" }
             ),
         },
@@ -799,7 +803,7 @@ fn main() -> ExitCode {
 
 /// A share of the right answers a refusal rule may give up: between 0 and 1.
 fn parse_budget(s: &str) -> Result<f64, String> {
-    let v = parse_float(s)? as f64;
+    let v: f64 = s.parse().map_err(|_| "not a number".to_owned())?;
     if !(0.0..=1.0).contains(&v) {
         return Err("must be between 0 and 1".to_owned());
     }
