@@ -487,8 +487,9 @@ pub fn fit_refusal_rule(results: &[QuestionResult], budget: f64) -> Option<Refus
 /// refused in part the first questions of the cell, its share of them rounded to the nearest.
 pub fn rule_refusals(results: &[QuestionResult], rule: &RefusalRule) -> Vec<bool> {
     let mut out = vec![false; results.len()];
+    let agree_of: Vec<usize> = results.iter().map(agreement).collect();
     for ((kind, agree), share) in &rule.cells {
-        let members: Vec<usize> = (0..results.len()).filter(|&i| results[i].kind == *kind && agreement(&results[i]) == *agree).collect();
+        let members: Vec<usize> = (0..results.len()).filter(|&i| results[i].kind == *kind && agree_of[i] == *agree).collect();
         let n = (share * members.len() as f64).round() as usize;
         for &i in members.iter().take(n) {
             out[i] = true;
