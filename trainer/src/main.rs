@@ -174,9 +174,10 @@ enum Cmd {
         families: Option<Vec<String>>,
         /// Worked targets: alphabet and counting answers show their working before a colon
         /// ("ABCDEFGHIJK: L", "hoRse: R: one"); the checker grades what follows the last colon.
-        /// The items and questions are those of the same seed without it.
-        #[arg(long)]
-        worked: bool,
+        /// The items and questions are those of the same seed without it. `--worked=count` (or
+        /// `=alphabet`) for one family only
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "alphabet,count", value_name = "FAMILIES")]
+        worked: Option<String>,
     },
     /// Evaluate a chat model on a task file: greedy accuracy per family with 95% Wilson intervals,
     /// prudence, over-conservativeness against an earlier evaluation, pass@K with --samples.
@@ -534,7 +535,13 @@ fn run(cli: Cli) -> Result<()> {
             if train == 0 || val == 0 {
                 bail!("--train and --val must be at least 1");
             }
-            let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, worked, ..TaskConfig::default() };
+            let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
+            for n in worked.iter().flat_map(|w| w.split(',')) {
+                match tasks::Family::from_name(n.trim()) {
+                    Some(f @ (tasks::Family::Alphabet | tasks::Family::Count)) => cfg.worked.push(f),
+                    _ => bail!("--worked: {n:?} has no worked answers (expected alphabet, count or both)"),
+                }
+            }
             if let Some(path) = words {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the word text {}", path.display()))?;
                 cfg.words = tasks::words_of(&text);

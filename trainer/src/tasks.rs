@@ -494,10 +494,10 @@ pub struct TaskConfig {
     /// [`words_of`]). The default is [`WORDS`]; a long list (the corpus's own words) leaves too
     /// many items to memorise, so a model must learn to spell backwards and to count.
     pub words: Vec<String>,
-    /// Worked targets: alphabet and counting answers show their working first
-    /// ([`worked_target`]); the checker grades what follows the last colon either way, and the
-    /// items and questions are those of the same seed without it.
-    pub worked: bool,
+    /// The families whose answers show their working first ([`worked_target`]; only the alphabet
+    /// and counting have any, default: none); the checker grades what follows the last colon
+    /// either way, and the items and questions are those of the same seed without it.
+    pub worked: Vec<Family>,
     /// The answerable families questions are drawn from (in [`Family::ALL`] order; default: all
     /// of them). Leaving one out leaves the others' questions as they would be without it only
     /// when it is [`Family::Words`], the last added.
@@ -514,7 +514,7 @@ impl Default for TaskConfig {
             unanswerable_frac: 0.2,
             val_item_frac: 0.25,
             words: WORDS.iter().map(|w| w.to_string()).collect(),
-            worked: false,
+            worked: Vec::new(),
             families: Family::ALL.into_iter().filter(|f| f.answerable()).collect(),
         }
     }
@@ -642,7 +642,7 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
                 fill(kind.wordings[wi], &slots)
             };
             let wording = if kind.name == "self" { it.key.clone() } else { format!("{}.{}.{}", family.name(), kind.name, wi) };
-            let target = if cfg.worked { worked_target(&it.key, &it.answer) } else { None }.unwrap_or_else(|| it.answer.clone());
+            let target = if cfg.worked.contains(&family) { worked_target(&it.key, &it.answer) } else { None }.unwrap_or_else(|| it.answer.clone());
             // A question with several right answers is trained on one of them, drawn per question.
             let target = if it.accept.is_empty() { target } else { it.accept[rng.below(it.accept.len())].clone() };
             out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), accept: it.accept.clone(), target });

@@ -198,7 +198,7 @@ fn check_working(t: &Task) {
 #[test]
 fn worked_targets_show_their_working_and_end_in_the_right_answer() {
     let plain = set(7);
-    let worked = tasks::generate(&TaskConfig { seed: 7, train: 3000, val: 600, worked: true, ..TaskConfig::default() }).unwrap();
+    let worked = tasks::generate(&TaskConfig { seed: 7, train: 3000, val: 600, worked: vec![Family::Alphabet, Family::Count], ..TaskConfig::default() }).unwrap();
     let (mut n_worked, mut n_plain) = (0, 0);
     for (p, w) in plain.train.iter().chain(&plain.val).zip(worked.train.iter().chain(&worked.val)) {
         // The same questions, items and answers; only the targets differ.
@@ -749,6 +749,31 @@ fn tasks_and_chat_eval_commands() {
     assert!(ok, "{stderr}");
     let fams: BTreeSet<Family> = tasks::read_tasks(&some.join("train.jsonl")).unwrap().iter().map(|t| t.family).collect();
     assert_eq!(fams, BTreeSet::from([Family::Count, Family::Words, Family::Unknown]));
+    // --worked=count: worked counting answers, the alphabet's plain; bare --worked: both worked.
+    let worked = |flag: &str| {
+        let dir = d.join(flag.trim_start_matches('-').replace('=', "-"));
+        let (ok, _, stderr) = run(&["tasks", "--out", dir.to_str().unwrap(), "--train", "300", "--val", "60", "--seed", "4", flag]);
+        assert!(ok, "{stderr}");
+        tasks::read_tasks(&dir.join("train.jsonl")).unwrap()
+    };
+    let plain = tasks::read_tasks(&out.join("train.jsonl")).unwrap();
+    for (flag, families) in [("--worked=count", vec![Family::Count]), ("--worked", vec![Family::Alphabet, Family::Count])] {
+        let w = worked(flag);
+        assert_eq!(w.len(), plain.len());
+        let mut changed = BTreeSet::new();
+        for (p, w) in plain.iter().zip(&w) {
+            assert_eq!((&p.question, &p.answer), (&w.question, &w.answer));
+            if families.contains(&w.family) {
+                assert_eq!(Some(w.target.clone()), tasks::worked_target(&w.item, &w.answer), "{flag}: {w:?}");
+            } else {
+                assert_eq!(w.target, p.target, "{flag}: {w:?}");
+            }
+            if w.target != p.target {
+                changed.insert(w.family);
+            }
+        }
+        assert_eq!(changed, families.into_iter().collect::<BTreeSet<_>>(), "{flag}");
+    }
     let model = chat_model(d);
     let eval = d.join("e.json");
     let val_path = out.join("val.jsonl");
@@ -785,6 +810,7 @@ fn tasks_and_chat_eval_commands() {
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--unanswerable-frac", "2"], "unanswerable-frac"),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "count,poetry"], "unknown answerable family \"poetry\""),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "unknown"], "unknown answerable family \"unknown\""),
+        (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--worked=backwards"], "--worked: \"backwards\" has no worked answers"),
         (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "0", "--out", d.join("i.jsonl").to_str().unwrap()], "--samples"),
     ] {
         let (ok, _, stderr) = run(&args);
