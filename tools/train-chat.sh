@@ -2,7 +2,7 @@
 # The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
 # evaluation of the model card's report card:
 #
-#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about 75 minutes on 2 CPU cores with the
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about 65 minutes on 2 CPU cores with the
 #                                        release build (TINYGPT_BIN_DIR=target/release); the
 #                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
@@ -31,9 +31,10 @@ CORPUS=../shared/data/tinyshakespeare.txt
 THREADS=${THREADS:-2}
 # libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
 TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
-# The questions (`tinygpt-train tasks`; add --worked for answers that show their working): the
-# backwards, counting and words questions ask about Tiny Shakespeare's own 9,025 words.
-TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --words $CORPUS}
+# The questions (`tinygpt-train tasks`): the backwards, counting and words questions ask about Tiny
+# Shakespeare's own 9,025 words, and counting answers show their working (`--worked=count`:
+# `hoRse: R: one`), which a model this size learns where it does not learn the bare count.
+TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --words $CORPUS --worked=count}
 # Steps and peak learning rate of the supervised fine-tuning stage.
 SFT_ITERS=${SFT_ITERS:-12000}
 SFT_LR=${SFT_LR:-1e-3}
@@ -41,8 +42,9 @@ SFT_LR=${SFT_LR:-1e-3}
 # back up to SFT_LR (0: none). The later stages start from it, and it is the report card's SFT row.
 SFT2_ITERS=${SFT2_ITERS:-4000}
 # Steps on the training split's counting questions alone, between the two passes (0: none; needs
-# the second pass). Counting is learnt slowly, and not beside the lookups the other families are;
-# alone it is, and the second pass brings the rest back (the chat card's "Counting first").
+# the second pass). With bare counts (TASK_FLAGS without --worked=count) counting is learnt slowly,
+# and not beside the lookups the other families are; alone it is, and the second pass brings the
+# rest back (the chat card's "Counting first"). Worked counting answers need no such stage.
 COUNT_ITERS=${COUNT_ITERS:-0}
 # Probe questions the "I do not know" stage samples (the first ones of probe.jsonl), and the
 # training questions it mixes in with them.
@@ -54,12 +56,12 @@ IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
 # Peak learning rate of the "I do not know" stage's 300 steps (decayed to a tenth).
 IDK_LR=${IDK_LR:-3e-4}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
-# Refusal budgets ("" for none): "I do not know." targets also where the model's samples disagree
+# Refusal budgets (set to "" for none): "I do not know." targets also where the model's samples disagree
 # with its greedy answer, by the refusal rule fitted on the sampled questions themselves (by kind
 # of question and agreement, as chat-eval's refusal ceiling), giving up at most this share of
 # their right greedy answers: IDK_BUDGET in the "I do not know" stage, RL_BUDGET in each RL round.
-IDK_BUDGET=${IDK_BUDGET:-}
-RL_BUDGET=${RL_BUDGET:-}
+IDK_BUDGET=${IDK_BUDGET-0.1}
+RL_BUDGET=${RL_BUDGET-0.02}
 # Answers sampled per question in each RL round, questions per round (fresh ones of the probe
 # split each round), most rounds, and fine-tuning steps a round.
 RL_SAMPLES=${RL_SAMPLES:-8}
