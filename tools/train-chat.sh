@@ -49,6 +49,8 @@ COUNT_ITERS=${COUNT_ITERS:-0}
 # Probe questions the "I do not know" stage samples (the first ones of probe.jsonl), and the
 # training questions it mixes in with them.
 IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
+# Answers the "I do not know" stage samples per question.
+IDK_SAMPLES=${IDK_SAMPLES:-8}
 # Right samples a question needs to keep its answer: of the 8 of the "I do not know" stage
 # (IDK_MIN_RIGHT) and of the RL_SAMPLES of each RL round (RL_MIN_RIGHT); 1 relabels only what is never
 # right.
@@ -172,7 +174,7 @@ if [[ ! -f $RUN/sft.tgpt ]]; then
 fi
 evaluate sft "$RUN/sft.tgpt"
 
-# 4. "I do not know": the SFT model samples each of IDK_QUESTIONS probe questions 8 times; where it
+# 4. "I do not know": the SFT model samples each of IDK_QUESTIONS probe questions IDK_SAMPLES times; where it
 # is never right the target becomes "I do not know."; then fine-tune the SFT model on them and as
 # many training questions (a seeded draw), so that refusals are a good share of what it sees.
 if [[ ! -f $RUN/idk.tgpt ]]; then
@@ -180,7 +182,7 @@ if [[ ! -f $RUN/idk.tgpt ]]; then
     head -n "$IDK_QUESTIONS" "$D/probe.jsonl" > "$D/probe-idk-questions.jsonl"
     idk_budget=()
     [[ -n $IDK_BUDGET ]] && idk_budget=(--refusal-budget "$IDK_BUDGET")
-    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe-idk-questions.jsonl" --samples 8 --min-right "$IDK_MIN_RIGHT" "${idk_budget[@]}" \
+    "$T" idk --model "$RUN/sft.tgpt" --tasks "$D/probe-idk-questions.jsonl" --samples "$IDK_SAMPLES" --min-right "$IDK_MIN_RIGHT" "${idk_budget[@]}" \
         --threads "$THREADS" --out "$D/probe-idk.jsonl"
     python3 - "$D/train.jsonl" "$IDK_QUESTIONS" > "$D/train-idk.jsonl" <<'PY'
 import random, sys
