@@ -51,7 +51,7 @@ COUNT_ITERS=${COUNT_ITERS:-0}
 IDK_QUESTIONS=${IDK_QUESTIONS:-6000}
 # Answers the "I do not know" stage samples per question.
 IDK_SAMPLES=${IDK_SAMPLES:-8}
-# Right samples a question needs to keep its answer: of the 8 of the "I do not know" stage
+# Right samples a question needs to keep its answer: of the IDK_SAMPLES of the "I do not know" stage
 # (IDK_MIN_RIGHT) and of the RL_SAMPLES of each RL round (RL_MIN_RIGHT); 1 relabels only what is never
 # right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}

@@ -237,7 +237,7 @@ enum Cmd {
         /// refusal ceiling (by kind of question and by how many samples agree with the greedy
         /// answer) on these questions, giving up at most this share of their right greedy answers,
         /// and train "I do not know." on the questions it refuses.
-        #[arg(long, value_parser = parse_budget, allow_negative_numbers = true)]
+        #[arg(long, allow_negative_numbers = true)]
         refusal_budget: Option<f64>,
         /// Output task file.
         #[arg(long)]
@@ -312,7 +312,7 @@ enum Cmd {
         /// refusal ceiling (by kind of question and by how many samples agree with the greedy
         /// answer) on each round's questions, giving up at most this share of their right greedy answers,
         /// and train (rft) "I do not know." on the questions it refuses.
-        #[arg(long, value_parser = parse_budget, allow_negative_numbers = true)]
+        #[arg(long, allow_negative_numbers = true)]
         refusal_budget: Option<f64>,
         /// Fine-tuning configuration of each round (SFT TOML; default: the built-in SFT settings with
         /// max_iters = 200).
@@ -808,11 +808,3 @@ fn main() -> ExitCode {
     }
 }
 
-/// A share of the right answers a refusal rule may give up: between 0 and 1.
-fn parse_budget(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| "not a number".to_owned())?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err("must be between 0 and 1".to_owned());
-    }
-    Ok(v)
-}

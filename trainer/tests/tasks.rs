@@ -812,6 +812,7 @@ fn tasks_and_chat_eval_commands() {
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "unknown"], "unknown answerable family \"unknown\""),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--worked=backwards"], "--worked: \"backwards\" has no worked answers"),
         (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "0", "--out", d.join("i.jsonl").to_str().unwrap()], "--samples"),
+        (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "2", "--refusal-budget", "1.5", "--out", d.join("i.jsonl").to_str().unwrap()], "--refusal-budget must be between 0 and 1"),
     ] {
         let (ok, _, stderr) = run(&args);
         assert!(!ok, "{args:?} succeeded");
