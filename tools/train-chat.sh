@@ -55,7 +55,8 @@ IDK_SAMPLES=${IDK_SAMPLES:-8}
 # (IDK_MIN_RIGHT) and of the RL_SAMPLES of each RL round (RL_MIN_RIGHT); 1 relabels only what is never
 # right.
 IDK_MIN_RIGHT=${IDK_MIN_RIGHT:-1}
-# Peak learning rate of the "I do not know" stage's 300 steps (decayed to a tenth).
+# Steps and peak learning rate (decayed to a tenth) of the "I do not know" stage.
+IDK_ITERS=${IDK_ITERS:-300}
 IDK_LR=${IDK_LR:-3e-4}
 RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
 # Refusal budgets (set to "" for none): "I do not know." targets also where the model's samples disagree
@@ -194,7 +195,7 @@ PY
     note "sft + idk"
     IDK_MIN_LR=$(python3 -c "print($IDK_LR / 10)")
     finetune "$RUN/idk" --checkpoint "$SFT_RUN" --data "$D/train-idk.jsonl" --config trainer/configs/sft-board.toml \
-        "${QAT_SET[@]}" --set max_iters=300 --set learning_rate="$IDK_LR" --set min_lr="$IDK_MIN_LR" --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
+        "${QAT_SET[@]}" --set max_iters="$IDK_ITERS" --set learning_rate="$IDK_LR" --set min_lr="$IDK_MIN_LR" --set warmup_iters=20 --set patience=3 --set threads="$TRAIN_THREADS"
     export_model "$RUN/idk" "$RUN/idk.tgpt"
 fi
 evaluate idk "$RUN/idk.tgpt" --before "$RUN/eval-sft.json"

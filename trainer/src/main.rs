@@ -178,6 +178,11 @@ enum Cmd {
         /// `=alphabet`) for one family only
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "alphabet,count", value_name = "FAMILIES")]
         worked: Option<String>,
+        /// Train the words questions on fitting words drawn by how often the --words text uses
+        /// them, so that common words are the likeliest answers (default: any fitting word, each
+        /// as likely); the questions are the same either way
+        #[arg(long)]
+        frequent_words: bool,
     },
     /// Evaluate a chat model on a task file: greedy accuracy per family with 95% Wilson intervals,
     /// prudence, over-conservativeness against an earlier evaluation, pass@K with --samples.
@@ -528,7 +533,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
             Ok(())
         }
-        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words, families, worked } => {
+        Cmd::Tasks { out, seed, train, val, probe, unanswerable_frac, words, families, worked, frequent_words } => {
             if !(0.0..=1.0).contains(&unanswerable_frac) {
                 bail!("--unanswerable-frac must be between 0 and 1 (got {unanswerable_frac})");
             }
@@ -542,9 +547,15 @@ fn run(cli: Cli) -> Result<()> {
                     _ => bail!("--worked: {n:?} has no worked answers (expected alphabet, count or both)"),
                 }
             }
+            if frequent_words && words.is_none() {
+                bail!("--frequent-words needs --words (the text whose words it counts)");
+            }
             if let Some(path) = words {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the word text {}", path.display()))?;
                 cfg.words = tasks::words_of(&text);
+                if frequent_words {
+                    cfg.word_counts = tasks::word_counts_of(&text);
+                }
                 if cfg.words.len() < 4 {
                     bail!("{}: {} words of 3 to 8 letters, the backwards and counting questions need at least 4", path.display(), cfg.words.len());
                 }

@@ -284,6 +284,15 @@ pub fn words_of(text: &str) -> Vec<String> {
     v
 }
 
+/// How often `text` uses each of its [`words_of`]: the runs of 3 to 8 letters, lower-cased, counted.
+pub fn word_counts_of(text: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for w in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| (3..=8).contains(&w.len())) {
+        *m.entry(w.to_ascii_lowercase()).or_insert(0) += 1;
+    }
+    m
+}
+
 /// People the unanswerable questions ask about.
 const NAMES: [&str; 30] = [
     "Anne", "Tom", "Lucy", "Peter", "Mary", "John", "Kate", "Hugh", "Alice", "Robin", "Emma", "Walter", "Joan",
@@ -498,6 +507,11 @@ pub struct TaskConfig {
     /// and counting have any, default: none); the checker grades what follows the last colon
     /// either way, and the items and questions are those of the same seed without it.
     pub worked: Vec<Family>,
+    /// How often the corpus uses each word ([`word_counts_of`]): a words question's training
+    /// target is then a fitting word drawn in proportion to its count, so that the common words,
+    /// which a model trained on the corpus knows best, are the likeliest answers. Empty (the
+    /// default): drawn uniformly. The questions are those of the same seed either way.
+    pub word_counts: BTreeMap<String, u64>,
     /// The answerable families questions are drawn from (in [`Family::ALL`] order; default: all
     /// of them). Leaving one out leaves the others' questions as they would be without it only
     /// when it is [`Family::Words`], the last added.
@@ -515,6 +529,7 @@ impl Default for TaskConfig {
             val_item_frac: 0.25,
             words: WORDS.iter().map(|w| w.to_string()).collect(),
             worked: Vec::new(),
+            word_counts: BTreeMap::new(),
             families: Family::ALL.into_iter().filter(|f| f.answerable()).collect(),
         }
     }
@@ -644,7 +659,21 @@ pub fn generate(cfg: &TaskConfig) -> Result<TaskSet> {
             let wording = if kind.name == "self" { it.key.clone() } else { format!("{}.{}.{}", family.name(), kind.name, wi) };
             let target = if cfg.worked.contains(&family) { worked_target(&it.key, &it.answer) } else { None }.unwrap_or_else(|| it.answer.clone());
             // A question with several right answers is trained on one of them, drawn per question.
-            let target = if it.accept.is_empty() { target } else { it.accept[rng.below(it.accept.len())].clone() };
+            // With word counts, in proportion to the corpus's use of each (one draw either way).
+            let target = if it.accept.is_empty() {
+                target
+            } else if cfg.word_counts.is_empty() {
+                it.accept[rng.below(it.accept.len())].clone()
+            } else {
+                let counts: Vec<u64> = it.accept.iter().map(|w| cfg.word_counts.get(w).copied().unwrap_or(0).max(1)).collect();
+                let mut r = rng.below(counts.iter().sum::<u64>() as usize) as u64;
+                let mut i = 0;
+                while r >= counts[i] {
+                    r -= counts[i];
+                    i += 1;
+                }
+                it.accept[i].clone()
+            };
             out.push(Task { family, item: it.key.clone(), wording, question, answer: it.answer.clone(), accept: it.accept.clone(), target });
         }
         Ok(out)

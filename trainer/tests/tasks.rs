@@ -811,6 +811,7 @@ fn tasks_and_chat_eval_commands() {
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "count,poetry"], "unknown answerable family \"poetry\""),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--families", "unknown"], "unknown answerable family \"unknown\""),
         (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--worked=backwards"], "--worked: \"backwards\" has no worked answers"),
+        (vec!["tasks", "--out", d.join("x").to_str().unwrap(), "--frequent-words"], "--frequent-words needs --words"),
         (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "0", "--out", d.join("i.jsonl").to_str().unwrap()], "--samples"),
         (vec!["idk", "--model", model.to_str().unwrap(), "--tasks", val_s.to_str().unwrap(), "--samples", "2", "--refusal-budget", "1.5", "--out", d.join("i.jsonl").to_str().unwrap()], "--refusal-budget must be between 0 and 1"),
     ] {
@@ -859,6 +860,41 @@ fn words_from_a_text_drive_the_backwards_and_counting_questions() {
     assert!(format!("{:#}", tasks::generate(&few).unwrap_err()).contains("at least 4 words"));
     let bad = TaskConfig { words: vec!["sea".into(), "lord".into(), "Rome".into(), "thee".into()], ..TaskConfig::default() };
     assert!(format!("{:#}", tasks::generate(&bad).unwrap_err()).contains("\"Rome\""));
+}
+
+#[test]
+fn frequent_words_draw_the_words_targets_by_how_often_the_text_uses_them() {
+    let counts = tasks::word_counts_of("The the THE thee; o'er-thee, thou 12 beholding");
+    let expect: Vec<(&str, u64)> = vec![("the", 3), ("thee", 2), ("thou", 1)];
+    assert_eq!(counts.iter().map(|(w, &c)| (w.as_str(), c)).collect::<Vec<_>>(), expect);
+    // Made-up words; in each group of words that share two letters and a length, those ending in
+    // "kk" are 500 times as common as the others.
+    let corpus: Vec<String> =
+        (0..400).map(|i| format!("{}{}{}", ["ab", "cd", "ef", "gh"][i % 4], ["x", "yz", "qrs", "tuv"][i / 4 % 4], "k".repeat(i / 16 % 3))).collect();
+    let words = tasks::words_of(&corpus.join(" "));
+    let word_counts = words.iter().map(|w| (w.clone(), if w.ends_with("kk") { 500 } else { 1 })).collect();
+    let cfg = TaskConfig { seed: 5, train: 4000, val: 400, words, ..TaskConfig::default() };
+    let uniform = tasks::generate(&cfg).unwrap();
+    let frequent = tasks::generate(&TaskConfig { word_counts, ..cfg }).unwrap();
+    let (mut n, mut common_uniform, mut common_frequent) = (0, 0, 0);
+    for (u, f) in uniform.train.iter().zip(&frequent.train) {
+        // The same questions; only the words targets differ, each still a fitting word.
+        assert_eq!((&u.question, &u.item, &u.answer, &u.accept), (&f.question, &f.item, &f.answer, &f.accept));
+        if f.family != Family::Words {
+            assert_eq!(u.target, f.target);
+            continue;
+        }
+        assert!(f.accept.contains(&f.target) && f.check(&f.target), "{f:?}");
+        let kk = f.accept.iter().filter(|w| w.ends_with("kk")).count();
+        if kk == 1 && f.accept.len() > 1 {
+            n += 1;
+            common_uniform += u.target.ends_with("kk") as usize;
+            common_frequent += f.target.ends_with("kk") as usize;
+        }
+    }
+    assert!(n > 100, "{n} questions with one common fitting word");
+    assert!(common_frequent as f64 > 0.95 * n as f64, "{common_frequent} of {n}");
+    assert!((common_uniform as f64) < 0.7 * n as f64, "{common_uniform} of {n}");
 }
 
 /// Several answers to one question share its prompt's prefill (the session rewinds to it): the
