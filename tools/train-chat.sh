@@ -70,6 +70,9 @@ RL_BUDGET=${RL_BUDGET-0.02}
 RL_SAMPLES=${RL_SAMPLES:-8}
 RL_QUESTIONS=${RL_QUESTIONS:-8000}
 RL_ROUNDS=${RL_ROUNDS:-8}
+# Rounds without a better dev pass@1 before RL stops (with refusal budgets pass@1 falls as refusals
+# rise, so 1 stops after the first round; more goes on refusing more).
+RL_PATIENCE=${RL_PATIENCE:-1}
 RL_ITERS=${RL_ITERS:-300}
 RL_LR=${RL_LR:-1e-4}
 # More flags for the RL stage, e.g. RL_FLAGS='--method reinforce --negative-weight 0 --idk-reward 0.3'
@@ -210,7 +213,7 @@ if [[ ! -f $RUN/rl.tgpt ]]; then
     [[ -n $RL_BUDGET ]] && rl_budget=(--refusal-budget "$RL_BUDGET")
     # shellcheck disable=SC2086 # RL_FLAGS is a list of flags
     "$T" rl --checkpoint "$RUN/idk" --tasks "$D/probe.jsonl" --val "$D/dev.jsonl" --samples "$RL_SAMPLES" --questions "$RL_QUESTIONS" \
-        --min-right "$RL_MIN_RIGHT" "${rl_budget[@]}" --one-right --rounds "$RL_ROUNDS" --patience 1 $RL_FLAGS \
+        --min-right "$RL_MIN_RIGHT" "${rl_budget[@]}" --one-right --rounds "$RL_ROUNDS" --patience "$RL_PATIENCE" $RL_FLAGS \
         --config trainer/configs/sft-board.toml "${QAT_SET[@]}" --set max_iters="$RL_ITERS" --set learning_rate="$RL_LR" --set min_lr="$RL_MIN_LR" \
         --set warmup_iters=10 --set eval_interval=1000 --set patience=0 --set threads="$TRAIN_THREADS" --threads "$THREADS" --out "$RUN/rl" 2>&1 | tail -n 40
     # The policy after the last round (rl's best.pt is the round with the best dev pass@1, which
