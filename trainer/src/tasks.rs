@@ -274,17 +274,11 @@ pub const WORDS: [&str; 163] = [
 /// The distinct words of `text` for the backwards and counting questions: its runs of letters,
 /// lower-cased, of 3 to 8 letters (a word with an apostrophe, "o'er", is two runs), sorted.
 pub fn words_of(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| (3..=8).contains(&w.len()))
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+    word_counts_of(text).into_keys().collect()
 }
 
-/// How often `text` uses each of its [`words_of`]: the runs of 3 to 8 letters, lower-cased, counted.
+/// How often `text` uses each of its [`words_of`]: the runs of 3 to 8 letters, lower-cased, counted
+/// (in order, so the keys are the words).
 pub fn word_counts_of(text: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for w in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| (3..=8).contains(&w.len())) {

@@ -774,6 +774,26 @@ fn tasks_and_chat_eval_commands() {
         }
         assert_eq!(changed, families.into_iter().collect::<BTreeSet<_>>(), "{flag}");
     }
+    // --frequent-words: the words targets drawn by the --words text's counts (a word used 50
+    // times against once), the questions those of the same text without it.
+    let text: String = (0..400)
+        .map(|i| format!("{}{}{} ", ["ab", "cd", "ef", "gh"][i % 4], ["x", "yz", "qrs", "tuv"][i / 4 % 4], "k".repeat(i / 16 % 3)))
+        .map(|w| if w.ends_with("kk ") { w.repeat(50) } else { w })
+        .collect();
+    let text_path = d.join("words.txt");
+    std::fs::write(&text_path, &text).unwrap();
+    let words_run = |name: &str, extra: &[&str]| {
+        let dir = d.join(name);
+        let mut args = vec!["tasks", "--out", dir.to_str().unwrap(), "--train", "2000", "--val", "60", "--seed", "4", "--words", text_path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = run(&args);
+        assert!(ok, "{stderr}");
+        tasks::read_tasks(&dir.join("train.jsonl")).unwrap()
+    };
+    let (alike, frequent) = (words_run("alike", &[]), words_run("frequent", &["--frequent-words"]));
+    let kk = |v: &[Task]| v.iter().filter(|t| t.family == Family::Words && t.target.ends_with("kk")).count();
+    assert!(alike.iter().zip(&frequent).all(|(a, f)| a.question == f.question && (a.family == Family::Words || a.target == f.target)));
+    assert!(kk(&frequent) > kk(&alike) + 20, "{} against {}", kk(&frequent), kk(&alike));
     let model = chat_model(d);
     let eval = d.join("e.json");
     let val_path = out.join("val.jsonl");
