@@ -172,10 +172,11 @@ enum Cmd {
         /// alphabet, backwards, count, arithmetic, words)
         #[arg(long, value_delimiter = ',')]
         families: Option<Vec<String>>,
-        /// Worked targets: alphabet and counting answers show their working before a colon
-        /// ("ABCDEFGHIJK: L", "hoRse: R: one"); the checker grades what follows the last colon.
-        /// The items and questions are those of the same seed without it. `--worked=count` (or
-        /// `=alphabet`) for one family only
+        /// Worked targets: answers show their working before a colon ("ABCDEFGHIJK: L",
+        /// "hoRse: R: one", "H D: HA IB JC KD: ten" for seven plus three); the checker grades what
+        /// follows the last colon. The items and questions are those of the same seed without it.
+        /// Bare `--worked` works the alphabet and counting; `--worked=count,arithmetic` (any of
+        /// alphabet, count, arithmetic) names the families
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "alphabet,count", value_name = "FAMILIES")]
         worked: Option<String>,
         /// Train the words questions on fitting words drawn by how often the --words text uses
@@ -543,8 +544,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut cfg = TaskConfig { seed, train, val, probe, unanswerable_frac: unanswerable_frac as f64, ..TaskConfig::default() };
             for n in worked.iter().flat_map(|w| w.split(',')) {
                 match tasks::Family::from_name(n.trim()) {
-                    Some(f @ (tasks::Family::Alphabet | tasks::Family::Count)) => cfg.worked.push(f),
-                    _ => bail!("--worked: {n:?} has no worked answers (expected alphabet, count or both)"),
+                    Some(f @ (tasks::Family::Alphabet | tasks::Family::Count | tasks::Family::Arithmetic)) => cfg.worked.push(f),
+                    _ => bail!("--worked: {n:?} has no worked answers (expected alphabet, count or arithmetic)"),
                 }
             }
             if frequent_words && words.is_none() {

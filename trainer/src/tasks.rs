@@ -34,7 +34,9 @@ pub const MAX_QUESTION: usize = 70;
 /// Longest answer generated (characters).
 pub const MAX_ANSWER: usize = 30;
 /// Longest training target (characters): a worked answer ([`TaskConfig::worked`]) with its working.
-pub const MAX_TARGET: usize = 40;
+/// With the template's 18 tokens and the longest question a worked target goes with, it fits the
+/// 128-token context.
+pub const MAX_TARGET: usize = 46;
 
 /// A family of questions, each with its own checker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,7 +135,14 @@ pub fn final_answer(reply: &str) -> &str {
 /// - letters in order: the alphabet in lower case with the question's letters in capitals
 ///   (`abCdefghijKlmnopqRstuvwxyz: C K R`);
 /// - counting a letter: the word with that letter in capitals, the capitals, the count
-///   (`hoRse: R: one`; `house: zero` when there is none).
+///   (`hoRse: R: one`; `house: zero` when there is none);
+/// - a sum or a difference: the second number as a letter (zero is A, one B, ..., twenty U), then
+///   one step at a time from the first number up (a sum) or down (a difference), each step the
+///   running total as a letter beside a letter counting the steps from A, until that count is the
+///   second number's letter, then the result in words (`seven plus three`: `D: HA IB JC KD: ten`;
+///   `twelve minus two`: `C: MA LB KC: ten`). Every step is a letter's neighbour in the alphabet
+///   and the stop is a letter copied from the start, so no step depends on which two numbers are
+///   asked together.
 pub fn worked_target(item: &str, answer: &str) -> Option<String> {
     let alphabet = std::str::from_utf8(ALPHABET).expect("ASCII");
     let upto = |l: &str| -> Option<&str> { alphabet.find(l).map(|i| &alphabet[..=i]) };
@@ -153,6 +162,13 @@ pub fn worked_target(item: &str, answer: &str) -> Option<String> {
             } else {
                 Some(format!("{marked}: {}: {answer}", vec![up.as_str(); n].join(" ")))
             }
+        }
+        [op @ ("plus" | "minus"), a, b] => {
+            let number = |w: &str| NUMBERS.iter().position(|n| *n == w);
+            let (a, b) = (number(a)?, number(b)?);
+            let total = |i: usize| if op == "plus" { a.checked_add(i) } else { a.checked_sub(i) };
+            let steps: Option<Vec<String>> = (0..=b).map(|i| total(i).filter(|&t| t < 26).map(|t| format!("{}{}", letter(t), letter(i)))).collect();
+            Some(format!("{}: {}: {answer}", letter(b), steps?.join(" ")))
         }
         _ => None,
     }
@@ -497,8 +513,8 @@ pub struct TaskConfig {
     /// [`words_of`]). The default is [`WORDS`]; a long list (the corpus's own words) leaves too
     /// many items to memorise, so a model must learn to spell backwards and to count.
     pub words: Vec<String>,
-    /// The families whose answers show their working first ([`worked_target`]; only the alphabet
-    /// and counting have any, default: none); the checker grades what follows the last colon
+    /// The families whose answers show their working first ([`worked_target`]; the alphabet,
+    /// counting and arithmetic have any, default: none); the checker grades what follows the last colon
     /// either way, and the items and questions are those of the same seed without it.
     pub worked: Vec<Family>,
     /// How often the corpus uses each word ([`word_counts_of`]): a words question's training

@@ -191,6 +191,20 @@ fn check_working(t: &Task) {
                 assert_eq!(caps.split(' ').collect::<Vec<_>>(), vec![up.as_str(); n], "{t:?}");
             }
         }
+        Family::Arithmetic => {
+            // The numbers and the operation as the oracle reads them from the question.
+            let (_, key) = oracle(Family::Arithmetic, &t.question).unwrap();
+            let k: Vec<&str> = key.split(' ').collect();
+            let (a, b): (usize, usize) = (k[0].parse().unwrap(), k[2].parse().unwrap());
+            let (count, steps) = work.split_once(": ").unwrap_or_else(|| panic!("{t:?}"));
+            assert_eq!(count, &AZ[b..=b], "{t:?}");
+            let steps: Vec<&str> = steps.split(' ').collect();
+            assert_eq!(steps.len(), b + 1, "{t:?}");
+            for (i, step) in steps.iter().enumerate() {
+                let total = if k[1] == "+" { a + i } else { a - i };
+                assert_eq!(*step, format!("{}{}", &AZ[total..=total], &AZ[i..=i]), "{t:?}");
+            }
+        }
         f => panic!("{f} questions are answered without working: {t:?}"),
     }
 }
@@ -198,14 +212,14 @@ fn check_working(t: &Task) {
 #[test]
 fn worked_targets_show_their_working_and_end_in_the_right_answer() {
     let plain = set(7);
-    let worked = tasks::generate(&TaskConfig { seed: 7, train: 3000, val: 600, worked: vec![Family::Alphabet, Family::Count], ..TaskConfig::default() }).unwrap();
+    let worked = tasks::generate(&TaskConfig { seed: 7, train: 3000, val: 600, worked: vec![Family::Alphabet, Family::Count, Family::Arithmetic], ..TaskConfig::default() }).unwrap();
     let (mut n_worked, mut n_plain) = (0, 0);
     for (p, w) in plain.train.iter().chain(&plain.val).zip(worked.train.iter().chain(&worked.val)) {
         // The same questions, items and answers; only the targets differ.
         assert_eq!((&p.question, &p.item, &p.answer, p.family), (&w.question, &w.item, &w.answer, w.family));
         assert!(w.check(&w.target), "the checker accepts the worked target {w:?}");
         match w.family {
-            Family::Alphabet | Family::Count => {
+            Family::Alphabet | Family::Count | Family::Arithmetic => {
                 check_working(w);
                 // A wrong final answer after right working is wrong; the bare answer is right.
                 assert!(!w.check(&format!("{}: {}", w.target.rsplit_once(": ").unwrap().0, "wrong")));
@@ -231,7 +245,12 @@ fn worked_targets_show_their_working_and_end_in_the_right_answer() {
     assert_eq!(tasks::worked_target("order:CKR", "C K R").as_deref(), Some("abCdefghijKlmnopqRstuvwxyz: C K R"));
     assert_eq!(tasks::worked_target("count:banana:a", "three").as_deref(), Some("bAnAnA: A A A: three"));
     assert_eq!(tasks::worked_target("count:house:z", "zero").as_deref(), Some("house: zero"));
+    assert_eq!(tasks::worked_target("plus:seven:three", "ten").as_deref(), Some("D: HA IB JC KD: ten"));
+    assert_eq!(tasks::worked_target("minus:twelve:two", "ten").as_deref(), Some("C: MA LB KC: ten"));
+    assert_eq!(tasks::worked_target("plus:four:zero", "four").as_deref(), Some("A: EA: four"));
     assert_eq!(tasks::worked_target("backwards:crow", "worc"), None);
+    assert!(Family::Arithmetic.check("ten", "D: HA IB JC KD: ten"));
+    assert!(!Family::Arithmetic.check("ten", "D: HA IB JC KD: nine"));
     // The checker reads what follows the last colon; an empty final answer is wrong.
     assert!(Family::Alphabet.check("L", "ABCDEFGHIJK: l."));
     assert!(!Family::Alphabet.check("L", "ABCDEFGHIJK:"));
@@ -749,7 +768,8 @@ fn tasks_and_chat_eval_commands() {
     assert!(ok, "{stderr}");
     let fams: BTreeSet<Family> = tasks::read_tasks(&some.join("train.jsonl")).unwrap().iter().map(|t| t.family).collect();
     assert_eq!(fams, BTreeSet::from([Family::Count, Family::Words, Family::Unknown]));
-    // --worked=count: worked counting answers, the alphabet's plain; bare --worked: both worked.
+    // --worked=count: worked counting answers, the alphabet's plain; bare --worked: both worked;
+    // --worked=count,arithmetic: counting and arithmetic worked.
     let worked = |flag: &str| {
         let dir = d.join(flag.trim_start_matches('-').replace('=', "-"));
         let (ok, _, stderr) = run(&["tasks", "--out", dir.to_str().unwrap(), "--train", "300", "--val", "60", "--seed", "4", flag]);
@@ -757,7 +777,9 @@ fn tasks_and_chat_eval_commands() {
         tasks::read_tasks(&dir.join("train.jsonl")).unwrap()
     };
     let plain = tasks::read_tasks(&out.join("train.jsonl")).unwrap();
-    for (flag, families) in [("--worked=count", vec![Family::Count]), ("--worked", vec![Family::Alphabet, Family::Count])] {
+    for (flag, families) in
+        [("--worked=count", vec![Family::Count]), ("--worked", vec![Family::Alphabet, Family::Count]), ("--worked=count,arithmetic", vec![Family::Count, Family::Arithmetic])]
+    {
         let w = worked(flag);
         assert_eq!(w.len(), plain.len());
         let mut changed = BTreeSet::new();
