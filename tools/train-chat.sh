@@ -2,7 +2,7 @@
 # The chat recipe from the shipped base model to models/shakespeare-chat.tgpt, with every
 # evaluation of the model card's report card:
 #
-#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about 65 minutes on 2 CPU cores with the
+#   tools/train-chat.sh [RUN_DIR]          (default runs/chat; about 75 minutes on 2 CPU cores with the
 #                                        release build (TINYGPT_BIN_DIR=target/release); the
 #                                        shipped models/shakespeare-chat.tgpt is RUN_DIR/rl.tgpt)
 #
@@ -32,9 +32,10 @@ THREADS=${THREADS:-2}
 # libtorch threads of the fine-tuning runs (1 on a machine that does other work: fewer stalls).
 TRAIN_THREADS=${TRAIN_THREADS:-$THREADS}
 # The questions (`tinygpt-train tasks`): the backwards, counting and words questions ask about Tiny
-# Shakespeare's own 9,025 words, and counting answers show their working (`--worked=count`:
-# `hoRse: R: one`), which a model this size learns where it does not learn the bare count.
-TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --words $CORPUS --worked=count}
+# Shakespeare's own 9,025 words, and counting and arithmetic answers show their working
+# (`--worked=count,arithmetic`: `hoRse: R: one`, `D: HA IB JC KD: ten` for seven plus three), which
+# a model this size learns where it does not learn the bare count or sum.
+TASK_FLAGS=${TASK_FLAGS:---train 200000 --val 3000 --probe 30000 --seed 1 --words $CORPUS --worked=count,arithmetic}
 # Steps and peak learning rate of the supervised fine-tuning stage.
 SFT_ITERS=${SFT_ITERS:-12000}
 SFT_LR=${SFT_LR:-1e-3}
@@ -64,7 +65,7 @@ RL_MIN_RIGHT=${RL_MIN_RIGHT:-1}
 # of question and agreement, as chat-eval's refusal ceiling), giving up at most this share of
 # their right greedy answers: IDK_BUDGET in the "I do not know" stage, RL_BUDGET in each RL round.
 IDK_BUDGET=${IDK_BUDGET-0.1}
-RL_BUDGET=${RL_BUDGET-0.02}
+RL_BUDGET=${RL_BUDGET-0.04}
 # Answers sampled per question in each RL round, questions per round (fresh ones of the probe
 # split each round), most rounds, and fine-tuning steps a round.
 RL_SAMPLES=${RL_SAMPLES:-8}
