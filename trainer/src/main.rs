@@ -173,7 +173,7 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         families: Option<Vec<String>>,
         /// Worked targets: answers show their working before a colon ("ABCDEFGHIJK: L",
-        /// "hoRse: R: one", "H D: HA IB JC KD: ten" for seven plus three); the checker grades what
+        /// "hoRse: R: one", "D: HA IB JC KD: ten" for seven plus three); the checker grades what
         /// follows the last colon. The items and questions are those of the same seed without it.
         /// Bare `--worked` works the alphabet and counting; `--worked=count,arithmetic` (any of
         /// alphabet, count, arithmetic) names the families

@@ -237,6 +237,9 @@ fn worked_targets_show_their_working_and_end_in_the_right_answer() {
         assert!(18 + w.question.len() + w.target.len() <= 128, "{w:?}");
     }
     assert!(n_worked > 1000 && n_plain > 1000, "{n_worked} worked, {n_plain} plain");
+    // The evaluation and the RL rounds generate up to MAX_REPLY_TOKENS: a whole target and its
+    // <|im_end|> fit (a longer working would be cut before its answer).
+    assert!(tasks::MAX_TARGET < evalchat::MAX_REPLY_TOKENS);
     // Shown examples of each kind of working.
     for (item, target) in [("after:K", "ABCDEFGHIJK: L"), ("before:K", "ABCDEFGHIJK: J"), ("recite:D:H", "ABCDEFGH: D E F G H")] {
         let answer = target.rsplit_once(": ").unwrap().1;
